@@ -1,0 +1,131 @@
+//! berth's metadata: the source of truth for what exists where.
+//!
+//! The blob store holds bytes; this crate knows which repositories exist, which
+//! blobs each repository may see, every manifest (with its exact payload), what
+//! manifests reference, tags and upload sessions. Callers use the [`Metadata`]
+//! facade, built from capability traits, so the SQLite default and a PostgreSQL
+//! backend can sit behind the same interface. Every multi-row change happens in
+//! one transaction.
+
+mod error;
+mod model;
+pub mod sqlite;
+pub mod testsuite;
+
+use async_trait::async_trait;
+use berth_core::{Digest, RepoName, Tag};
+
+pub use error::MetaError;
+pub use model::*;
+pub use sqlite::SqliteMeta;
+
+/// Repositories and the catalog.
+#[async_trait]
+pub trait RepoStore: Send + Sync {
+    /// True when the repository exists.
+    async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError>;
+
+    /// Repository names sorted bytewise, strictly after `last`, at most `limit`.
+    async fn list_repos(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>, MetaError>;
+}
+
+/// Which blobs exist and which repositories may see them.
+#[async_trait]
+pub trait BlobIndex: Send + Sync {
+    /// Size of `digest` if it is visible in `repo`.
+    async fn blob_in_repo(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError>;
+
+    /// Size of `digest` if any repository can see it (for automatic mounts).
+    async fn find_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError>;
+
+    /// Records a verified blob and makes it visible in `repo` (creating the repository).
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64)
+    -> Result<(), MetaError>;
+
+    /// Hides `digest` from `repo`. Returns false when it was not visible there.
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+}
+
+/// Manifests, tags and referrers.
+#[async_trait]
+pub trait ManifestStore: Send + Sync {
+    /// Stores a manifest and points `tags` at it in one transaction, after checking
+    /// that every referenced blob and child manifest is visible in the repository.
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: NewManifest,
+        tags: &[Tag],
+    ) -> Result<(), MetaError>;
+
+    /// Looks a manifest up by digest, with its payload when `with_payload`.
+    async fn manifest_by_digest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        with_payload: bool,
+    ) -> Result<Option<ManifestRecord>, MetaError>;
+
+    /// Looks up the manifest a tag points at, with its payload when `with_payload`.
+    async fn manifest_by_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        with_payload: bool,
+    ) -> Result<Option<ManifestRecord>, MetaError>;
+
+    /// Deletes a manifest and every tag pointing at it. False when absent.
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+
+    /// Deletes one tag (the manifest stays). False when absent.
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError>;
+
+    /// Tags sorted bytewise, strictly after `last`, at most `limit` (all when `None`).
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<String>, MetaError>;
+
+    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
+    async fn list_referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError>;
+}
+
+/// Upload sessions, which outlive a restart of the server.
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    /// Records a new session (creating the repository).
+    async fn create_upload(&self, upload: &NewUpload) -> Result<(), MetaError>;
+
+    /// A session by id, only if it belongs to `repo`.
+    async fn get_upload(&self, repo: &RepoName, id: &str) -> Result<Option<Upload>, MetaError>;
+
+    /// Records how many bytes the session has durably received.
+    async fn set_upload_received(&self, id: &str, received: u64) -> Result<(), MetaError>;
+
+    /// Removes a session. False when absent.
+    async fn delete_upload(&self, id: &str) -> Result<bool, MetaError>;
+
+    /// Ids of sessions idle since before `before` (unix seconds).
+    async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<String>, MetaError>;
+}
+
+/// Everything berth stores as metadata, behind one object-safe facade.
+pub trait Metadata: RepoStore + BlobIndex + ManifestStore + UploadStore + std::fmt::Debug {}
+
+impl<T: RepoStore + BlobIndex + ManifestStore + UploadStore + std::fmt::Debug> Metadata for T {}
+
+/// The current time as unix seconds, the unit every timestamp column uses.
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

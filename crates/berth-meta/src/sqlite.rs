@@ -1,0 +1,517 @@
+//! The SQLite metadata backend (the embedded default).
+//!
+//! WAL mode with one writer connection and a small pool of readers: readers never
+//! block the writer, and serialising writes in-process avoids `SQLITE_BUSY`.
+//! `synchronous=FULL` makes every acknowledged transaction survive a power loss.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_core::{Algorithm, Digest, RepoName, Tag};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlStr, Sqlite, SqlitePool, Transaction};
+
+use crate::{
+    BlobIndex, ManifestRecord, ManifestStore, MetaError, NewManifest, NewUpload, Referrer,
+    RepoStore, Upload, UploadStore, now_unix,
+};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "registry",
+    include_str!("../migrations/sqlite/0001_registry.sql"),
+)];
+
+/// Metadata in a SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteMeta {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteMeta {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self, MetaError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        migrator().run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteMeta { writer, reader })
+    }
+
+    /// Closes both pools, flushing the WAL.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn migrator() -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, name, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*name),
+                MigrationType::Simple,
+                SqlStr::from_static(sql),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+fn parse_digest(s: &str) -> Result<Digest, MetaError> {
+    s.parse()
+        .map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
+}
+
+/// Finds or creates a repository inside a write transaction.
+async fn ensure_repo(tx: &mut Transaction<'_, Sqlite>, repo: &RepoName) -> Result<i64, MetaError> {
+    sqlx::query("INSERT INTO repositories (name, project, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING")
+        .bind(repo.as_str())
+        .bind(repo.project())
+        .bind(now_unix())
+        .execute(&mut **tx)
+        .await?;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+        .bind(repo.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(id)
+}
+
+#[async_trait]
+impl RepoStore for SqliteMeta {
+    async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(repo.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn list_repos(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>, MetaError> {
+        let names = sqlx::query_scalar(
+            "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(last.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(names)
+    }
+}
+
+#[async_trait]
+impl BlobIndex for SqliteMeta {
+    async fn blob_in_repo(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+             WHERE rb.repo_id = (SELECT id FROM repositories WHERE name = ?) AND rb.digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn find_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT size FROM blobs WHERE digest = ? AND EXISTS (SELECT 1 FROM repository_blobs WHERE digest = ?)",
+        )
+        .bind(digest.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), MetaError> {
+        let now = now_unix();
+        let mut tx = self.writer.begin().await?;
+        let repo_id = ensure_repo(&mut tx, repo).await?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING")
+            .bind(digest.as_str())
+            .bind(size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES (?, ?, ?)
+             ON CONFLICT(repo_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn manifest_record(
+    row: &sqlx::sqlite::SqliteRow,
+    with_payload: bool,
+) -> Result<ManifestRecord, MetaError> {
+    Ok(ManifestRecord {
+        digest: parse_digest(row.try_get("digest")?)?,
+        media_type: row.try_get("media_type")?,
+        size: row.try_get::<i64, _>("size")? as u64,
+        payload: if with_payload {
+            Some(row.try_get("payload")?)
+        } else {
+            None
+        },
+    })
+}
+
+#[async_trait]
+impl ManifestStore for SqliteMeta {
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        m: NewManifest,
+        tags: &[Tag],
+    ) -> Result<(), MetaError> {
+        let now = now_unix();
+        let mut tx = self.writer.begin().await?;
+        let repo_id = ensure_repo(&mut tx, repo).await?;
+        let mut missing = Vec::new();
+        for blob in &m.blob_refs {
+            let seen: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM repository_blobs WHERE repo_id = ? AND digest = ?",
+            )
+            .bind(repo_id)
+            .bind(blob.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if seen.is_none() {
+                missing.push(blob.clone());
+            }
+        }
+        for child in &m.manifest_refs {
+            let seen: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?")
+                    .bind(repo_id)
+                    .bind(child.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if seen.is_none() {
+                missing.push(child.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(MetaError::MissingReferences(missing));
+        }
+        sqlx::query(
+            "INSERT INTO manifests
+               (repo_id, digest, media_type, artifact_type, subject_digest, annotations, size, payload, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(repo_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(m.digest.as_str())
+        .bind(&m.media_type)
+        .bind(&m.artifact_type)
+        .bind(m.subject.as_ref().map(|s| s.as_str()))
+        .bind(&m.annotations_json)
+        .bind(m.payload.len() as i64)
+        .bind(&m.payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let refs = m
+            .blob_refs
+            .iter()
+            .map(|d| (d, "blob"))
+            .chain(m.manifest_refs.iter().map(|d| (d, "manifest")));
+        for (child, kind) in refs {
+            sqlx::query(
+                "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES (?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(repo_id)
+            .bind(m.digest.as_str())
+            .bind(child.as_str())
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for tag in tags {
+            sqlx::query(
+                "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT(repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+                                                          updated_at = excluded.updated_at",
+            )
+            .bind(repo_id)
+            .bind(tag.as_str())
+            .bind(m.digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        with_payload: bool,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let sql = if with_payload {
+            "SELECT digest, media_type, size, payload FROM manifests
+             WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?"
+        } else {
+            "SELECT digest, media_type, size FROM manifests
+             WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?"
+        };
+        let row = sqlx::query(sql)
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| manifest_record(&r, with_payload)).transpose()
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        with_payload: bool,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let sql = if with_payload {
+            "SELECT m.digest, m.media_type, m.size, m.payload FROM tags t
+             JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
+             WHERE t.repo_id = (SELECT id FROM repositories WHERE name = ?) AND t.name = ?"
+        } else {
+            "SELECT m.digest, m.media_type, m.size FROM tags t
+             JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
+             WHERE t.repo_id = (SELECT id FROM repositories WHERE name = ?) AND t.name = ?"
+        };
+        let row = sqlx::query(sql)
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| manifest_record(&r, with_payload)).transpose()
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        // Tags and refs go with it through ON DELETE CASCADE.
+        let done = sqlx::query(
+            "DELETE FROM manifests WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
+        let done =
+            sqlx::query("DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND name = ?")
+                .bind(repo.as_str())
+                .bind(tag.as_str())
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<String>, MetaError> {
+        let tags = sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND name > ?
+             ORDER BY name LIMIT ?",
+        )
+        .bind(repo.as_str())
+        .bind(last.unwrap_or(""))
+        .bind(limit.map_or(-1, i64::from))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(tags)
+    }
+
+    async fn list_referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT digest, media_type, size, artifact_type, annotations FROM manifests
+             WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND subject_digest = ?
+               AND (? IS NULL OR artifact_type = ?)
+             ORDER BY created_at, digest",
+        )
+        .bind(repo.as_str())
+        .bind(subject.as_str())
+        .bind(artifact_type)
+        .bind(artifact_type)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Referrer {
+                    digest: parse_digest(row.try_get("digest")?)?,
+                    media_type: row.try_get("media_type")?,
+                    size: row.try_get::<i64, _>("size")? as u64,
+                    artifact_type: row.try_get("artifact_type")?,
+                    annotations_json: row.try_get("annotations")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl UploadStore for SqliteMeta {
+    async fn create_upload(&self, upload: &NewUpload) -> Result<(), MetaError> {
+        let now = now_unix();
+        let mut tx = self.writer.begin().await?;
+        let repo_id = ensure_repo(&mut tx, &upload.repo).await?;
+        sqlx::query(
+            "INSERT INTO uploads (id, repo_id, received, algorithm, started_at, updated_at) VALUES (?, ?, 0, ?, ?, ?)",
+        )
+        .bind(&upload.id)
+        .bind(repo_id)
+        .bind(upload.algorithm.as_str())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_upload(&self, repo: &RepoName, id: &str) -> Result<Option<Upload>, MetaError> {
+        let row = sqlx::query(
+            "SELECT id, received, algorithm, started_at, updated_at FROM uploads
+             WHERE id = ? AND repo_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(id)
+        .bind(repo.as_str())
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(|row| {
+            let algorithm: String = row.try_get("algorithm")?;
+            Ok(Upload {
+                id: row.try_get("id")?,
+                received: row.try_get::<i64, _>("received")? as u64,
+                algorithm: Algorithm::from_str(&algorithm)
+                    .map_err(|_| MetaError::Corrupt(algorithm.clone()))?,
+                started_at: row.try_get("started_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_upload_received(&self, id: &str, received: u64) -> Result<(), MetaError> {
+        sqlx::query("UPDATE uploads SET received = ?, updated_at = ? WHERE id = ?")
+            .bind(received as i64)
+            .bind(now_unix())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<String>, MetaError> {
+        let ids = sqlx::query_scalar(
+            "SELECT id FROM uploads WHERE updated_at < ? ORDER BY updated_at LIMIT ?",
+        )
+        .bind(before)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_passes_the_backend_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap();
+        crate::testsuite::run_all(&meta).await;
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_skips_applied_migrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.db");
+        let repo: RepoName = "a/b".parse().unwrap();
+        let meta = SqliteMeta::open(&path).await.unwrap();
+        meta.link_blob(&repo, &Digest::sha256(b"x"), 1)
+            .await
+            .unwrap();
+        meta.close().await;
+        let meta = SqliteMeta::open(&path).await.unwrap();
+        assert_eq!(
+            meta.blob_in_repo(&repo, &Digest::sha256(b"x"))
+                .await
+                .unwrap(),
+            Some(1)
+        );
+    }
+}
