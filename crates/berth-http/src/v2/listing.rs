@@ -1,0 +1,150 @@
+//! `/v2/`, `/v2/_ping`, `/v2/_catalog`, tags and referrers listings.
+
+use axum::Json;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_core::{Digest, ErrorCode, RepoName};
+use serde_json::{Value, json};
+
+use super::{ApiResult, V2Request};
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Most entries a catalog page returns, whatever `n` asks for.
+const MAX_CATALOG_PAGE: u32 = 1000;
+
+pub(super) fn base(state: &AppState) -> Response {
+    Json(json!({"registry": "berth", "version": state.version, "features": ["referrers"]}))
+        .into_response()
+}
+
+pub(super) fn ping() -> Response {
+    Json(json!({"status": "OK"})).into_response()
+}
+
+/// Parses `n`: absent is `None`; anything but a non-negative integer is an error.
+fn page_size(req: &V2Request) -> Result<Option<u32>, ApiError> {
+    req.param("n")
+        .map(|n| {
+            n.parse::<u32>().map_err(|_| {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::PaginationNumberInvalid)
+                    .detail(json!({"n": n}))
+            })
+        })
+        .transpose()
+}
+
+/// Trims a page fetched with one extra row and adds `Link` when more remain.
+fn paged(
+    mut items: Vec<String>,
+    limit: Option<u32>,
+    base_path: &str,
+    body: impl FnOnce(Vec<String>) -> Value,
+) -> Response {
+    let more = limit.is_some_and(|n| items.len() > n as usize);
+    if let Some(n) = limit {
+        items.truncate(n as usize);
+    }
+    let link = match (more, items.last(), limit) {
+        (true, Some(last), Some(n)) => {
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("n", &n.to_string())
+                .append_pair("last", last)
+                .finish();
+            Some(format!("<{base_path}?{query}>; rel=\"next\""))
+        }
+        _ => None,
+    };
+    let mut response = Json(body(items)).into_response();
+    if let Some(link) = link {
+        response
+            .headers_mut()
+            .insert(header::LINK, link.parse().expect("link is ASCII"));
+    }
+    response
+}
+
+pub(super) async fn catalog(state: &AppState, req: &V2Request) -> ApiResult {
+    let limit = page_size(req)?
+        .unwrap_or(MAX_CATALOG_PAGE)
+        .min(MAX_CATALOG_PAGE);
+    if limit == 0 {
+        return Ok(Json(json!({"repositories": []})).into_response());
+    }
+    let repos = state.registry.catalog(req.param("last"), limit + 1).await?;
+    Ok(paged(
+        repos,
+        Some(limit),
+        "/v2/_catalog",
+        |r| json!({"repositories": r}),
+    ))
+}
+
+pub(super) async fn tags(state: &AppState, repo: &RepoName, req: &V2Request) -> ApiResult {
+    let limit = page_size(req)?;
+    if limit == Some(0) {
+        // The spec: n=0 returns an empty list and no Link (after checking the repository).
+        state.registry.list_tags(repo, None, Some(0)).await?;
+        return Ok(Json(json!({"name": repo.as_str(), "tags": []})).into_response());
+    }
+    let tags = state
+        .registry
+        .list_tags(repo, req.param("last"), limit.map(|n| n + 1))
+        .await?;
+    let base_path = format!("/v2/{repo}/tags/list");
+    Ok(paged(
+        tags,
+        limit,
+        &base_path,
+        |t| json!({"name": repo.as_str(), "tags": t}),
+    ))
+}
+
+pub(super) async fn referrers(
+    state: &AppState,
+    repo: &RepoName,
+    subject: &Digest,
+    req: &V2Request,
+) -> ApiResult {
+    let artifact_type = req.param("artifactType").filter(|t| !t.is_empty());
+    let list = state
+        .registry
+        .referrers(repo, subject, artifact_type)
+        .await?;
+    let manifests: Vec<Value> = list
+        .referrers
+        .iter()
+        .map(|r| {
+            let mut d = json!({"mediaType": r.media_type, "digest": r.digest, "size": r.size});
+            if let Some(t) = &r.artifact_type {
+                d["artifactType"] = json!(t);
+            }
+            if let Some(a) = r
+                .annotations_json
+                .as_deref()
+                .and_then(|a| serde_json::from_str::<Value>(a).ok())
+            {
+                d["annotations"] = a;
+            }
+            d
+        })
+        .collect();
+    let body = json!({
+        "schemaVersion": 2,
+        "mediaType": berth_core::media_type::OCI_INDEX,
+        "manifests": manifests,
+    });
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        berth_core::media_type::OCI_INDEX.parse().expect("static"),
+    );
+    if list.filtered_by_artifact_type {
+        headers.insert(
+            "oci-filters-applied",
+            "artifactType".parse().expect("static"),
+        );
+    }
+    Ok(response)
+}

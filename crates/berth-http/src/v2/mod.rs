@@ -1,0 +1,208 @@
+//! The OCI Distribution (`/v2`) surface.
+
+mod blobs;
+pub mod endpoint;
+mod listing;
+mod manifests;
+mod uploads;
+
+use std::io;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use berth_core::{Digest, RepoName};
+use berth_registry::ByteStream;
+use futures_util::TryStreamExt;
+
+use crate::AppState;
+use crate::access_log::RequestInfo;
+use crate::error::ApiError;
+use endpoint::OciEndpoint;
+
+pub(crate) type ApiResult = Result<Response, ApiError>;
+
+/// The header every `/v2` response carries.
+const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
+
+/// Everything a `/v2` handler needs from the request.
+pub(crate) struct V2Request {
+    pub method: Method,
+    pub headers: HeaderMap,
+    /// Decoded query pairs, in order (keys may repeat).
+    pub query: Vec<(String, String)>,
+}
+
+impl V2Request {
+    /// The first value of query parameter `key`.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of query parameter `key`.
+    pub fn params<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.query
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The request's Content-Length, if it sent one.
+    pub fn content_length(&self) -> Option<u64> {
+        self.header(header::CONTENT_LENGTH)
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Whether the request carries a body (a non-zero length or chunked encoding).
+    pub fn has_body(&self) -> bool {
+        match self.content_length() {
+            Some(len) => len > 0,
+            None => self.headers.contains_key(header::TRANSFER_ENCODING),
+        }
+    }
+}
+
+/// A request body as a byte stream for the registry service.
+pub(crate) fn body_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(io::Error::other))
+}
+
+/// Entry point for every `/v2…` request.
+pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let raw_path = parts.uri.path();
+    let rest = raw_path.strip_prefix("/v2").unwrap_or(raw_path);
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let decoded = percent_encoding::percent_decode_str(rest)
+        .decode_utf8_lossy()
+        .into_owned();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let request = V2Request {
+        method: parts.method,
+        headers: parts.headers,
+        query,
+    };
+
+    let mut info = RequestInfo::default();
+    let result = match OciEndpoint::parse(&decoded) {
+        Some(endpoint) => {
+            info.endpoint = endpoint.name();
+            dispatch(&state, endpoint, request, body, &mut info).await
+        }
+        None => Err(ApiError::not_found_endpoint()),
+    };
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    response
+        .headers_mut()
+        .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    response.extensions_mut().insert(info);
+    response
+}
+
+async fn dispatch(
+    state: &AppState,
+    endpoint: OciEndpoint,
+    req: V2Request,
+    body: Body,
+    info: &mut RequestInfo,
+) -> ApiResult {
+    use OciEndpoint as E;
+    let m = req.method.clone();
+    match endpoint {
+        E::Base => {
+            only(&m, &[Method::GET, Method::HEAD], "GET, HEAD")?;
+            Ok(listing::base(state))
+        }
+        E::Ping => {
+            only(&m, &[Method::GET, Method::HEAD], "GET, HEAD")?;
+            Ok(listing::ping())
+        }
+        E::Catalog => {
+            only(&m, &[Method::GET], "GET")?;
+            listing::catalog(state, &req).await
+        }
+        E::TagsList { name } => {
+            only(&m, &[Method::GET], "GET")?;
+            let repo = repo_name(&name, info)?;
+            listing::tags(state, &repo, &req).await
+        }
+        E::Referrers { name, digest } => {
+            only(&m, &[Method::GET], "GET")?;
+            let repo = repo_name(&name, info)?;
+            let digest = digest_param(&digest, info)?;
+            listing::referrers(state, &repo, &digest, &req).await
+        }
+        E::Manifest { name, reference } => {
+            let repo = repo_name(&name, info)?;
+            info.digest = Some(reference.clone());
+            match m {
+                Method::GET | Method::HEAD => {
+                    manifests::get(state, &repo, &reference, m == Method::GET).await
+                }
+                Method::PUT => manifests::put(state, &repo, &reference, &req, body).await,
+                Method::DELETE => manifests::delete(state, &repo, &reference).await,
+                _ => Err(ApiError::method_not_allowed("GET, HEAD, PUT, DELETE")),
+            }
+        }
+        E::Blob { name, digest } => {
+            only(
+                &m,
+                &[Method::GET, Method::HEAD, Method::DELETE],
+                "GET, HEAD, DELETE",
+            )?;
+            let repo = repo_name(&name, info)?;
+            let digest = digest_param(&digest, info)?;
+            blobs::handle(state, &repo, &digest, &req).await
+        }
+        E::UploadStart { name } => {
+            only(&m, &[Method::POST], "POST")?;
+            let repo = repo_name(&name, info)?;
+            uploads::start(state, &repo, &req, body, info).await
+        }
+        E::Upload { name, id } => {
+            let repo = repo_name(&name, info)?;
+            match m {
+                Method::GET => uploads::status(state, &repo, &id).await,
+                Method::PATCH => uploads::patch(state, &repo, &id, &req, body).await,
+                Method::PUT => uploads::finish(state, &repo, &id, &req, body, info).await,
+                Method::DELETE => uploads::cancel(state, &repo, &id).await,
+                _ => Err(ApiError::method_not_allowed("GET, PATCH, PUT, DELETE")),
+            }
+        }
+    }
+}
+
+fn only(method: &Method, allowed: &[Method], allow_header: &'static str) -> Result<(), ApiError> {
+    if allowed.contains(method) {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed(allow_header))
+    }
+}
+
+fn repo_name(name: &str, info: &mut RequestInfo) -> Result<RepoName, ApiError> {
+    info.repo = Some(name.to_owned());
+    name.parse().map_err(ApiError::name_invalid)
+}
+
+fn digest_param(digest: &str, info: &mut RequestInfo) -> Result<Digest, ApiError> {
+    info.digest = Some(digest.to_owned());
+    digest.parse().map_err(ApiError::digest_invalid)
+}
+
+/// `Range` value of an upload that has received `received` bytes.
+pub(crate) fn upload_range(received: u64) -> String {
+    format!("0-{}", received.saturating_sub(1))
+}

@@ -1,0 +1,80 @@
+//! berth's domain services. Knows nothing of HTTP.
+//!
+//! [`Registry`] implements the OCI Distribution operations on top of a
+//! [`BlobStore`](berth_storage::BlobStore) (bytes) and a
+//! [`Metadata`](berth_meta::Metadata) backend (the source of truth). Every
+//! operation validates before it writes, hashes while receiving, and writes the
+//! metadata last, so a failure at any step leaves nothing half-visible.
+
+mod blobs;
+mod error;
+mod manifests;
+mod uploads;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_meta::Metadata;
+use berth_storage::BlobStore;
+
+pub use berth_storage::ByteStream;
+pub use blobs::BlobBody;
+pub use error::RegistryError;
+pub use manifests::{ManifestPut, ReferrerList};
+pub use uploads::{MountOutcome, UploadState};
+
+/// Knobs of the registry service.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Whether DELETE on manifests, tags and blobs is allowed.
+    pub deletes_enabled: bool,
+    /// Upload sessions idle for longer than this are discarded.
+    pub upload_expiry: Duration,
+    /// Mount a blob found in any repository when `mount` comes without `from`.
+    pub automatic_mount: bool,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            deletes_enabled: true,
+            upload_expiry: Duration::from_secs(24 * 3600),
+            automatic_mount: true,
+        }
+    }
+}
+
+/// The registry service: blobs, uploads, manifests, tags, referrers, catalog.
+#[derive(Debug)]
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn Metadata>,
+    config: RegistryConfig,
+    /// Live hash state of upload sessions this process has touched.
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
+}
+
+impl Registry {
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn Metadata>, config: RegistryConfig) -> Self {
+        Registry {
+            blobs,
+            meta,
+            config,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// Repository names for `/v2/_catalog`, strictly after `last`.
+    pub async fn catalog(
+        &self,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, RegistryError> {
+        Ok(self.meta.list_repos(last, limit).await?)
+    }
+}

@@ -1,0 +1,152 @@
+//! Manifests, tags and referrers.
+
+use berth_core::manifest::MAX_MANIFEST_BYTES;
+use berth_core::{Digest, ManifestError, ParsedManifest, Reference, RepoName, Tag};
+use berth_meta::{ManifestRecord, NewManifest, Referrer};
+
+use crate::{Registry, RegistryError};
+
+/// The result of storing a manifest.
+#[derive(Debug, Clone)]
+pub struct ManifestPut {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+    /// Every tag now pointing at the manifest.
+    pub tags: Vec<Tag>,
+}
+
+/// Referrers of a subject, after optional filtering.
+#[derive(Debug, Clone)]
+pub struct ReferrerList {
+    pub referrers: Vec<Referrer>,
+    pub filtered_by_artifact_type: bool,
+}
+
+impl Registry {
+    /// Validates and stores a manifest pushed to `reference`, tagging it with the
+    /// reference (if a tag) and `extra_tags` in the same transaction.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        extra_tags: Vec<Tag>,
+    ) -> Result<ManifestPut, RegistryError> {
+        if body.len() > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::ManifestTooLarge {
+                limit: MAX_MANIFEST_BYTES,
+            });
+        }
+        let parsed = ParsedManifest::parse(&body, content_type).map_err(|e| match e {
+            ManifestError::UnsupportedMediaType(t) => RegistryError::ManifestUnsupported(t),
+            other => RegistryError::ManifestInvalid(other.to_string()),
+        })?;
+        let mut tags = extra_tags;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::compute(expected.algorithm(), &body);
+                if &actual != expected {
+                    return Err(RegistryError::DigestInvalid(format!(
+                        "manifest body has digest {actual}, not {expected}"
+                    )));
+                }
+                actual
+            }
+            Reference::Tag(tag) => {
+                tags.insert(0, tag.clone());
+                Digest::sha256(&body)
+            }
+        };
+        tags.dedup();
+        let annotations_json = parsed
+            .annotations
+            .as_ref()
+            .map(|a| serde_json::to_string(a).expect("string maps always serialise"));
+        let manifest = NewManifest {
+            digest: digest.clone(),
+            media_type: parsed.media_type,
+            artifact_type: parsed.artifact_type,
+            subject: parsed.subject.clone(),
+            annotations_json,
+            payload: body,
+            blob_refs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
+            manifest_refs: parsed.children.into_iter().map(|d| d.digest).collect(),
+        };
+        self.meta.put_manifest(repo, manifest, &tags).await?;
+        Ok(ManifestPut {
+            digest,
+            subject: parsed.subject,
+            tags,
+        })
+    }
+
+    /// Looks a manifest up; with its bytes when `with_payload` (GET), without for HEAD.
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        with_payload: bool,
+    ) -> Result<ManifestRecord, RegistryError> {
+        let found = match reference {
+            Reference::Digest(d) => self.meta.manifest_by_digest(repo, d, with_payload).await?,
+            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t, with_payload).await?,
+        };
+        match found {
+            Some(m) => Ok(m),
+            None if self.meta.repo_exists(repo).await? => Err(RegistryError::ManifestUnknown),
+            None => Err(RegistryError::NameUnknown),
+        }
+    }
+
+    /// Deletes a tag (the manifest stays) or a manifest by digest (with its tags).
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), RegistryError> {
+        if !self.config.deletes_enabled {
+            return Err(RegistryError::DeletesDisabled);
+        }
+        let deleted = match reference {
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?,
+            Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
+        };
+        match deleted {
+            true => Ok(()),
+            false if self.meta.repo_exists(repo).await? => Err(RegistryError::ManifestUnknown),
+            false => Err(RegistryError::NameUnknown),
+        }
+    }
+
+    /// Tags of `repo` in bytewise order, strictly after `last`, at most `limit`.
+    pub async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<String>, RegistryError> {
+        if !self.meta.repo_exists(repo).await? {
+            return Err(RegistryError::NameUnknown);
+        }
+        Ok(self.meta.list_tags(repo, last, limit).await?)
+    }
+
+    /// Manifests in `repo` whose subject is `subject`. An unknown repository
+    /// simply has no referrers (clients probe before pushing).
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<ReferrerList, RegistryError> {
+        let referrers = self
+            .meta
+            .list_referrers(repo, subject, artifact_type)
+            .await?;
+        Ok(ReferrerList {
+            referrers,
+            filtered_by_artifact_type: artifact_type.is_some(),
+        })
+    }
+}

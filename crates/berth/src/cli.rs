@@ -1,0 +1,54 @@
+//! Command-line interface. Flags override the config file and environment.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Version string: crate version and the git commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BERTH_GIT_COMMIT"),
+    ")"
+);
+
+/// berth: a self-hosted OCI container image registry.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version = VERSION, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the registry server.
+    Serve(ServeArgs),
+    /// Inspect configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a commented default configuration file.
+    PrintDefault,
+    /// Load the configuration (file, environment, flags) and report problems.
+    Check(ServeArgs),
+}
+
+/// Settings shared by every command that opens berth's data.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (default 0.0.0.0:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Directory holding blobs and the SQLite database (default ./berth-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}

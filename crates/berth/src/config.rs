@@ -1,0 +1,282 @@
+//! Layered configuration: defaults → TOML file → `BERTH_*` environment → flags.
+//!
+//! Nested keys use `__` in the environment (`BERTH_TLS__CERT`). Any key can be
+//! read from a file by adding `_FILE` (`BERTH_TLS__KEY_FILE=/run/secrets/key`),
+//! which suits Docker and Kubernetes secrets. Unknown keys in the file are
+//! errors, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::cli::ServeArgs;
+
+/// The commented default configuration, printed by `berth config print-default`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../berth.example.toml");
+
+/// Top-level keys (and sections) the environment may set.
+const KNOWN_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "external_url",
+    "tls",
+    "registry",
+    "log",
+];
+
+/// berth's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Directory holding blobs (`blobs/`, `uploads/`) and `berth.db`.
+    pub data_dir: PathBuf,
+    /// Public URL clients use to reach berth (for links shown to people).
+    pub external_url: Option<String>,
+    pub tls: TlsConfig,
+    pub registry: RegistrySection,
+    pub log: LogConfig,
+}
+
+/// Serve HTTPS directly when both paths are set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySection {
+    /// Allow DELETE of manifests, tags and blobs on /v2.
+    pub deletes_enabled: bool,
+    /// Mount blobs found in any repository when `mount` has no `from`.
+    pub automatic_mount: bool,
+    /// Idle upload sessions are discarded after this long (`24h`, `90m`, `3600`).
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub upload_expiry: Duration,
+    /// How long shutdown waits for in-flight requests.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `berth=debug,info`; `RUST_LOG` wins when set.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "0.0.0.0:8080".into(),
+            data_dir: PathBuf::from("./berth-data"),
+            external_url: None,
+            tls: TlsConfig::default(),
+            registry: RegistrySection::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for RegistrySection {
+    fn default() -> Self {
+        RegistrySection {
+            deletes_enabled: true,
+            automatic_mount: true,
+            upload_expiry: Duration::from_secs(24 * 3600),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layers in order and validates the result.
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &args.config {
+            if !path.is_file() {
+                bail!("config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("BERTH_")
+                .split("__")
+                .filter(|key| is_known(key.as_str()) && !key.as_str().ends_with("_file")),
+        );
+        for (key, value) in secret_files()? {
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        if let Some(listen) = &args.listen {
+            figment = figment.merge(Serialized::default("listen", listen));
+        }
+        if let Some(dir) = &args.data_dir {
+            figment = figment.merge(Serialized::default("data_dir", dir));
+        }
+        let config: Config = figment.extract().context("could not read configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.listen_addr()?;
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            bail!("tls.cert and tls.key must be set together");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!(
+                "log.format must be \"text\" or \"json\", not {:?}",
+                self.log.format
+            );
+        }
+        Ok(())
+    }
+
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listen.parse().with_context(|| {
+            format!(
+                "listen address {:?} is not HOST:PORT (e.g. 0.0.0.0:8080)",
+                self.listen
+            )
+        })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("berth.db")
+    }
+}
+
+fn is_known(key: &str) -> bool {
+    let top = key.split('.').next().unwrap_or(key);
+    KNOWN_KEYS.contains(&top)
+}
+
+/// `BERTH_X__Y_FILE=path` → (`x.y`, contents of path).
+fn secret_files() -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (name, path) in std::env::vars() {
+        let Some(key) = name
+            .strip_prefix("BERTH_")
+            .and_then(|k| k.strip_suffix("_FILE"))
+        else {
+            continue;
+        };
+        let key = key.to_lowercase().replace("__", ".");
+        if !is_known(&key) {
+            continue;
+        }
+        let value =
+            read_secret(Path::new(&path)).with_context(|| format!("{name}: cannot read {path}"))?;
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+fn read_secret(path: &Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?
+        .trim_end_matches(['\r', '\n'])
+        .to_owned())
+}
+
+/// Parses `90`, `90s`, `15m`, `24h` or `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 24h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => {
+            return Err(format!(
+                "{s:?} has unknown unit {unit:?} (use s, m, h or d)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(n) => Ok(Duration::from_secs(n)),
+        Raw::Text(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn duration_out<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}s", d.as_secs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.listen, "0.0.0.0:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./berth-data"));
+        assert_eq!(c.db_path(), PathBuf::from("./berth-data/berth.db"));
+        assert_eq!(c.registry.upload_expiry, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn example_file_is_the_default_config() {
+        let parsed: Config = Figment::from(Toml::string(DEFAULT_CONFIG_TOML))
+            .extract()
+            .unwrap();
+        let d = Config::default();
+        assert_eq!(parsed.listen, d.listen);
+        assert_eq!(parsed.data_dir, d.data_dir);
+        assert_eq!(parsed.registry.upload_expiry, d.registry.upload_expiry);
+        assert_eq!(parsed.registry.deletes_enabled, d.registry.deletes_enabled);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604800)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let r: Result<Config, _> = Figment::from(Toml::string("lisen = \"x\"")).extract();
+        assert!(r.is_err());
+    }
+}

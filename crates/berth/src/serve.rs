@@ -1,0 +1,157 @@
+//! `berth serve`: open storage, build the app, listen, and shut down gracefully.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use berth_http::AppState;
+use berth_meta::SqliteMeta;
+use berth_registry::{Registry, RegistryConfig};
+use berth_storage::FsStore;
+
+use crate::cli::{ServeArgs, VERSION};
+use crate::config::Config;
+use crate::telemetry;
+
+/// How often idle upload sessions are swept.
+const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Runs the server until SIGTERM/SIGINT. Exit codes: 2 bad config, 1 startup failure.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let config = match Config::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: invalid configuration: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let addr = config.listen_addr()?;
+    ensure_writable_dir(&config.data_dir).await?;
+    let blobs = FsStore::open(&config.data_dir)
+        .await
+        .with_context(|| format!("cannot open blob storage in {}", config.data_dir.display()))?;
+    let meta = SqliteMeta::open(&config.db_path()).await.with_context(|| {
+        format!(
+            "cannot open metadata database {}",
+            config.db_path().display()
+        )
+    })?;
+    let registry_config = RegistryConfig {
+        deletes_enabled: config.registry.deletes_enabled,
+        upload_expiry: config.registry.upload_expiry,
+        automatic_mount: config.registry.automatic_mount,
+    };
+    let registry = Arc::new(Registry::new(
+        Arc::new(blobs),
+        Arc::new(meta.clone()),
+        registry_config,
+    ));
+    let app = berth_http::router(AppState {
+        registry: registry.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+    });
+
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let sweeper = tokio::spawn(sweep_uploads(registry));
+
+    let handle = axum_server::Handle::new();
+    tokio::spawn(shutdown_on_signal(
+        handle.clone(),
+        config.registry.shutdown_timeout,
+    ));
+    let service = app.into_make_service();
+    let scheme = if config.tls.cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(version = VERSION, data_dir = %config.data_dir.display(), "listening on {local} ({scheme})");
+    match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load TLS certificate {} / key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .serve(service)
+                .await?
+        }
+        _ => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(service)
+                .await?
+        }
+    }
+    sweeper.abort();
+    meta.close().await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Creates the data directory and proves it is writable before anything else.
+async fn ensure_writable_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    let probe = dir.join(".berth-write-test");
+    if let Err(e) = tokio::fs::write(&probe, b"ok").await {
+        bail!("data dir {} is not writable: {e}", dir.display());
+    }
+    tokio::fs::remove_file(&probe).await.ok();
+    Ok(())
+}
+
+async fn sweep_uploads(registry: Arc<Registry>) {
+    loop {
+        match registry.expire_uploads().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "discarded idle upload sessions"),
+            Err(e) => tracing::warn!(error = %e, "upload expiry sweep failed"),
+        }
+        tokio::time::sleep(UPLOAD_SWEEP_INTERVAL).await;
+    }
+}
+
+/// Stops accepting on SIGTERM/SIGINT and gives in-flight requests `grace` to finish.
+/// Interrupted uploads stay resumable: their sessions live in the database.
+async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>, grace: Duration) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: finishing in-flight requests"
+    );
+    handle.graceful_shutdown(Some(grace));
+}
