@@ -121,11 +121,10 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(
-            Env::prefixed("BERTH_")
-                .split("__")
-                .filter(|key| is_known(key.as_str()) && !key.as_str().ends_with("_file")),
-        );
+        figment = figment.merge(Env::prefixed("BERTH_").split("__").filter(|key| {
+            let key = key.as_str().to_lowercase();
+            is_known(&key) && !key.ends_with("_file")
+        }));
         for (key, value) in secret_files()? {
             figment = figment.merge(Serialized::default(&key, value));
         }

@@ -1,0 +1,8 @@
+//! Integration tests: each starts the real `berth` binary on an ephemeral port
+//! and talks to it over HTTP, with raw requests and with the `oci-client` crate.
+//! One test binary keeps linking fast.
+
+mod cli;
+mod common;
+mod oci_client;
+mod protocol;
