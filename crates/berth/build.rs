@@ -15,8 +15,5 @@ fn main() {
             .and_then(|o| String::from_utf8(o.stdout).ok())
             .map(|s| s.trim().to_owned())
     });
-    println!(
-        "cargo:rustc-env=BERTH_GIT_COMMIT={}",
-        commit.unwrap_or_else(|| "unknown".into())
-    );
+    println!("cargo:rustc-env=BERTH_GIT_COMMIT={}", commit.unwrap_or_else(|| "unknown".into()));
 }

@@ -45,9 +45,7 @@ impl FromStr for Algorithm {
         match s {
             "sha256" => Ok(Algorithm::Sha256),
             "sha512" => Ok(Algorithm::Sha512),
-            other if is_valid_algorithm_syntax(other) => {
-                Err(DigestError::UnsupportedAlgorithm(other.to_owned()))
-            }
+            other if is_valid_algorithm_syntax(other) => Err(DigestError::UnsupportedAlgorithm(other.to_owned())),
             _ => Err(DigestError::Malformed),
         }
     }
@@ -84,10 +82,7 @@ impl Digest {
     /// Builds a digest from an algorithm and raw hash output.
     pub fn from_raw(algorithm: Algorithm, raw: &[u8]) -> Self {
         let text = format!("{}:{}", algorithm.as_str(), hex::encode(raw));
-        Digest {
-            algorithm_len: algorithm.as_str().len(),
-            text,
-        }
+        Digest { algorithm_len: algorithm.as_str().len(), text }
     }
 
     /// Computes the digest of `bytes` with `algorithm`.
@@ -127,11 +122,8 @@ impl Digest {
 fn is_valid_algorithm_syntax(s: &str) -> bool {
     // algorithm-component ([+._-] algorithm-component)*, component = [a-z0-9]+
     !s.is_empty()
-        && s.split(['+', '.', '_', '-']).all(|c| {
-            !c.is_empty()
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        })
+        && s.split(['+', '.', '_', '-'])
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
 impl FromStr for Digest {
@@ -139,26 +131,16 @@ impl FromStr for Digest {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (alg, encoded) = s.split_once(':').ok_or(DigestError::Malformed)?;
-        if encoded.is_empty()
-            || !encoded
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+        if encoded.is_empty() || !encoded.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
         {
             return Err(DigestError::Malformed);
         }
         let algorithm: Algorithm = alg.parse()?;
         let expected = algorithm.hex_len();
-        if encoded.len() != expected
-            || !encoded
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if encoded.len() != expected || !encoded.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::BadEncoding { expected });
         }
-        Ok(Digest {
-            text: s.to_owned(),
-            algorithm_len: alg.len(),
-        })
+        Ok(Digest { text: s.to_owned(), algorithm_len: alg.len() })
     }
 }
 
@@ -228,8 +210,7 @@ impl fmt::Debug for Hasher {
 mod tests {
     use super::*;
 
-    const EMPTY_SHA256: &str =
-        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const EMPTY_SHA256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]
     fn computes_known_digests() {
@@ -266,10 +247,7 @@ mod tests {
         ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad:?} should be rejected");
         }
-        assert_eq!(
-            "blake3:abcd".parse::<Digest>(),
-            Err(DigestError::UnsupportedAlgorithm("blake3".into()))
-        );
+        assert_eq!("blake3:abcd".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm("blake3".into())));
     }
 
     #[test]

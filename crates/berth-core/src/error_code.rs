@@ -53,9 +53,7 @@ impl ErrorCode {
             ErrorCode::BlobUploadInvalid => "blob upload invalid",
             ErrorCode::BlobUploadUnknown => "blob upload unknown to registry",
             ErrorCode::DigestInvalid => "provided digest did not match uploaded content",
-            ErrorCode::ManifestBlobUnknown => {
-                "manifest references a blob or manifest unknown to this repository"
-            }
+            ErrorCode::ManifestBlobUnknown => "manifest references a blob or manifest unknown to this repository",
             ErrorCode::ManifestInvalid => "manifest invalid",
             ErrorCode::ManifestUnknown => "manifest unknown",
             ErrorCode::NameInvalid => "invalid repository name",

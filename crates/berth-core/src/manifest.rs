@@ -76,8 +76,7 @@ pub struct ParsedManifest {
 impl ParsedManifest {
     /// Parses `body`, pushed with the `Content-Type` essence `content_type`.
     pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Self, ManifestError> {
-        let raw: RawManifest =
-            serde_json::from_slice(body).map_err(|e| ManifestError::InvalidJson(e.to_string()))?;
+        let raw: RawManifest = serde_json::from_slice(body).map_err(|e| ManifestError::InvalidJson(e.to_string()))?;
         let media_type = resolve_media_type(&raw, content_type)?;
         let kind = media_type::manifest_kind(&media_type)
             .ok_or_else(|| ManifestError::UnsupportedMediaType(media_type.clone()))?;
@@ -86,23 +85,16 @@ impl ParsedManifest {
         }
         let (blobs, children) = match kind {
             ManifestKind::Image => {
-                let config = raw
-                    .config
-                    .clone()
-                    .ok_or(ManifestError::MissingField("config"))?;
+                let config = raw.config.clone().ok_or(ManifestError::MissingField("config"))?;
                 let layers = raw.layers.clone().unwrap_or_default();
                 let mut blobs = vec![config];
                 blobs.extend(layers.into_iter().filter(|l| {
-                    !media_type::is_foreign_layer(&l.media_type)
-                        && l.urls.as_ref().is_none_or(|u| u.is_empty())
+                    !media_type::is_foreign_layer(&l.media_type) && l.urls.as_ref().is_none_or(|u| u.is_empty())
                 }));
                 (blobs, Vec::new())
             }
             ManifestKind::Index => {
-                let manifests = raw
-                    .manifests
-                    .clone()
-                    .ok_or(ManifestError::MissingField("manifests"))?;
+                let manifests = raw.manifests.clone().ok_or(ManifestError::MissingField("manifests"))?;
                 (Vec::new(), manifests)
             }
         };
@@ -122,21 +114,11 @@ impl ParsedManifest {
     }
 }
 
-fn resolve_media_type(
-    raw: &RawManifest,
-    content_type: Option<&str>,
-) -> Result<String, ManifestError> {
-    let header = content_type
-        .map(media_type::essence)
-        .filter(|h| !h.is_empty());
+fn resolve_media_type(raw: &RawManifest, content_type: Option<&str>) -> Result<String, ManifestError> {
+    let header = content_type.map(media_type::essence).filter(|h| !h.is_empty());
     match (raw.media_type.as_deref(), header) {
-        (Some(body), Some(header))
-            if body != header && media_type::manifest_kind(header).is_some() =>
-        {
-            Err(ManifestError::MediaTypeMismatch {
-                body: body.into(),
-                header: header.into(),
-            })
+        (Some(body), Some(header)) if body != header && media_type::manifest_kind(header).is_some() => {
+            Err(ManifestError::MediaTypeMismatch { body: body.into(), header: header.into() })
         }
         (Some(body), _) => Ok(body.to_owned()),
         (None, Some(header)) => Ok(header.to_owned()),
@@ -168,14 +150,10 @@ mod tests {
 
     #[test]
     fn parses_image_manifest() {
-        let m =
-            ParsedManifest::parse(image("").as_bytes(), Some(media_type::OCI_MANIFEST)).unwrap();
+        let m = ParsedManifest::parse(image("").as_bytes(), Some(media_type::OCI_MANIFEST)).unwrap();
         assert_eq!(m.kind, ManifestKind::Image);
         assert_eq!(m.blobs.len(), 2, "foreign layer is not required");
-        assert_eq!(
-            m.artifact_type.as_deref(),
-            Some("application/vnd.oci.image.config.v1+json")
-        );
+        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
         assert!(m.subject.is_none());
     }
 
@@ -202,8 +180,7 @@ mod tests {
         let m = ParsedManifest::parse(body.as_bytes(), None).unwrap();
         assert_eq!(m.media_type, media_type::OCI_INDEX);
         assert_eq!(m.children.len(), 1);
-        let m =
-            ParsedManifest::parse(body.as_bytes(), Some(media_type::DOCKER_MANIFEST_LIST)).unwrap();
+        let m = ParsedManifest::parse(body.as_bytes(), Some(media_type::DOCKER_MANIFEST_LIST)).unwrap();
         assert_eq!(m.media_type, media_type::DOCKER_MANIFEST_LIST);
     }
 
@@ -215,33 +192,18 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(matches!(p(&deep, None), Err(ManifestError::InvalidJson(_))));
         assert!(matches!(
-            p(
-                r#"{"schemaVersion":1,"mediaType":"application/vnd.docker.distribution.manifest.v1+json"}"#,
-                None
-            ),
+            p(r#"{"schemaVersion":1,"mediaType":"application/vnd.docker.distribution.manifest.v1+json"}"#, None),
             Err(ManifestError::UnsupportedMediaType(_))
         ));
+        assert!(matches!(p(&image(""), Some(media_type::OCI_INDEX)), Err(ManifestError::MediaTypeMismatch { .. })));
         assert!(matches!(
-            p(&image(""), Some(media_type::OCI_INDEX)),
-            Err(ManifestError::MediaTypeMismatch { .. })
-        ));
-        assert!(matches!(
-            p(
-                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#,
-                None
-            ),
+            p(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#, None),
             Err(ManifestError::MissingField("config"))
         ));
         let bad_digest = image("").replace(&d('b'), "sha256:nothex");
+        assert!(matches!(p(&bad_digest, None), Err(ManifestError::InvalidJson(_))));
         assert!(matches!(
-            p(&bad_digest, None),
-            Err(ManifestError::InvalidJson(_))
-        ));
-        assert!(matches!(
-            p(
-                r#"{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
-                None
-            ),
+            p(r#"{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#, None),
             Err(ManifestError::SchemaVersion)
         ));
     }

@@ -106,15 +106,8 @@ mod tests {
 
     #[test]
     fn accepts_valid_names() {
-        for ok in [
-            "a",
-            "library/nginx",
-            "my-org/my_repo/sub.path",
-            "a__b",
-            "a---b",
-            "conformance-5b2c/repo1",
-            "0/1/2",
-        ] {
+        for ok in ["a", "library/nginx", "my-org/my_repo/sub.path", "a__b", "a---b", "conformance-5b2c/repo1", "0/1/2"]
+        {
             assert!(ok.parse::<RepoName>().is_ok(), "{ok:?} should be valid");
         }
     }
@@ -140,10 +133,7 @@ mod tests {
             "a\\b",
             "_catalog",
         ] {
-            assert!(
-                bad.parse::<RepoName>().is_err(),
-                "{bad:?} should be invalid"
-            );
+            assert!(bad.parse::<RepoName>().is_err(), "{bad:?} should be invalid");
         }
         assert_eq!("a".repeat(256).parse::<RepoName>(), Err(NameError::TooLong));
         assert!("a".repeat(255).parse::<RepoName>().is_ok());

@@ -34,11 +34,7 @@ impl ByteRange {
     pub fn parse_request(header: &str, size: u64) -> Result<Option<ByteRange>, RangeError> {
         let header = header.trim();
         let Some(spec) = header.strip_prefix("bytes=") else {
-            return if header.contains('=') {
-                Ok(None)
-            } else {
-                Err(RangeError::Malformed)
-            };
+            return if header.contains('=') { Ok(None) } else { Err(RangeError::Malformed) };
         };
         if spec.contains(',') {
             return Ok(None);
@@ -52,25 +48,15 @@ impl ByteRange {
                 if n == 0 || size == 0 {
                     return Err(unsatisfiable);
                 }
-                ByteRange {
-                    start: size.saturating_sub(n),
-                    end: size - 1,
-                }
+                ByteRange { start: size.saturating_sub(n), end: size - 1 }
             }
             (start, end) => {
                 let start = parse_u64(start)?;
-                let end = if end.is_empty() {
-                    u64::MAX
-                } else {
-                    parse_u64(end)?
-                };
+                let end = if end.is_empty() { u64::MAX } else { parse_u64(end)? };
                 if end < start || start >= size {
                     return Err(unsatisfiable);
                 }
-                ByteRange {
-                    start,
-                    end: end.min(size - 1),
-                }
+                ByteRange { start, end: end.min(size - 1) }
             }
         };
         Ok(Some(range))
@@ -96,10 +82,7 @@ impl ContentRange {
     /// and a `/total` suffix that some clients add.
     pub fn parse(header: &str) -> Result<ContentRange, RangeError> {
         let s = header.trim();
-        let s = s
-            .strip_prefix("bytes=")
-            .or_else(|| s.strip_prefix("bytes "))
-            .unwrap_or(s);
+        let s = s.strip_prefix("bytes=").or_else(|| s.strip_prefix("bytes ")).unwrap_or(s);
         let s = s.split_once('/').map_or(s, |(r, _)| r);
         let (start, end) = s.split_once('-').ok_or(RangeError::Malformed)?;
         let (start, end) = (parse_u64(start)?, parse_u64(end)?);
@@ -145,37 +128,19 @@ mod tests {
         assert_eq!(r("bytes=5000-10000"), uns);
         assert_eq!(r("bytes=2048-"), uns);
         assert_eq!(r("bytes=-0"), uns);
-        for bad in [
-            "bytes=",
-            "bytes=-",
-            "bytes=a-b",
-            "bytes=1",
-            "garbage",
-            "bytes=+1-2",
-            "bytes=99999999999999999999999-",
-        ] {
+        for bad in
+            ["bytes=", "bytes=-", "bytes=a-b", "bytes=1", "garbage", "bytes=+1-2", "bytes=99999999999999999999999-"]
+        {
             assert_eq!(r(bad), Err(RangeError::Malformed), "{bad}");
         }
-        assert_eq!(
-            ByteRange::parse_request("bytes=0-", 0),
-            Err(RangeError::Unsatisfiable { size: 0 })
-        );
+        assert_eq!(ByteRange::parse_request("bytes=0-", 0), Err(RangeError::Unsatisfiable { size: 0 }));
     }
 
     #[test]
     fn content_ranges() {
-        assert_eq!(
-            ContentRange::parse("0-21"),
-            Ok(ContentRange { start: 0, end: 21 })
-        );
-        assert_eq!(
-            ContentRange::parse("bytes 22-41/42"),
-            Ok(ContentRange { start: 22, end: 41 })
-        );
-        assert_eq!(
-            ContentRange::parse("bytes=1-1"),
-            Ok(ContentRange { start: 1, end: 1 })
-        );
+        assert_eq!(ContentRange::parse("0-21"), Ok(ContentRange { start: 0, end: 21 }));
+        assert_eq!(ContentRange::parse("bytes 22-41/42"), Ok(ContentRange { start: 22, end: 41 }));
+        assert_eq!(ContentRange::parse("bytes=1-1"), Ok(ContentRange { start: 1, end: 1 }));
         for bad in ["", "5", "5-", "-5", "5-4", "a-b", "0-1-2"] {
             assert!(ContentRange::parse(bad).is_err(), "{bad}");
         }

@@ -27,17 +27,9 @@ impl FromStr for Tag {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let b = s.as_bytes();
-        let first_ok = b
-            .first()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
-        let rest_ok = b[1.min(b.len())..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
-        if first_ok && rest_ok && b.len() <= MAX_TAG_LEN {
-            Ok(Tag(s.to_owned()))
-        } else {
-            Err(TagError)
-        }
+        let first_ok = b.first().is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
+        let rest_ok = b[1.min(b.len())..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        if first_ok && rest_ok && b.len() <= MAX_TAG_LEN { Ok(Tag(s.to_owned())) } else { Err(TagError) }
     }
 }
 
@@ -73,11 +65,7 @@ impl FromStr for Reference {
     type Err = ReferenceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if Digest::looks_like_digest(s) {
-            Ok(Reference::Digest(s.parse()?))
-        } else {
-            Ok(Reference::Tag(s.parse()?))
-        }
+        if Digest::looks_like_digest(s) { Ok(Reference::Digest(s.parse()?)) } else { Ok(Reference::Tag(s.parse()?)) }
     }
 }
 
@@ -99,30 +87,16 @@ mod tests {
         for ok in ["latest", "v1.2.3", "_x", "A-b_c.d", &"a".repeat(128)] {
             assert!(ok.parse::<Tag>().is_ok(), "{ok:?}");
         }
-        for bad in [
-            "",
-            ".INVALID_MANIFEST_NAME",
-            "-x",
-            "a/b",
-            "a:b",
-            "a b",
-            &"a".repeat(129),
-        ] {
+        for bad in ["", ".INVALID_MANIFEST_NAME", "-x", "a/b", "a:b", "a b", &"a".repeat(129)] {
             assert!(bad.parse::<Tag>().is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn references() {
-        assert!(matches!(
-            "latest".parse::<Reference>(),
-            Ok(Reference::Tag(_))
-        ));
+        assert!(matches!("latest".parse::<Reference>(), Ok(Reference::Tag(_))));
         let d = format!("sha256:{}", "a".repeat(64));
         assert!(matches!(d.parse::<Reference>(), Ok(Reference::Digest(_))));
-        assert!(matches!(
-            "sha256:totallywrong".parse::<Reference>(),
-            Err(ReferenceError::Digest(_))
-        ));
+        assert!(matches!("sha256:totallywrong".parse::<Reference>(), Err(ReferenceError::Digest(_))));
     }
 }

@@ -21,11 +21,7 @@ pub async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
-    let info = response
-        .extensions()
-        .get::<RequestInfo>()
-        .cloned()
-        .unwrap_or_default();
+    let info = response.extensions().get::<RequestInfo>().cloned().unwrap_or_default();
     let bytes = response
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)

@@ -21,12 +21,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode) -> Self {
-        ApiError {
-            status,
-            errors: vec![(code, Value::Null)],
-            message: None,
-            headers: Vec::new(),
-        }
+        ApiError { status, errors: vec![(code, Value::Null)], message: None, headers: Vec::new() }
     }
 
     /// Attaches a JSON `detail` to the (first) error.
@@ -55,18 +50,15 @@ impl ApiError {
     }
 
     pub fn name_invalid(reason: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, ErrorCode::NameInvalid)
-            .detail(json!({"reason": reason.to_string()}))
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::NameInvalid).detail(json!({"reason": reason.to_string()}))
     }
 
     pub fn digest_invalid(reason: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid)
-            .detail(json!({"reason": reason.to_string()}))
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid).detail(json!({"reason": reason.to_string()}))
     }
 
     pub fn not_found_endpoint() -> Self {
-        Self::new(StatusCode::NOT_FOUND, ErrorCode::NameUnknown)
-            .message("no such registry endpoint")
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NameUnknown).message("no such registry endpoint")
     }
 
     pub fn method_not_allowed(allow: &'static str) -> Self {
@@ -83,23 +75,15 @@ impl From<RegistryError> for ApiError {
             E::NameUnknown => (StatusCode::NOT_FOUND, ErrorCode::NameUnknown),
             E::BlobUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::BlobUnknown),
             E::UploadUnknown => (StatusCode::NOT_FOUND, ErrorCode::BlobUploadUnknown),
-            E::UploadRangeInvalid { .. } => (
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                ErrorCode::BlobUploadInvalid,
-            ),
+            E::UploadRangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::BlobUploadInvalid),
             E::DigestInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid),
             E::SizeInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::SizeInvalid),
             E::ManifestUnknown => (StatusCode::NOT_FOUND, ErrorCode::ManifestUnknown),
             E::ManifestInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid),
-            E::ManifestUnsupported(_) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorCode::ManifestInvalid,
-            ),
+            E::ManifestUnsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::ManifestInvalid),
             E::ManifestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::SizeInvalid),
             E::ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, ErrorCode::ManifestBlobUnknown),
-            E::RangeNotSatisfiable { .. } => {
-                (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::SizeInvalid)
-            }
+            E::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::SizeInvalid),
             E::DeletesDisabled => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported),
             E::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unknown),
             E::Internal(detail) => {
@@ -110,16 +94,11 @@ impl From<RegistryError> for ApiError {
         let mut api = ApiError::new(status, code);
         match e {
             E::BlobUnknown(d) => api = api.detail(json!({"digest": d})),
-            E::DigestInvalid(m) | E::SizeInvalid(m) | E::ManifestInvalid(m) => {
-                api = api.detail(json!({"reason": m}))
-            }
+            E::DigestInvalid(m) | E::SizeInvalid(m) | E::ManifestInvalid(m) => api = api.detail(json!({"reason": m})),
             E::ManifestUnsupported(t) => api = api.detail(json!({"mediaType": t})),
             E::ManifestTooLarge { limit } => api = api.detail(json!({"limit": limit})),
             E::ManifestBlobUnknown(missing) => {
-                api.errors = missing
-                    .into_iter()
-                    .map(|d| (code, json!({"digest": d})))
-                    .collect();
+                api.errors = missing.into_iter().map(|d| (code, json!({"digest": d}))).collect();
             }
             E::RangeNotSatisfiable { size } => {
                 api = api

@@ -12,8 +12,7 @@ use crate::AppState;
 pub async fn health(State(state): State<AppState>) -> Response {
     match state.registry.catalog(None, 1).await {
         Ok(_) => {
-            Json(json!({"success": true, "data": {"status": "healthy", "version": state.version}}))
-                .into_response()
+            Json(json!({"success": true, "data": {"status": "healthy", "version": state.version}})).into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "health check failed");

@@ -27,24 +27,23 @@ pub trait RepoStore: Send + Sync {
 
     /// Repository names sorted bytewise, strictly after `last`, at most `limit`.
     async fn list_repos(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>, MetaError>;
+
+    /// Removes the repository if nothing lives in it (no manifest, tag, visible
+    /// blob or upload session), atomically. True if it was removed.
+    async fn delete_repo_if_empty(&self, repo: &RepoName) -> Result<bool, MetaError>;
 }
 
 /// Which blobs exist and which repositories may see them.
 #[async_trait]
 pub trait BlobIndex: Send + Sync {
     /// Size of `digest` if it is visible in `repo`.
-    async fn blob_in_repo(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<Option<u64>, MetaError>;
+    async fn blob_in_repo(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, MetaError>;
 
     /// Size of `digest` if any repository can see it (for automatic mounts).
     async fn find_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError>;
 
     /// Records a verified blob and makes it visible in `repo` (creating the repository).
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64)
-    -> Result<(), MetaError>;
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), MetaError>;
 
     /// Hides `digest` from `repo`. Returns false when it was not visible there.
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
@@ -55,12 +54,7 @@ pub trait BlobIndex: Send + Sync {
 pub trait ManifestStore: Send + Sync {
     /// Stores a manifest and points `tags` at it in one transaction, after checking
     /// that every referenced blob and child manifest is visible in the repository.
-    async fn put_manifest(
-        &self,
-        repo: &RepoName,
-        manifest: NewManifest,
-        tags: &[Tag],
-    ) -> Result<(), MetaError>;
+    async fn put_manifest(&self, repo: &RepoName, manifest: NewManifest, tags: &[Tag]) -> Result<(), MetaError>;
 
     /// Looks a manifest up by digest, with its payload when `with_payload`.
     async fn manifest_by_digest(

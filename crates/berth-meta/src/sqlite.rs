@@ -16,15 +16,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlStr, Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    BlobIndex, ManifestRecord, ManifestStore, MetaError, NewManifest, NewUpload, Referrer,
-    RepoStore, Upload, UploadStore, now_unix,
+    BlobIndex, ManifestRecord, ManifestStore, MetaError, NewManifest, NewUpload, Referrer, RepoStore, Upload,
+    UploadStore, now_unix,
 };
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "registry",
-    include_str!("../migrations/sqlite/0001_registry.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "registry", include_str!("../migrations/sqlite/0001_registry.sql"))];
 
 /// Metadata in a SQLite database file.
 #[derive(Debug, Clone)]
@@ -43,15 +39,9 @@ impl SqliteMeta {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         migrator().run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         Ok(SqliteMeta { writer, reader })
     }
 
@@ -66,21 +56,14 @@ fn migrator() -> Migrator {
     let migrations = MIGRATIONS
         .iter()
         .map(|(version, name, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*name),
-                MigrationType::Simple,
-                SqlStr::from_static(sql),
-                false,
-            )
+            Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, SqlStr::from_static(sql), false)
         })
         .collect();
     Migrator::with_migrations(migrations)
 }
 
 fn parse_digest(s: &str) -> Result<Digest, MetaError> {
-    s.parse()
-        .map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
+    s.parse().map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
 }
 
 /// Finds or creates a repository inside a write transaction.
@@ -109,24 +92,32 @@ impl RepoStore for SqliteMeta {
     }
 
     async fn list_repos(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>, MetaError> {
-        let names = sqlx::query_scalar(
-            "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
-        )
-        .bind(last.unwrap_or(""))
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await?;
+        let names = sqlx::query_scalar("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?")
+            .bind(last.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?;
         Ok(names)
+    }
+
+    async fn delete_repo_if_empty(&self, repo: &RepoName) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "DELETE FROM repositories WHERE name = ?
+               AND NOT EXISTS (SELECT 1 FROM manifests WHERE repo_id = repositories.id)
+               AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = repositories.id)
+               AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repo_id = repositories.id)
+               AND NOT EXISTS (SELECT 1 FROM uploads WHERE repo_id = repositories.id)",
+        )
+        .bind(repo.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 
 #[async_trait]
 impl BlobIndex for SqliteMeta {
-    async fn blob_in_repo(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<Option<u64>, MetaError> {
+    async fn blob_in_repo(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, MetaError> {
         let size: Option<i64> = sqlx::query_scalar(
             "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
              WHERE rb.repo_id = (SELECT id FROM repositories WHERE name = ?) AND rb.digest = ?",
@@ -149,12 +140,7 @@ impl BlobIndex for SqliteMeta {
         Ok(size.map(|s| s as u64))
     }
 
-    async fn link_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<(), MetaError> {
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), MetaError> {
         let now = now_unix();
         let mut tx = self.writer.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo).await?;
@@ -189,53 +175,39 @@ impl BlobIndex for SqliteMeta {
     }
 }
 
-fn manifest_record(
-    row: &sqlx::sqlite::SqliteRow,
-    with_payload: bool,
-) -> Result<ManifestRecord, MetaError> {
+fn manifest_record(row: &sqlx::sqlite::SqliteRow, with_payload: bool) -> Result<ManifestRecord, MetaError> {
     Ok(ManifestRecord {
         digest: parse_digest(row.try_get("digest")?)?,
         media_type: row.try_get("media_type")?,
         size: row.try_get::<i64, _>("size")? as u64,
-        payload: if with_payload {
-            Some(row.try_get("payload")?)
-        } else {
-            None
-        },
+        payload: if with_payload { Some(row.try_get("payload")?) } else { None },
     })
 }
 
 #[async_trait]
 impl ManifestStore for SqliteMeta {
-    async fn put_manifest(
-        &self,
-        repo: &RepoName,
-        m: NewManifest,
-        tags: &[Tag],
-    ) -> Result<(), MetaError> {
+    async fn put_manifest(&self, repo: &RepoName, m: NewManifest, tags: &[Tag]) -> Result<(), MetaError> {
         let now = now_unix();
         let mut tx = self.writer.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo).await?;
         let mut missing = Vec::new();
         for blob in &m.blob_refs {
-            let seen: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM repository_blobs WHERE repo_id = ? AND digest = ?",
-            )
-            .bind(repo_id)
-            .bind(blob.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+            let seen: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM repository_blobs WHERE repo_id = ? AND digest = ?")
+                    .bind(repo_id)
+                    .bind(blob.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if seen.is_none() {
                 missing.push(blob.clone());
             }
         }
         for child in &m.manifest_refs {
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?")
-                    .bind(repo_id)
-                    .bind(child.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?")
+                .bind(repo_id)
+                .bind(child.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
             if seen.is_none() {
                 missing.push(child.clone());
             }
@@ -260,11 +232,7 @@ impl ManifestStore for SqliteMeta {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let refs = m
-            .blob_refs
-            .iter()
-            .map(|d| (d, "blob"))
-            .chain(m.manifest_refs.iter().map(|d| (d, "manifest")));
+        let refs = m.blob_refs.iter().map(|d| (d, "blob")).chain(m.manifest_refs.iter().map(|d| (d, "manifest")));
         for (child, kind) in refs {
             sqlx::query(
                 "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES (?, ?, ?, ?)
@@ -307,11 +275,7 @@ impl ManifestStore for SqliteMeta {
             "SELECT digest, media_type, size FROM manifests
              WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?"
         };
-        let row = sqlx::query(sql)
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(sql).bind(repo.as_str()).bind(digest.as_str()).fetch_optional(&self.reader).await?;
         row.map(|r| manifest_record(&r, with_payload)).transpose()
     }
 
@@ -330,11 +294,7 @@ impl ManifestStore for SqliteMeta {
              JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
              WHERE t.repo_id = (SELECT id FROM repositories WHERE name = ?) AND t.name = ?"
         };
-        let row = sqlx::query(sql)
-            .bind(repo.as_str())
-            .bind(tag.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(sql).bind(repo.as_str()).bind(tag.as_str()).fetch_optional(&self.reader).await?;
         row.map(|r| manifest_record(&r, with_payload)).transpose()
     }
 
@@ -444,8 +404,7 @@ impl UploadStore for SqliteMeta {
             Ok(Upload {
                 id: row.try_get("id")?,
                 received: row.try_get::<i64, _>("received")? as u64,
-                algorithm: Algorithm::from_str(&algorithm)
-                    .map_err(|_| MetaError::Corrupt(algorithm.clone()))?,
+                algorithm: Algorithm::from_str(&algorithm).map_err(|_| MetaError::Corrupt(algorithm.clone()))?,
                 started_at: row.try_get("started_at")?,
                 updated_at: row.try_get("updated_at")?,
             })
@@ -464,21 +423,16 @@ impl UploadStore for SqliteMeta {
     }
 
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
+        let done = sqlx::query("DELETE FROM uploads WHERE id = ?").bind(id).execute(&self.writer).await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<String>, MetaError> {
-        let ids = sqlx::query_scalar(
-            "SELECT id FROM uploads WHERE updated_at < ? ORDER BY updated_at LIMIT ?",
-        )
-        .bind(before)
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await?;
+        let ids = sqlx::query_scalar("SELECT id FROM uploads WHERE updated_at < ? ORDER BY updated_at LIMIT ?")
+            .bind(before)
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?;
         Ok(ids)
     }
 }
@@ -490,9 +444,7 @@ mod tests {
     #[tokio::test]
     async fn sqlite_passes_the_backend_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = SqliteMeta::open(&dir.path().join("berth.db"))
-            .await
-            .unwrap();
+        let meta = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
         crate::testsuite::run_all(&meta).await;
     }
 
@@ -502,16 +454,9 @@ mod tests {
         let path = dir.path().join("berth.db");
         let repo: RepoName = "a/b".parse().unwrap();
         let meta = SqliteMeta::open(&path).await.unwrap();
-        meta.link_blob(&repo, &Digest::sha256(b"x"), 1)
-            .await
-            .unwrap();
+        meta.link_blob(&repo, &Digest::sha256(b"x"), 1).await.unwrap();
         meta.close().await;
         let meta = SqliteMeta::open(&path).await.unwrap();
-        assert_eq!(
-            meta.blob_in_repo(&repo, &Digest::sha256(b"x"))
-                .await
-                .unwrap(),
-            Some(1)
-        );
+        assert_eq!(meta.blob_in_repo(&repo, &Digest::sha256(b"x")).await.unwrap(), Some(1));
     }
 }

@@ -12,12 +12,7 @@ fn tag(s: &str) -> Tag {
     s.parse().unwrap()
 }
 
-fn manifest(
-    body: &str,
-    blobs: &[&Digest],
-    subject: Option<&Digest>,
-    artifact_type: Option<&str>,
-) -> NewManifest {
+fn manifest(body: &str, blobs: &[&Digest], subject: Option<&Digest>, artifact_type: Option<&str>) -> NewManifest {
     NewManifest {
         digest: Digest::sha256(body.as_bytes()),
         media_type: berth_core::media_type::OCI_MANIFEST.into(),
@@ -46,10 +41,7 @@ async fn blobs_are_visible_per_repository(meta: &dyn Metadata) {
     assert_eq!(meta.find_blob(&d).await.unwrap(), None);
     meta.link_blob(&a, &d, 4).await.unwrap();
     meta.link_blob(&a, &d, 4).await.unwrap();
-    assert!(
-        meta.repo_exists(&a).await.unwrap(),
-        "linking creates the repository"
-    );
+    assert!(meta.repo_exists(&a).await.unwrap(), "linking creates the repository");
     assert_eq!(meta.blob_in_repo(&a, &d).await.unwrap(), Some(4));
     assert_eq!(meta.blob_in_repo(&b, &d).await.unwrap(), None);
     assert_eq!(meta.find_blob(&d).await.unwrap(), Some(4));
@@ -57,11 +49,7 @@ async fn blobs_are_visible_per_repository(meta: &dyn Metadata) {
     assert!(meta.unlink_blob(&a, &d).await.unwrap());
     assert!(!meta.unlink_blob(&a, &d).await.unwrap());
     assert_eq!(meta.blob_in_repo(&a, &d).await.unwrap(), None);
-    assert_eq!(
-        meta.blob_in_repo(&b, &d).await.unwrap(),
-        Some(4),
-        "other repositories keep it"
-    );
+    assert_eq!(meta.blob_in_repo(&b, &d).await.unwrap(), Some(4), "other repositories keep it");
 }
 
 async fn manifests_check_references_and_move_tags(meta: &dyn Metadata) {
@@ -74,80 +62,28 @@ async fn manifests_check_references_and_move_tags(meta: &dyn Metadata) {
         Err(MetaError::MissingReferences(missing)) => assert_eq!(missing, vec![layer.clone()]),
         other => panic!("expected missing layer, got {other:?}"),
     }
-    assert!(
-        meta.manifest_by_digest(&r, &m1.digest, false)
-            .await
-            .unwrap()
-            .is_none(),
-        "nothing stored"
-    );
+    assert!(meta.manifest_by_digest(&r, &m1.digest, false).await.unwrap().is_none(), "nothing stored");
     meta.link_blob(&r, &layer, 5).await.unwrap();
-    meta.put_manifest(&r, m1.clone(), &[tag("latest"), tag("v1")])
-        .await
-        .unwrap();
-    let got = meta
-        .manifest_by_tag(&r, &tag("latest"), true)
-        .await
-        .unwrap()
-        .unwrap();
+    meta.put_manifest(&r, m1.clone(), &[tag("latest"), tag("v1")]).await.unwrap();
+    let got = meta.manifest_by_tag(&r, &tag("latest"), true).await.unwrap().unwrap();
     assert_eq!(got.digest, m1.digest);
     assert_eq!(got.payload.as_deref(), Some(&b"m1"[..]));
     assert_eq!(got.size, 2);
-    assert!(
-        meta.manifest_by_digest(&r, &m1.digest, false)
-            .await
-            .unwrap()
-            .unwrap()
-            .payload
-            .is_none()
-    );
+    assert!(meta.manifest_by_digest(&r, &m1.digest, false).await.unwrap().unwrap().payload.is_none());
 
     let m2 = manifest("m2", &[&config], None, None);
-    meta.put_manifest(&r, m2.clone(), &[tag("latest")])
-        .await
-        .unwrap();
-    assert_eq!(
-        meta.manifest_by_tag(&r, &tag("latest"), false)
-            .await
-            .unwrap()
-            .unwrap()
-            .digest,
-        m2.digest
-    );
-    assert_eq!(
-        meta.manifest_by_tag(&r, &tag("v1"), false)
-            .await
-            .unwrap()
-            .unwrap()
-            .digest,
-        m1.digest
-    );
+    meta.put_manifest(&r, m2.clone(), &[tag("latest")]).await.unwrap();
+    assert_eq!(meta.manifest_by_tag(&r, &tag("latest"), false).await.unwrap().unwrap().digest, m2.digest);
+    assert_eq!(meta.manifest_by_tag(&r, &tag("v1"), false).await.unwrap().unwrap().digest, m1.digest);
 
     assert!(meta.delete_tag(&r, &tag("v1")).await.unwrap());
     assert!(!meta.delete_tag(&r, &tag("v1")).await.unwrap());
-    assert!(
-        meta.manifest_by_digest(&r, &m1.digest, false)
-            .await
-            .unwrap()
-            .is_some(),
-        "tag delete keeps manifest"
-    );
-    meta.put_manifest(&r, m1.clone(), &[tag("v1")])
-        .await
-        .unwrap();
+    assert!(meta.manifest_by_digest(&r, &m1.digest, false).await.unwrap().is_some(), "tag delete keeps manifest");
+    meta.put_manifest(&r, m1.clone(), &[tag("v1")]).await.unwrap();
     assert!(meta.delete_manifest(&r, &m1.digest).await.unwrap());
-    assert!(
-        meta.manifest_by_tag(&r, &tag("v1"), false)
-            .await
-            .unwrap()
-            .is_none(),
-        "its tags go too"
-    );
+    assert!(meta.manifest_by_tag(&r, &tag("v1"), false).await.unwrap().is_none(), "its tags go too");
     assert!(!meta.delete_manifest(&r, &m1.digest).await.unwrap());
-    assert_eq!(
-        meta.list_tags(&r, None, None).await.unwrap(),
-        vec!["latest"]
-    );
+    assert_eq!(meta.list_tags(&r, None, None).await.unwrap(), vec!["latest"]);
 }
 
 async fn listings_paginate_bytewise(meta: &dyn Metadata) {
@@ -155,29 +91,12 @@ async fn listings_paginate_bytewise(meta: &dyn Metadata) {
     let config = Digest::sha256(b"c");
     meta.link_blob(&r, &config, 1).await.unwrap();
     let tags: Vec<Tag> = ["b", "a", "C", "a1"].into_iter().map(tag).collect();
-    meta.put_manifest(&r, manifest("t", &[&config], None, None), &tags)
-        .await
-        .unwrap();
-    assert_eq!(
-        meta.list_tags(&r, None, None).await.unwrap(),
-        vec!["C", "a", "a1", "b"]
-    );
-    assert_eq!(
-        meta.list_tags(&r, None, Some(2)).await.unwrap(),
-        vec!["C", "a"]
-    );
-    assert_eq!(
-        meta.list_tags(&r, Some("a"), Some(2)).await.unwrap(),
-        vec!["a1", "b"]
-    );
-    assert_eq!(
-        meta.list_tags(&r, Some("b"), None).await.unwrap(),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        meta.list_tags(&r, None, Some(0)).await.unwrap(),
-        Vec::<String>::new()
-    );
+    meta.put_manifest(&r, manifest("t", &[&config], None, None), &tags).await.unwrap();
+    assert_eq!(meta.list_tags(&r, None, None).await.unwrap(), vec!["C", "a", "a1", "b"]);
+    assert_eq!(meta.list_tags(&r, None, Some(2)).await.unwrap(), vec!["C", "a"]);
+    assert_eq!(meta.list_tags(&r, Some("a"), Some(2)).await.unwrap(), vec!["a1", "b"]);
+    assert_eq!(meta.list_tags(&r, Some("b"), None).await.unwrap(), Vec::<String>::new());
+    assert_eq!(meta.list_tags(&r, None, Some(0)).await.unwrap(), Vec::<String>::new());
     let all = meta.list_repos(None, 100).await.unwrap();
     assert!(all.windows(2).all(|w| w[0] < w[1]), "sorted: {all:?}");
     let after = meta.list_repos(Some("suite/m"), 1).await.unwrap();
@@ -190,69 +109,30 @@ async fn referrers_filter_by_artifact_type(meta: &dyn Metadata) {
     meta.link_blob(&r, &config, 3).await.unwrap();
     let subject = Digest::sha256(b"not pushed yet");
     let sig = manifest("sig", &[&config], Some(&subject), Some("application/x-sig"));
-    let sbom = manifest(
-        "sbom",
-        &[&config],
-        Some(&subject),
-        Some("application/x-sbom"),
-    );
+    let sbom = manifest("sbom", &[&config], Some(&subject), Some("application/x-sbom"));
     meta.put_manifest(&r, sig.clone(), &[]).await.unwrap();
     meta.put_manifest(&r, sbom.clone(), &[]).await.unwrap();
     let all = meta.list_referrers(&r, &subject, None).await.unwrap();
     assert_eq!(all.len(), 2);
-    let sigs = meta
-        .list_referrers(&r, &subject, Some("application/x-sig"))
-        .await
-        .unwrap();
+    let sigs = meta.list_referrers(&r, &subject, Some("application/x-sig")).await.unwrap();
     assert_eq!(sigs.len(), 1);
     assert_eq!(sigs[0].digest, sig.digest);
     assert_eq!(sigs[0].annotations_json.as_deref(), Some(r#"{"k":"v"}"#));
-    assert!(
-        meta.list_referrers(&repo("suite/other"), &subject, None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(meta.list_referrers(&repo("suite/other"), &subject, None).await.unwrap().is_empty());
 }
 
 async fn uploads_round_trip(meta: &dyn Metadata) {
     let r = repo("suite/up");
-    let upload = NewUpload {
-        id: "u-1".into(),
-        repo: r.clone(),
-        algorithm: Algorithm::Sha512,
-    };
+    let upload = NewUpload { id: "u-1".into(), repo: r.clone(), algorithm: Algorithm::Sha512 };
     meta.create_upload(&upload).await.unwrap();
-    assert!(
-        meta.repo_exists(&r).await.unwrap(),
-        "an upload creates the repository"
-    );
+    assert!(meta.repo_exists(&r).await.unwrap(), "an upload creates the repository");
     let got = meta.get_upload(&r, "u-1").await.unwrap().unwrap();
     assert_eq!((got.received, got.algorithm), (0, Algorithm::Sha512));
-    assert!(
-        meta.get_upload(&repo("suite/a"), "u-1")
-            .await
-            .unwrap()
-            .is_none(),
-        "bound to its repository"
-    );
+    assert!(meta.get_upload(&repo("suite/a"), "u-1").await.unwrap().is_none(), "bound to its repository");
     meta.set_upload_received("u-1", 42).await.unwrap();
-    assert_eq!(
-        meta.get_upload(&r, "u-1").await.unwrap().unwrap().received,
-        42
-    );
-    assert_eq!(
-        meta.stale_uploads(crate::now_unix() + 10, 10)
-            .await
-            .unwrap(),
-        vec!["u-1"]
-    );
-    assert!(
-        meta.stale_uploads(crate::now_unix() - 10, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(meta.get_upload(&r, "u-1").await.unwrap().unwrap().received, 42);
+    assert_eq!(meta.stale_uploads(crate::now_unix() + 10, 10).await.unwrap(), vec!["u-1"]);
+    assert!(meta.stale_uploads(crate::now_unix() - 10, 10).await.unwrap().is_empty());
     assert!(meta.delete_upload("u-1").await.unwrap());
     assert!(meta.get_upload(&r, "u-1").await.unwrap().is_none());
 }

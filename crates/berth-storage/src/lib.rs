@@ -35,11 +35,7 @@ pub trait BlobStore: Send + Sync + Debug {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
 
     /// Streams a committed blob, or the inclusive `range` of it.
-    async fn get(
-        &self,
-        digest: &Digest,
-        range: Option<ByteRange>,
-    ) -> Result<ByteStream, StorageError>;
+    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, StorageError>;
 
     /// Removes a committed blob's bytes. Missing blobs are not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;

@@ -30,26 +30,11 @@ fn once(bytes: Bytes) -> ByteStream {
 #[async_trait]
 impl BlobStore for MemoryStore {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
-        Ok(self
-            .blobs
-            .lock()
-            .unwrap()
-            .get(digest)
-            .map(|b| b.len() as u64))
+        Ok(self.blobs.lock().unwrap().get(digest).map(|b| b.len() as u64))
     }
 
-    async fn get(
-        &self,
-        digest: &Digest,
-        range: Option<ByteRange>,
-    ) -> Result<ByteStream, StorageError> {
-        let blob = self
-            .blobs
-            .lock()
-            .unwrap()
-            .get(digest)
-            .cloned()
-            .ok_or(StorageError::NotFound)?;
+    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, StorageError> {
+        let blob = self.blobs.lock().unwrap().get(digest).cloned().ok_or(StorageError::NotFound)?;
         Ok(once(match range {
             Some(r) => blob.slice(r.start as usize..=r.end as usize),
             None => blob,
@@ -62,10 +47,7 @@ impl BlobStore for MemoryStore {
     }
 
     async fn upload_create(&self, id: &str) -> Result<(), StorageError> {
-        self.uploads
-            .lock()
-            .unwrap()
-            .insert(id.to_owned(), Vec::new());
+        self.uploads.lock().unwrap().insert(id.to_owned(), Vec::new());
         Ok(())
     }
 
@@ -91,10 +73,7 @@ impl BlobStore for MemoryStore {
 
     async fn upload_truncate(&self, id: &str, len: u64) -> Result<(), StorageError> {
         let mut uploads = self.uploads.lock().unwrap();
-        uploads
-            .get_mut(id)
-            .ok_or(StorageError::NotFound)?
-            .truncate(len as usize);
+        uploads.get_mut(id).ok_or(StorageError::NotFound)?.truncate(len as usize);
         Ok(())
     }
 
@@ -103,28 +82,13 @@ impl BlobStore for MemoryStore {
     }
 
     async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
-        let data = self
-            .uploads
-            .lock()
-            .unwrap()
-            .get(id)
-            .cloned()
-            .ok_or(StorageError::NotFound)?;
+        let data = self.uploads.lock().unwrap().get(id).cloned().ok_or(StorageError::NotFound)?;
         Ok(once(Bytes::from(data)))
     }
 
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
-        let data = self
-            .uploads
-            .lock()
-            .unwrap()
-            .remove(id)
-            .ok_or(StorageError::NotFound)?;
-        self.blobs
-            .lock()
-            .unwrap()
-            .entry(digest.clone())
-            .or_insert_with(|| Bytes::from(data));
+        let data = self.uploads.lock().unwrap().remove(id).ok_or(StorageError::NotFound)?;
+        self.blobs.lock().unwrap().entry(digest.clone()).or_insert_with(|| Bytes::from(data));
         Ok(())
     }
 

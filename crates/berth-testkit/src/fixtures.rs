@@ -14,10 +14,7 @@ pub struct Blob {
 impl Blob {
     pub fn new(data: impl Into<Vec<u8>>) -> Self {
         let data = data.into();
-        Blob {
-            digest: Digest::sha256(&data),
-            data,
-        }
+        Blob { digest: Digest::sha256(&data), data }
     }
 
     /// `len` pseudo-random bytes (xorshift, seeded), cheap even for 100 MiB.
@@ -60,20 +57,10 @@ impl ImageFixture {
         Self::build(seed, &[16], Some(artifact_type), Some(subject))
     }
 
-    fn build(
-        seed: u64,
-        layer_sizes: &[usize],
-        artifact_type: Option<&str>,
-        subject: Option<Value>,
-    ) -> Self {
-        let config = Blob::new(format!(
-            r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#
-        ));
-        let layers: Vec<Blob> = layer_sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &size)| Blob::random(size, seed * 1000 + i as u64))
-            .collect();
+    fn build(seed: u64, layer_sizes: &[usize], artifact_type: Option<&str>, subject: Option<Value>) -> Self {
+        let config = Blob::new(format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#));
+        let layers: Vec<Blob> =
+            layer_sizes.iter().enumerate().map(|(i, &size)| Blob::random(size, seed * 1000 + i as u64)).collect();
         let mut manifest = json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -88,12 +75,7 @@ impl ImageFixture {
             manifest["subject"] = s;
         }
         let manifest = serde_json::to_vec_pretty(&manifest).expect("json");
-        ImageFixture {
-            digest: Digest::sha256(&manifest),
-            config,
-            layers,
-            manifest,
-        }
+        ImageFixture { digest: Digest::sha256(&manifest), config, layers, manifest }
     }
 
     /// Every blob the manifest references.
@@ -112,6 +94,5 @@ pub fn index(children: &[(&Digest, usize)]) -> Vec<u8> {
                    "platform": {"architecture": if i == 0 { "amd64" } else { "arm64" }, "os": "linux"}})
         })
         .collect();
-    serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}))
-        .expect("json")
+    serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})).expect("json")
 }

@@ -71,11 +71,7 @@ impl BerthProcess {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on ").nth(1) {
-                    let addr = addr
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
+                    let addr = addr.split_whitespace().next().unwrap_or_default().to_owned();
                     if let Some(tx) = tx.take() {
                         tx.send(addr).ok();
                     }
@@ -85,12 +81,7 @@ impl BerthProcess {
         });
         self.addr = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "berth did not report `listening on`; log:\n{}",
-                    self.log_lines().join("\n")
-                )
-            });
+            .unwrap_or_else(|_| panic!("berth did not report `listening on`; log:\n{}", self.log_lines().join("\n")));
         self.child = Some(child);
     }
 
@@ -107,10 +98,7 @@ impl BerthProcess {
         let Some(mut child) = self.child.take() else {
             return false;
         };
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .ok();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().ok();
         child.wait().map(|s| s.success()).unwrap_or(false)
     }
 

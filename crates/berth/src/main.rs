@@ -13,21 +13,13 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Serve(args) => serve::run(args),
-        cli::Command::Config {
-            command: cli::ConfigCommand::PrintDefault,
-        } => {
+        cli::Command::Config { command: cli::ConfigCommand::PrintDefault } => {
             print!("{}", config::DEFAULT_CONFIG_TOML);
             ExitCode::SUCCESS
         }
-        cli::Command::Config {
-            command: cli::ConfigCommand::Check(args),
-        } => match config::Config::load(&args) {
+        cli::Command::Config { command: cli::ConfigCommand::Check(args) } => match config::Config::load(&args) {
             Ok(config) => {
-                println!(
-                    "configuration is valid (listen {}, data dir {})",
-                    config.listen,
-                    config.data_dir.display()
-                );
+                println!("configuration is valid (listen {}, data dir {})", config.listen, config.data_dir.display());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -8,19 +8,12 @@ use berth_core::{Digest, RepoName};
 use super::{ApiResult, V2Request};
 use crate::AppState;
 
-pub(super) async fn handle(
-    state: &AppState,
-    repo: &RepoName,
-    digest: &Digest,
-    req: &V2Request,
-) -> ApiResult {
+pub(super) async fn handle(state: &AppState, repo: &RepoName, digest: &Digest, req: &V2Request) -> ApiResult {
     let registry = &state.registry;
     match req.method {
         Method::HEAD => {
             let size = registry.stat_blob(repo, digest).await?;
-            Ok(blob_response(StatusCode::OK, digest, size)
-                .body(Body::empty())
-                .expect("valid response"))
+            Ok(blob_response(StatusCode::OK, digest, size).body(Body::empty()).expect("valid response"))
         }
         Method::DELETE => {
             registry.delete_blob(repo, digest).await?;
@@ -31,15 +24,11 @@ pub(super) async fn handle(
                 .expect("valid response"))
         }
         _ => {
-            let blob = registry
-                .get_blob(repo, digest, req.header(header::RANGE))
-                .await?;
+            let blob = registry.get_blob(repo, digest, req.header(header::RANGE)).await?;
             let body = Body::from_stream(blob.stream);
             let response = match blob.range {
-                Some(r) => blob_response(StatusCode::PARTIAL_CONTENT, digest, r.len()).header(
-                    header::CONTENT_RANGE,
-                    format!("bytes {}-{}/{}", r.start, r.end, blob.size),
-                ),
+                Some(r) => blob_response(StatusCode::PARTIAL_CONTENT, digest, r.len())
+                    .header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end, blob.size)),
                 None => blob_response(StatusCode::OK, digest, blob.size),
             };
             Ok(response.body(body).expect("valid response"))

@@ -14,8 +14,7 @@ use crate::error::ApiError;
 const MAX_CATALOG_PAGE: u32 = 1000;
 
 pub(super) fn base(state: &AppState) -> Response {
-    Json(json!({"registry": "berth", "version": state.version, "features": ["referrers"]}))
-        .into_response()
+    Json(json!({"registry": "berth", "version": state.version, "features": ["referrers"]})).into_response()
 }
 
 pub(super) fn ping() -> Response {
@@ -27,8 +26,7 @@ fn page_size(req: &V2Request) -> Result<Option<u32>, ApiError> {
     req.param("n")
         .map(|n| {
             n.parse::<u32>().map_err(|_| {
-                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::PaginationNumberInvalid)
-                    .detail(json!({"n": n}))
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::PaginationNumberInvalid).detail(json!({"n": n}))
             })
         })
         .transpose()
@@ -57,27 +55,18 @@ fn paged(
     };
     let mut response = Json(body(items)).into_response();
     if let Some(link) = link {
-        response
-            .headers_mut()
-            .insert(header::LINK, link.parse().expect("link is ASCII"));
+        response.headers_mut().insert(header::LINK, link.parse().expect("link is ASCII"));
     }
     response
 }
 
 pub(super) async fn catalog(state: &AppState, req: &V2Request) -> ApiResult {
-    let limit = page_size(req)?
-        .unwrap_or(MAX_CATALOG_PAGE)
-        .min(MAX_CATALOG_PAGE);
+    let limit = page_size(req)?.unwrap_or(MAX_CATALOG_PAGE).min(MAX_CATALOG_PAGE);
     if limit == 0 {
         return Ok(Json(json!({"repositories": []})).into_response());
     }
     let repos = state.registry.catalog(req.param("last"), limit + 1).await?;
-    Ok(paged(
-        repos,
-        Some(limit),
-        "/v2/_catalog",
-        |r| json!({"repositories": r}),
-    ))
+    Ok(paged(repos, Some(limit), "/v2/_catalog", |r| json!({"repositories": r})))
 }
 
 pub(super) async fn tags(state: &AppState, repo: &RepoName, req: &V2Request) -> ApiResult {
@@ -87,30 +76,14 @@ pub(super) async fn tags(state: &AppState, repo: &RepoName, req: &V2Request) -> 
         state.registry.list_tags(repo, None, Some(0)).await?;
         return Ok(Json(json!({"name": repo.as_str(), "tags": []})).into_response());
     }
-    let tags = state
-        .registry
-        .list_tags(repo, req.param("last"), limit.map(|n| n + 1))
-        .await?;
+    let tags = state.registry.list_tags(repo, req.param("last"), limit.map(|n| n + 1)).await?;
     let base_path = format!("/v2/{repo}/tags/list");
-    Ok(paged(
-        tags,
-        limit,
-        &base_path,
-        |t| json!({"name": repo.as_str(), "tags": t}),
-    ))
+    Ok(paged(tags, limit, &base_path, |t| json!({"name": repo.as_str(), "tags": t})))
 }
 
-pub(super) async fn referrers(
-    state: &AppState,
-    repo: &RepoName,
-    subject: &Digest,
-    req: &V2Request,
-) -> ApiResult {
+pub(super) async fn referrers(state: &AppState, repo: &RepoName, subject: &Digest, req: &V2Request) -> ApiResult {
     let artifact_type = req.param("artifactType").filter(|t| !t.is_empty());
-    let list = state
-        .registry
-        .referrers(repo, subject, artifact_type)
-        .await?;
+    let list = state.registry.referrers(repo, subject, artifact_type).await?;
     let manifests: Vec<Value> = list
         .referrers
         .iter()
@@ -119,11 +92,7 @@ pub(super) async fn referrers(
             if let Some(t) = &r.artifact_type {
                 d["artifactType"] = json!(t);
             }
-            if let Some(a) = r
-                .annotations_json
-                .as_deref()
-                .and_then(|a| serde_json::from_str::<Value>(a).ok())
-            {
+            if let Some(a) = r.annotations_json.as_deref().and_then(|a| serde_json::from_str::<Value>(a).ok()) {
                 d["annotations"] = a;
             }
             d
@@ -136,15 +105,9 @@ pub(super) async fn referrers(
     });
     let mut response = Json(body).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        berth_core::media_type::OCI_INDEX.parse().expect("static"),
-    );
+    headers.insert(header::CONTENT_TYPE, berth_core::media_type::OCI_INDEX.parse().expect("static"));
     if list.filtered_by_artifact_type {
-        headers.insert(
-            "oci-filters-applied",
-            "artifactType".parse().expect("static"),
-        );
+        headers.insert("oci-filters-applied", "artifactType".parse().expect("static"));
     }
     Ok(response)
 }

@@ -37,18 +37,12 @@ pub(crate) struct V2Request {
 impl V2Request {
     /// The first value of query parameter `key`.
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Every value of query parameter `key`.
     pub fn params<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.query
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: header::HeaderName) -> Option<&str> {
@@ -57,8 +51,7 @@ impl V2Request {
 
     /// The request's Content-Length, if it sent one.
     pub fn content_length(&self) -> Option<u64> {
-        self.header(header::CONTENT_LENGTH)
-            .and_then(|v| v.trim().parse().ok())
+        self.header(header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
     }
 
     /// Whether the request carries a body (a non-zero length or chunked encoding).
@@ -81,19 +74,10 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     let raw_path = parts.uri.path();
     let rest = raw_path.strip_prefix("/v2").unwrap_or(raw_path);
     let rest = rest.strip_prefix('/').unwrap_or(rest);
-    let decoded = percent_encoding::percent_decode_str(rest)
-        .decode_utf8_lossy()
-        .into_owned();
-    let query = parts
-        .uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let request = V2Request {
-        method: parts.method,
-        headers: parts.headers,
-        query,
-    };
+    let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy().into_owned();
+    let query =
+        parts.uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let request = V2Request { method: parts.method, headers: parts.headers, query };
 
     let mut info = RequestInfo::default();
     let result = match OciEndpoint::parse(&decoded) {
@@ -104,9 +88,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         None => Err(ApiError::not_found_endpoint()),
     };
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
-    response
-        .headers_mut()
-        .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    response.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
     response.extensions_mut().insert(info);
     response
 }
@@ -148,20 +130,14 @@ async fn dispatch(
             let repo = repo_name(&name, info)?;
             info.digest = Some(reference.clone());
             match m {
-                Method::GET | Method::HEAD => {
-                    manifests::get(state, &repo, &reference, m == Method::GET).await
-                }
+                Method::GET | Method::HEAD => manifests::get(state, &repo, &reference, m == Method::GET).await,
                 Method::PUT => manifests::put(state, &repo, &reference, &req, body).await,
                 Method::DELETE => manifests::delete(state, &repo, &reference).await,
                 _ => Err(ApiError::method_not_allowed("GET, HEAD, PUT, DELETE")),
             }
         }
         E::Blob { name, digest } => {
-            only(
-                &m,
-                &[Method::GET, Method::HEAD, Method::DELETE],
-                "GET, HEAD, DELETE",
-            )?;
+            only(&m, &[Method::GET, Method::HEAD, Method::DELETE], "GET, HEAD, DELETE")?;
             let repo = repo_name(&name, info)?;
             let digest = digest_param(&digest, info)?;
             blobs::handle(state, &repo, &digest, &req).await
@@ -185,11 +161,7 @@ async fn dispatch(
 }
 
 fn only(method: &Method, allowed: &[Method], allow_header: &'static str) -> Result<(), ApiError> {
-    if allowed.contains(method) {
-        Ok(())
-    } else {
-        Err(ApiError::method_not_allowed(allow_header))
-    }
+    if allowed.contains(method) { Ok(()) } else { Err(ApiError::method_not_allowed(allow_header)) }
 }
 
 fn repo_name(name: &str, info: &mut RequestInfo) -> Result<RepoName, ApiError> {

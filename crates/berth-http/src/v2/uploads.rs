@@ -38,42 +38,56 @@ fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
         .expect("valid response")
 }
 
+/// Adds the headers a client needs to resume a session that has `received` bytes.
+fn with_progress(e: ApiError, repo: &RepoName, id: &str, received: u64) -> ApiError {
+    e.header(header::LOCATION, upload_location(repo, id))
+        .header(header::RANGE, upload_range(received))
+        .header(header::HeaderName::from_static("docker-upload-uuid"), id)
+}
+
 /// Maps an error on an existing session, adding the headers clients need to resume.
 fn session_error(repo: &RepoName, id: &str, e: RegistryError) -> ApiError {
     match e {
-        RegistryError::UploadRangeInvalid { received } => ApiError::from(e)
-            .header(header::LOCATION, upload_location(repo, id))
-            .header(header::RANGE, upload_range(received))
-            .header(header::HeaderName::from_static("docker-upload-uuid"), id),
+        RegistryError::UploadRangeInvalid { received } => with_progress(ApiError::from(e), repo, id, received),
         other => other.into(),
+    }
+}
+
+/// The request's Content-Range. A malformed one is a 416 carrying the session's
+/// progress like any other bad range (or a 404 when there is no such session).
+async fn chunk_range(
+    state: &AppState,
+    repo: &RepoName,
+    id: &str,
+    req: &V2Request,
+) -> Result<Option<ContentRange>, ApiError> {
+    match content_range(req) {
+        Ok(range) => Ok(range),
+        Err(e) => {
+            let upload = state.registry.upload_status(repo, id).await?;
+            Err(with_progress(e, repo, id, upload.received))
+        }
     }
 }
 
 /// Upload ids are UUIDs; anything else cannot be a session of ours.
 fn check_id(id: &str) -> Result<(), ApiError> {
-    uuid::Uuid::parse_str(id)
-        .map(|_| ())
-        .map_err(|_| ApiError::from(RegistryError::UploadUnknown))
+    uuid::Uuid::parse_str(id).map(|_| ()).map_err(|_| ApiError::from(RegistryError::UploadUnknown))
 }
 
 fn content_range(req: &V2Request) -> Result<Option<ContentRange>, ApiError> {
     req.header(header::CONTENT_RANGE)
         .map(|h| {
             ContentRange::parse(h).map_err(|_| {
-                ApiError::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    ErrorCode::BlobUploadInvalid,
-                )
-                .detail(json!({"reason": format!("malformed Content-Range {h:?}")}))
+                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::BlobUploadInvalid)
+                    .detail(json!({"reason": format!("malformed Content-Range {h:?}")}))
             })
         })
         .transpose()
 }
 
 fn digest_query(req: &V2Request, key: &str) -> Result<Option<Digest>, ApiError> {
-    req.param(key)
-        .map(|d| d.parse().map_err(ApiError::digest_invalid))
-        .transpose()
+    req.param(key).map(|d| d.parse().map_err(ApiError::digest_invalid)).transpose()
 }
 
 pub(super) async fn start(
@@ -92,22 +106,15 @@ pub(super) async fn start(
             let state = registry.start_upload(repo, digest.algorithm()).await?;
             return Ok(session_response(StatusCode::ACCEPTED, repo, &state));
         }
-        return match registry
-            .mount_or_start(repo, &digest, from.as_ref())
-            .await?
-        {
+        return match registry.mount_or_start(repo, &digest, from.as_ref()).await? {
             MountOutcome::Mounted { .. } => Ok(blob_created(repo, &digest)),
-            MountOutcome::Started(state) => {
-                Ok(session_response(StatusCode::ACCEPTED, repo, &state))
-            }
+            MountOutcome::Started(state) => Ok(session_response(StatusCode::ACCEPTED, repo, &state)),
         };
     }
     if let Some(digest) = digest_query(req, "digest")? {
         info.digest = Some(digest.to_string());
         let declared = req.content_length();
-        registry
-            .put_blob(repo, &digest, declared, body_stream(body))
-            .await?;
+        registry.put_blob(repo, &digest, declared, body_stream(body)).await?;
         return Ok(blob_created(repo, &digest));
     }
     let algorithm = match req.param("digest-algorithm") {
@@ -124,15 +131,9 @@ pub(super) async fn status(state: &AppState, repo: &RepoName, id: &str) -> ApiRe
     Ok(session_response(StatusCode::NO_CONTENT, repo, &upload))
 }
 
-pub(super) async fn patch(
-    state: &AppState,
-    repo: &RepoName,
-    id: &str,
-    req: &V2Request,
-    body: Body,
-) -> ApiResult {
+pub(super) async fn patch(state: &AppState, repo: &RepoName, id: &str, req: &V2Request, body: Body) -> ApiResult {
     check_id(id)?;
-    let range = content_range(req)?;
+    let range = chunk_range(state, repo, id, req).await?;
     let declared = req.content_length();
     let upload = state
         .registry
@@ -157,25 +158,18 @@ pub(super) async fn finish(
     })?;
     info.digest = Some(digest.to_string());
     let last_chunk = if req.has_body() {
-        let range = content_range(req)?;
+        let range = chunk_range(state, repo, id, req).await?;
         let declared = req.content_length();
         Some((range, declared, body_stream(body)))
     } else {
         None
     };
-    state
-        .registry
-        .complete_upload(repo, id, &digest, last_chunk)
-        .await
-        .map_err(|e| session_error(repo, id, e))?;
+    state.registry.complete_upload(repo, id, &digest, last_chunk).await.map_err(|e| session_error(repo, id, e))?;
     Ok(blob_created(repo, &digest))
 }
 
 pub(super) async fn cancel(state: &AppState, repo: &RepoName, id: &str) -> ApiResult {
     check_id(id)?;
     state.registry.cancel_upload(repo, id).await?;
-    Ok(Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .body(Body::empty())
-        .expect("valid response"))
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Body::empty()).expect("valid response"))
 }

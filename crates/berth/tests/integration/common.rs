@@ -9,19 +9,13 @@ pub fn start() -> BerthProcess {
 }
 
 pub fn client() -> Client {
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
+    Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
 }
 
 /// Pushes a blob with one monolithic POST; panics unless 201.
 pub async fn push_blob(c: &Client, base: &str, repo: &str, blob: &Blob) {
     let r = c
-        .post(format!(
-            "{base}/v2/{repo}/blobs/uploads/?digest={}",
-            blob.digest
-        ))
+        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={}", blob.digest))
         .header("content-type", "application/octet-stream")
         .body(blob.data.clone())
         .send()
@@ -35,21 +29,8 @@ pub async fn push_image(c: &Client, base: &str, repo: &str, image: &ImageFixture
     for blob in image.blobs() {
         push_blob(c, base, repo, blob).await;
     }
-    let r = put_manifest(
-        c,
-        base,
-        repo,
-        reference,
-        berth_core::media_type::OCI_MANIFEST,
-        image.manifest.clone(),
-    )
-    .await;
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "push manifest: {:?}",
-        r.text().await
-    );
+    let r = put_manifest(c, base, repo, reference, berth_core::media_type::OCI_MANIFEST, image.manifest.clone()).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "push manifest: {:?}", r.text().await);
 }
 
 pub async fn put_manifest(
@@ -71,8 +52,38 @@ pub async fn put_manifest(
 /// The first error code of an OCI error body.
 pub async fn error_code(r: Response) -> String {
     let body: serde_json::Value = r.json().await.expect("error body is JSON");
-    body["errors"][0]["code"]
-        .as_str()
-        .expect("errors[0].code")
-        .to_owned()
+    body["errors"][0]["code"].as_str().expect("errors[0].code").to_owned()
+}
+
+/// Lowercase hex SHA-256 of `data`, computed independently of berth.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Every committed blob file under `<data_dir>/blobs`, as (path, hex file name).
+/// Panics on anything not laid out as `blobs/sha256/<first 2 hex>/<64 hex>`.
+pub fn blob_files(data_dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let is_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let mut files = Vec::new();
+    for alg in std::fs::read_dir(data_dir.join("blobs")).expect("blobs/") {
+        let alg = alg.unwrap();
+        assert_eq!(alg.file_name(), "sha256", "unexpected entry {:?} in blobs/", alg.path());
+        for prefix in std::fs::read_dir(alg.path()).unwrap() {
+            let prefix = prefix.unwrap();
+            let p = prefix.file_name().into_string().unwrap();
+            assert!(p.len() == 2 && is_hex(&p), "unexpected directory {:?}", prefix.path());
+            for file in std::fs::read_dir(prefix.path()).unwrap() {
+                let file = file.unwrap();
+                let name = file.file_name().into_string().unwrap();
+                assert!(
+                    name.len() == 64 && is_hex(&name) && name.starts_with(&p) && file.file_type().unwrap().is_file(),
+                    "unexpected file {:?} in blobs/",
+                    file.path()
+                );
+                files.push((file.path(), name));
+            }
+        }
+    }
+    files
 }

@@ -11,10 +11,7 @@ use serde_json::{Value, json};
 use crate::common::{self, client, error_code, push_blob, push_image, put_manifest};
 
 fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
-    r.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 #[tokio::test]
@@ -23,23 +20,12 @@ async fn base_ping_and_health() {
     let c = client();
     let r = c.get(format!("{}/v2/", server.url())).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        header(&r, "docker-distribution-api-version"),
-        "registry/2.0"
-    );
+    assert_eq!(header(&r, "docker-distribution-api-version"), "registry/2.0");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["registry"], "berth");
-    let r = c
-        .get(format!("{}/v2/_ping", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{}/v2/_ping", server.url())).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "OK"}));
-    let r = c
-        .get(format!("{}/health", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{}/health", server.url())).send().await.unwrap();
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["success"], true);
     assert_eq!(body["data"]["status"], "healthy");
@@ -51,11 +37,7 @@ async fn chunked_upload_reports_progress_and_completes() {
     let c = client();
     let base = server.url();
     let blob = Blob::random(300_000, 1);
-    let r = c
-        .post(format!("{base}/v2/up/chunked/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(format!("{base}/v2/up/chunked/blobs/uploads/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(header(&r, "range"), "0-0");
     let uuid = header(&r, "docker-upload-uuid").to_owned();
@@ -78,11 +60,7 @@ async fn chunked_upload_reports_progress_and_completes() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(&r, "range"), "0-199999");
     // Not visible until completed.
-    let r = c
-        .head(format!("{base}/v2/up/chunked/blobs/{}", blob.digest))
-        .send()
-        .await
-        .unwrap();
+    let r = c.head(format!("{base}/v2/up/chunked/blobs/{}", blob.digest)).send().await.unwrap();
     assert_eq!(r.status(), 404);
     // Last chunk carried by the closing PUT.
     let r = c
@@ -93,16 +71,9 @@ async fn chunked_upload_reports_progress_and_completes() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(
-        header(&r, "location"),
-        format!("/v2/up/chunked/blobs/{}", blob.digest)
-    );
+    assert_eq!(header(&r, "location"), format!("/v2/up/chunked/blobs/{}", blob.digest));
     assert_eq!(header(&r, "docker-content-digest"), blob.digest.as_str());
-    let got = c
-        .get(format!("{base}/v2/up/chunked/blobs/{}", blob.digest))
-        .send()
-        .await
-        .unwrap();
+    let got = c.get(format!("{base}/v2/up/chunked/blobs/{}", blob.digest)).send().await.unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), blob.data.as_slice());
     // A completed session is gone.
     let r = c.get(format!("{base}{location}")).send().await.unwrap();
@@ -116,38 +87,17 @@ async fn streamed_patch_with_chunked_transfer_encoding() {
     let c = client();
     let base = server.url();
     let blob = Blob::random(5 * 1024 * 1024 + 3, 2);
-    let r = c
-        .post(format!("{base}/v2/up/stream/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(format!("{base}/v2/up/stream/blobs/uploads/")).send().await.unwrap();
     let location = header(&r, "location").to_owned();
-    let parts: Vec<Result<Vec<u8>, std::io::Error>> = blob
-        .data
-        .chunks(64 * 1024)
-        .map(|c| Ok(c.to_vec()))
-        .collect();
+    let parts: Vec<Result<Vec<u8>, std::io::Error>> = blob.data.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(parts));
-    let r = c
-        .patch(format!("{base}{location}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = c.patch(format!("{base}{location}")).body(body).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(header(&r, "range"), format!("0-{}", blob.data.len() - 1));
     let location = header(&r, "location").to_owned();
-    let r = c
-        .put(format!("{base}{location}?digest={}", blob.digest))
-        .send()
-        .await
-        .unwrap();
+    let r = c.put(format!("{base}{location}?digest={}", blob.digest)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = c
-        .head(format!("{base}/v2/up/stream/blobs/{}", blob.digest))
-        .send()
-        .await
-        .unwrap();
+    let r = c.head(format!("{base}/v2/up/stream/blobs/{}", blob.digest)).send().await.unwrap();
     assert_eq!(header(&r, "content-length"), blob.data.len().to_string());
 }
 
@@ -158,43 +108,19 @@ async fn sha512_uploads_via_digest_algorithm() {
     let base = server.url();
     let data = b"sha512 content".to_vec();
     let digest = Digest::compute(Algorithm::Sha512, &data);
-    let r = c
-        .post(format!(
-            "{base}/v2/up/sha512/blobs/uploads/?digest-algorithm=sha512"
-        ))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(format!("{base}/v2/up/sha512/blobs/uploads/?digest-algorithm=sha512")).send().await.unwrap();
     let location = header(&r, "location").to_owned();
-    let r = c
-        .put(format!("{base}{location}?digest={digest}"))
-        .body(data.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = c.put(format!("{base}{location}?digest={digest}")).body(data.clone()).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = c
-        .get(format!("{base}/v2/up/sha512/blobs/{digest}"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{base}/v2/up/sha512/blobs/{digest}")).send().await.unwrap();
     assert_eq!(header(&r, "docker-content-digest"), digest.as_str());
     assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
     // A sha256 session closed with a sha512 digest is re-hashed and verified.
-    let r = c
-        .post(format!("{base}/v2/up/sha512/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(format!("{base}/v2/up/sha512/blobs/uploads/")).send().await.unwrap();
     let location = header(&r, "location").to_owned();
     let other = b"other".to_vec();
     let d512 = Digest::compute(Algorithm::Sha512, &other);
-    let r = c
-        .put(format!("{base}{location}?digest={d512}"))
-        .body(other)
-        .send()
-        .await
-        .unwrap();
+    let r = c.put(format!("{base}{location}?digest={d512}")).body(other).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -206,26 +132,14 @@ async fn ranges_return_partial_content() {
     let blob = Blob::random(2048, 3);
     push_blob(&c, &base, "dl/range", &blob).await;
     let url = format!("{base}/v2/dl/range/blobs/{}", blob.digest);
-    for (range, start, end) in [
-        ("bytes=500-1499", 500, 1499),
-        ("bytes=500-", 500, 2047),
-        ("bytes=-500", 1548, 2047),
-    ] {
+    for (range, start, end) in [("bytes=500-1499", 500, 1499), ("bytes=500-", 500, 2047), ("bytes=-500", 1548, 2047)] {
         let r = c.get(&url).header("range", range).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{range}");
-        assert_eq!(
-            header(&r, "content-range"),
-            format!("bytes {start}-{end}/2048")
-        );
+        assert_eq!(header(&r, "content-range"), format!("bytes {start}-{end}/2048"));
         assert_eq!(header(&r, "content-length"), (end - start + 1).to_string());
         assert_eq!(r.bytes().await.unwrap().as_ref(), &blob.data[start..=end]);
     }
-    let r = c
-        .get(&url)
-        .header("range", "bytes=5000-6000")
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(&url).header("range", "bytes=5000-6000").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(header(&r, "content-range"), "bytes */2048");
     let r = c.head(&url).send().await.unwrap();
@@ -240,65 +154,30 @@ async fn mounts_blobs_between_repositories() {
     let base = server.url();
     let blob = Blob::random(1000, 4);
     push_blob(&c, &base, "mnt/src", &blob).await;
-    let r = c
-        .post(format!(
-            "{base}/v2/mnt/dst/blobs/uploads/?mount={}&from=mnt/src",
-            blob.digest
-        ))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        c.post(format!("{base}/v2/mnt/dst/blobs/uploads/?mount={}&from=mnt/src", blob.digest)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(
-        header(&r, "location"),
-        format!("/v2/mnt/dst/blobs/{}", blob.digest)
-    );
+    assert_eq!(header(&r, "location"), format!("/v2/mnt/dst/blobs/{}", blob.digest));
     // From a repository that does not have it: a fresh session instead.
     let r = c
-        .post(format!(
-            "{base}/v2/mnt/dst2/blobs/uploads/?mount={}&from=mnt/nothing",
-            blob.digest
-        ))
+        .post(format!("{base}/v2/mnt/dst2/blobs/uploads/?mount={}&from=mnt/nothing", blob.digest))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(header(&r, "location").starts_with("/v2/mnt/dst2/blobs/uploads/"));
     // Automatic mount without `from`.
-    let r = c
-        .post(format!(
-            "{base}/v2/mnt/auto/blobs/uploads/?mount={}",
-            blob.digest
-        ))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(format!("{base}/v2/mnt/auto/blobs/uploads/?mount={}", blob.digest)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let missing = Digest::sha256(b"never pushed");
-    let r = c
-        .post(format!("{base}/v2/mnt/auto/blobs/uploads/?mount={missing}"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(format!("{base}/v2/mnt/auto/blobs/uploads/?mount={missing}")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     // Deleting from one repository leaves the others alone.
-    let r = c
-        .delete(format!("{base}/v2/mnt/dst/blobs/{}", blob.digest))
-        .send()
-        .await
-        .unwrap();
+    let r = c.delete(format!("{base}/v2/mnt/dst/blobs/{}", blob.digest)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = c
-        .head(format!("{base}/v2/mnt/dst/blobs/{}", blob.digest))
-        .send()
-        .await
-        .unwrap();
+    let r = c.head(format!("{base}/v2/mnt/dst/blobs/{}", blob.digest)).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let r = c
-        .head(format!("{base}/v2/mnt/src/blobs/{}", blob.digest))
-        .send()
-        .await
-        .unwrap();
+    let r = c.head(format!("{base}/v2/mnt/src/blobs/{}", blob.digest)).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -310,64 +189,28 @@ async fn manifests_are_served_byte_for_byte() {
     let image = ImageFixture::new(10, &[100, 200]);
     push_image(&c, &base, "m/app", &image, "v1").await;
     for reference in ["v1".to_owned(), image.digest.to_string()] {
-        let r = c
-            .get(format!("{base}/v2/m/app/manifests/{reference}"))
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(format!("{base}/v2/m/app/manifests/{reference}")).send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(header(&r, "content-type"), OCI_MANIFEST);
         assert_eq!(header(&r, "docker-content-digest"), image.digest.as_str());
-        assert_eq!(
-            header(&r, "content-length"),
-            image.manifest.len().to_string()
-        );
+        assert_eq!(header(&r, "content-length"), image.manifest.len().to_string());
         assert_eq!(r.bytes().await.unwrap().as_ref(), image.manifest.as_slice());
-        let r = c
-            .head(format!("{base}/v2/m/app/manifests/{reference}"))
-            .send()
-            .await
-            .unwrap();
+        let r = c.head(format!("{base}/v2/m/app/manifests/{reference}")).send().await.unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(
-            header(&r, "content-length"),
-            image.manifest.len().to_string()
-        );
+        assert_eq!(header(&r, "content-length"), image.manifest.len().to_string());
     }
     // Docker schema 2 and manifest lists keep their media types.
-    let docker = String::from_utf8(image.manifest.clone())
-        .unwrap()
-        .replace(OCI_MANIFEST, DOCKER_MANIFEST);
-    let r = put_manifest(
-        &c,
-        &base,
-        "m/app",
-        "docker",
-        DOCKER_MANIFEST,
-        docker.clone().into_bytes(),
-    )
-    .await;
+    let docker = String::from_utf8(image.manifest.clone()).unwrap().replace(OCI_MANIFEST, DOCKER_MANIFEST);
+    let r = put_manifest(&c, &base, "m/app", "docker", DOCKER_MANIFEST, docker.clone().into_bytes()).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let docker_digest = Digest::sha256(docker.as_bytes());
     let list = String::from_utf8(index(&[(&docker_digest, docker.len())]))
         .unwrap()
         .replace(OCI_INDEX, DOCKER_MANIFEST_LIST)
         .replace(OCI_MANIFEST, DOCKER_MANIFEST);
-    let r = put_manifest(
-        &c,
-        &base,
-        "m/app",
-        "list",
-        DOCKER_MANIFEST_LIST,
-        list.into_bytes(),
-    )
-    .await;
+    let r = put_manifest(&c, &base, "m/app", "list", DOCKER_MANIFEST_LIST, list.into_bytes()).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = c
-        .head(format!("{base}/v2/m/app/manifests/list"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.head(format!("{base}/v2/m/app/manifests/list")).send().await.unwrap();
     assert_eq!(header(&r, "content-type"), DOCKER_MANIFEST_LIST);
 }
 
@@ -380,22 +223,11 @@ async fn tags_move_delete_and_paginate() {
     let two = ImageFixture::new(21, &[10]);
     push_image(&c, &base, "t/app", &one, "latest").await;
     push_image(&c, &base, "t/app", &two, "latest").await;
-    let r = c
-        .head(format!("{base}/v2/t/app/manifests/latest"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        header(&r, "docker-content-digest"),
-        two.digest.as_str(),
-        "re-push moves the tag"
-    );
+    let r = c.head(format!("{base}/v2/t/app/manifests/latest")).send().await.unwrap();
+    assert_eq!(header(&r, "docker-content-digest"), two.digest.as_str(), "re-push moves the tag");
     // Several tags in one push by digest (OCI-Tag).
     let r = c
-        .put(format!(
-            "{base}/v2/t/app/manifests/{}?tag=b&tag=a&tag=c",
-            one.digest
-        ))
+        .put(format!("{base}/v2/t/app/manifests/{}?tag=b&tag=a&tag=c", one.digest))
         .header("content-type", OCI_MANIFEST)
         .body(one.manifest.clone())
         .send()
@@ -403,74 +235,29 @@ async fn tags_move_delete_and_paginate() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(header(&r, "oci-tag"), "b, a, c");
-    let tags = |r: Value| {
-        r["tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-    };
-    let r = c
-        .get(format!("{base}/v2/t/app/tags/list"))
-        .send()
-        .await
-        .unwrap();
+    let tags =
+        |r: Value| r["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let r = c.get(format!("{base}/v2/t/app/tags/list")).send().await.unwrap();
     assert_eq!(tags(r.json().await.unwrap()), ["a", "b", "c", "latest"]);
-    let r = c
-        .get(format!("{base}/v2/t/app/tags/list?n=2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        header(&r, "link"),
-        "</v2/t/app/tags/list?n=2&last=b>; rel=\"next\""
-    );
+    let r = c.get(format!("{base}/v2/t/app/tags/list?n=2")).send().await.unwrap();
+    assert_eq!(header(&r, "link"), "</v2/t/app/tags/list?n=2&last=b>; rel=\"next\"");
     assert_eq!(tags(r.json().await.unwrap()), ["a", "b"]);
-    let r = c
-        .get(format!("{base}/v2/t/app/tags/list?n=2&last=b"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{base}/v2/t/app/tags/list?n=2&last=b")).send().await.unwrap();
     assert_eq!(header(&r, "link"), "");
     assert_eq!(tags(r.json().await.unwrap()), ["c", "latest"]);
-    let r = c
-        .get(format!("{base}/v2/t/app/tags/list?n=0"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{base}/v2/t/app/tags/list?n=0")).send().await.unwrap();
     assert_eq!(header(&r, "link"), "");
     assert!(tags(r.json().await.unwrap()).is_empty());
     // Deleting a tag keeps the manifest; deleting the manifest drops its tags.
-    let r = c
-        .delete(format!("{base}/v2/t/app/manifests/a"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.delete(format!("{base}/v2/t/app/manifests/a")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = c
-        .get(format!("{base}/v2/t/app/manifests/{}", one.digest))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{base}/v2/t/app/manifests/{}", one.digest)).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let r = c
-        .delete(format!("{base}/v2/t/app/manifests/{}", one.digest))
-        .send()
-        .await
-        .unwrap();
+    let r = c.delete(format!("{base}/v2/t/app/manifests/{}", one.digest)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = c
-        .get(format!("{base}/v2/t/app/tags/list"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{base}/v2/t/app/tags/list")).send().await.unwrap();
     assert_eq!(tags(r.json().await.unwrap()), ["latest"]);
-    let r = c
-        .get(format!("{base}/v2/t/app/manifests/b"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{base}/v2/t/app/manifests/b")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
 }
@@ -484,28 +271,11 @@ async fn catalog_paginates_with_link() {
     for repo in ["cat/c", "cat/a", "cat/b"] {
         push_blob(&c, &base, repo, &blob).await;
     }
-    let r = c
-        .get(format!("{base}/v2/_catalog?n=2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        header(&r, "link"),
-        "</v2/_catalog?n=2&last=cat%2Fb>; rel=\"next\""
-    );
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"repositories": ["cat/a", "cat/b"]})
-    );
-    let r = c
-        .get(format!("{base}/v2/_catalog?n=2&last=cat%2Fb"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"repositories": ["cat/c"]})
-    );
+    let r = c.get(format!("{base}/v2/_catalog?n=2")).send().await.unwrap();
+    assert_eq!(header(&r, "link"), "</v2/_catalog?n=2&last=cat%2Fb>; rel=\"next\"");
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"repositories": ["cat/a", "cat/b"]}));
+    let r = c.get(format!("{base}/v2/_catalog?n=2&last=cat%2Fb")).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"repositories": ["cat/c"]}));
 }
 
 #[tokio::test]
@@ -514,41 +284,19 @@ async fn referrers_list_and_filter_by_artifact_type() {
     let c = client();
     let base = server.url();
     let subject = ImageFixture::new(30, &[10]);
-    let sig = ImageFixture::artifact(
-        31,
-        "application/vnd.example.sig",
-        &subject.digest,
-        subject.manifest.len(),
-    );
-    let sbom = ImageFixture::artifact(
-        32,
-        "application/vnd.example.sbom",
-        &subject.digest,
-        subject.manifest.len(),
-    );
+    let sig = ImageFixture::artifact(31, "application/vnd.example.sig", &subject.digest, subject.manifest.len());
+    let sbom = ImageFixture::artifact(32, "application/vnd.example.sbom", &subject.digest, subject.manifest.len());
     // Referrers may be pushed before their subject.
     for art in [&sig, &sbom] {
         for blob in art.blobs() {
             push_blob(&c, &base, "r/app", blob).await;
         }
-        let r = put_manifest(
-            &c,
-            &base,
-            "r/app",
-            art.digest.as_str(),
-            OCI_MANIFEST,
-            art.manifest.clone(),
-        )
-        .await;
+        let r = put_manifest(&c, &base, "r/app", art.digest.as_str(), OCI_MANIFEST, art.manifest.clone()).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         assert_eq!(header(&r, "oci-subject"), subject.digest.as_str());
     }
     push_image(&c, &base, "r/app", &subject, "v1").await;
-    let r = c
-        .get(format!("{base}/v2/r/app/referrers/{}", subject.digest))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{base}/v2/r/app/referrers/{}", subject.digest)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-type"), OCI_INDEX);
     assert_eq!(header(&r, "oci-filters-applied"), "");
@@ -556,18 +304,12 @@ async fn referrers_list_and_filter_by_artifact_type() {
     assert_eq!(body["schemaVersion"], 2);
     let entries = body["manifests"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
-    let sig_entry = entries
-        .iter()
-        .find(|e| e["digest"] == sig.digest.as_str())
-        .unwrap();
+    let sig_entry = entries.iter().find(|e| e["digest"] == sig.digest.as_str()).unwrap();
     assert_eq!(sig_entry["artifactType"], "application/vnd.example.sig");
     assert_eq!(sig_entry["size"], sig.manifest.len());
     assert_eq!(sig_entry["annotations"]["org.example.seed"], "31");
     let r = c
-        .get(format!(
-            "{base}/v2/r/app/referrers/{}?artifactType=application/vnd.example.sbom",
-            subject.digest
-        ))
+        .get(format!("{base}/v2/r/app/referrers/{}?artifactType=application/vnd.example.sbom", subject.digest))
         .send()
         .await
         .unwrap();
@@ -576,11 +318,7 @@ async fn referrers_list_and_filter_by_artifact_type() {
     assert_eq!(body["manifests"].as_array().unwrap().len(), 1);
     assert_eq!(body["manifests"][0]["digest"], sbom.digest.as_str());
     // No referrers (even in an unknown repository): an empty index, never 404.
-    let r = c
-        .get(format!("{base}/v2/r/none/referrers/{}", subject.digest))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{base}/v2/r/none/referrers/{}", subject.digest)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["manifests"], json!([]));
 }
@@ -590,10 +328,8 @@ async fn deletes_can_be_disabled() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("berth.toml");
     std::fs::write(&config, "[registry]\ndeletes_enabled = false\n").unwrap();
-    let server = berth_testkit::BerthProcess::start_with(
-        env!("CARGO_BIN_EXE_berth"),
-        &["--config", config.to_str().unwrap()],
-    );
+    let server =
+        berth_testkit::BerthProcess::start_with(env!("CARGO_BIN_EXE_berth"), &["--config", config.to_str().unwrap()]);
     let c = client();
     let base = server.url();
     let image = ImageFixture::new(40, &[10]);
@@ -607,11 +343,7 @@ async fn deletes_can_be_disabled() {
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{url}");
         assert_eq!(error_code(r).await, "UNSUPPORTED");
     }
-    let r = c
-        .get(format!("{base}/v2/d/app/manifests/v1"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{base}/v2/d/app/manifests/v1")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -622,10 +354,7 @@ async fn index_requires_its_children() {
     let base = server.url();
     let amd = ImageFixture::new(50, &[10]);
     let arm = ImageFixture::new(51, &[10]);
-    let idx = index(&[
-        (&amd.digest, amd.manifest.len()),
-        (&arm.digest, arm.manifest.len()),
-    ]);
+    let idx = index(&[(&amd.digest, amd.manifest.len()), (&arm.digest, arm.manifest.len())]);
     push_image(&c, &base, "i/app", &amd, amd.digest.as_str()).await;
     let r = put_manifest(&c, &base, "i/app", "multi", OCI_INDEX, idx.clone()).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -635,11 +364,7 @@ async fn index_requires_its_children() {
     push_image(&c, &base, "i/app", &arm, arm.digest.as_str()).await;
     let r = put_manifest(&c, &base, "i/app", "multi", OCI_INDEX, idx.clone()).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = c
-        .get(format!("{base}/v2/i/app/manifests/multi"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{base}/v2/i/app/manifests/multi")).send().await.unwrap();
     assert_eq!(header(&r, "content-type"), OCI_INDEX);
     assert_eq!(r.bytes().await.unwrap().as_ref(), idx.as_slice());
 }
