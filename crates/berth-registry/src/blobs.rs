@@ -16,10 +16,14 @@ pub struct BlobBody {
 impl Registry {
     /// Size of `digest` if it is visible in `repo`.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<u64, RegistryError> {
-        self.meta
-            .blob_in_repo(repo, digest)
-            .await?
-            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+        let key = self.cache.blob_key(repo, digest);
+        if let Some(size) = self.cache.blob_size(&key) {
+            return Ok(size);
+        }
+        let size =
+            self.meta.blob_in_repo(repo, digest).await?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+        self.cache.put_blob_size(key, size);
+        Ok(size)
     }
 
     /// Opens a blob for reading, honouring a `Range` header value.
@@ -31,16 +35,11 @@ impl Registry {
     ) -> Result<BlobBody, RegistryError> {
         let size = self.stat_blob(repo, digest).await?;
         let range = match range_header {
-            Some(h) => ByteRange::parse_request(h, size)
-                .map_err(|_| RegistryError::RangeNotSatisfiable { size })?,
+            Some(h) => ByteRange::parse_request(h, size).map_err(|_| RegistryError::RangeNotSatisfiable { size })?,
             None => None,
         };
         match self.blobs.get(digest, range).await {
-            Ok(stream) => Ok(BlobBody {
-                size,
-                range,
-                stream,
-            }),
+            Ok(stream) => Ok(BlobBody { size, range, stream }),
             Err(e) if e.is_not_found() => {
                 tracing::error!(%digest, "blob is recorded in metadata but missing from the blob store");
                 Err(RegistryError::BlobUnknown(digest.clone()))
@@ -55,6 +54,7 @@ impl Registry {
             return Err(RegistryError::DeletesDisabled);
         }
         if self.meta.unlink_blob(repo, digest).await? {
+            self.cache.invalidate(repo);
             Ok(())
         } else {
             Err(RegistryError::BlobUnknown(digest.clone()))

@@ -7,6 +7,7 @@
 //! metadata last, so a failure at any step leaves nothing half-visible.
 
 mod blobs;
+mod cache;
 mod error;
 mod manifests;
 mod uploads;
@@ -20,6 +21,7 @@ use berth_storage::BlobStore;
 
 pub use berth_storage::ByteStream;
 pub use blobs::BlobBody;
+pub use cache::ManifestBody;
 pub use error::RegistryError;
 pub use manifests::{ManifestPut, ReferrerList};
 pub use uploads::{MountOutcome, UploadState};
@@ -37,11 +39,7 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig {
-            deletes_enabled: true,
-            upload_expiry: Duration::from_secs(24 * 3600),
-            automatic_mount: true,
-        }
+        RegistryConfig { deletes_enabled: true, upload_expiry: Duration::from_secs(24 * 3600), automatic_mount: true }
     }
 }
 
@@ -53,16 +51,13 @@ pub struct Registry {
     config: RegistryConfig,
     /// Live hash state of upload sessions this process has touched.
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
+    /// Read caches for manifests and blob stats.
+    cache: cache::Caches,
 }
 
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn Metadata>, config: RegistryConfig) -> Self {
-        Registry {
-            blobs,
-            meta,
-            config,
-            sessions: Mutex::new(HashMap::new()),
-        }
+        Registry { blobs, meta, config, sessions: Mutex::new(HashMap::new()), cache: cache::Caches::new() }
     }
 
     pub fn config(&self) -> &RegistryConfig {
@@ -70,11 +65,7 @@ impl Registry {
     }
 
     /// Repository names for `/v2/_catalog`, strictly after `last`.
-    pub async fn catalog(
-        &self,
-        last: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<String>, RegistryError> {
+    pub async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>, RegistryError> {
         Ok(self.meta.list_repos(last, limit).await?)
     }
 }

@@ -4,7 +4,11 @@ use berth_core::manifest::MAX_MANIFEST_BYTES;
 use berth_core::{Digest, ManifestError, ParsedManifest, Reference, RepoName, Tag};
 use berth_meta::{ManifestRecord, NewManifest, Referrer};
 
-use crate::{Registry, RegistryError};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::{ManifestBody, Registry, RegistryError};
 
 /// The result of storing a manifest.
 #[derive(Debug, Clone)]
@@ -34,9 +38,7 @@ impl Registry {
         extra_tags: Vec<Tag>,
     ) -> Result<ManifestPut, RegistryError> {
         if body.len() > MAX_MANIFEST_BYTES {
-            return Err(RegistryError::ManifestTooLarge {
-                limit: MAX_MANIFEST_BYTES,
-            });
+            return Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES });
         }
         let parsed = ParsedManifest::parse(&body, content_type).map_err(|e| match e {
             ManifestError::UnsupportedMediaType(t) => RegistryError::ManifestUnsupported(t),
@@ -59,10 +61,8 @@ impl Registry {
             }
         };
         tags.dedup();
-        let annotations_json = parsed
-            .annotations
-            .as_ref()
-            .map(|a| serde_json::to_string(a).expect("string maps always serialise"));
+        let annotations_json =
+            parsed.annotations.as_ref().map(|a| serde_json::to_string(a).expect("string maps always serialise"));
         let manifest = NewManifest {
             digest: digest.clone(),
             media_type: parsed.media_type,
@@ -74,37 +74,38 @@ impl Registry {
             manifest_refs: parsed.children.into_iter().map(|d| d.digest).collect(),
         };
         self.meta.put_manifest(repo, manifest, &tags).await?;
-        Ok(ManifestPut {
-            digest,
-            subject: parsed.subject,
-            tags,
-        })
+        self.cache.invalidate(repo);
+        Ok(ManifestPut { digest, subject: parsed.subject, tags })
     }
 
-    /// Looks a manifest up; with its bytes when `with_payload` (GET), without for HEAD.
+    /// Looks a manifest up by tag or digest, from the cache when possible.
     pub async fn get_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
-        with_payload: bool,
-    ) -> Result<ManifestRecord, RegistryError> {
+    ) -> Result<Arc<ManifestBody>, RegistryError> {
+        let key = self.cache.manifest_key(repo, &reference.to_string());
+        if let Some(hit) = self.cache.manifest(&key) {
+            return Ok(hit);
+        }
         let found = match reference {
-            Reference::Digest(d) => self.meta.manifest_by_digest(repo, d, with_payload).await?,
-            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t, with_payload).await?,
+            Reference::Digest(d) => self.meta.manifest_by_digest(repo, d, true).await?,
+            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t, true).await?,
         };
         match found {
-            Some(m) => Ok(m),
+            Some(ManifestRecord { digest, media_type, payload, .. }) => {
+                let body =
+                    Arc::new(ManifestBody { digest, media_type, payload: Bytes::from(payload.unwrap_or_default()) });
+                self.cache.put_manifest(key, body.clone());
+                Ok(body)
+            }
             None if self.meta.repo_exists(repo).await? => Err(RegistryError::ManifestUnknown),
             None => Err(RegistryError::NameUnknown),
         }
     }
 
     /// Deletes a tag (the manifest stays) or a manifest by digest (with its tags).
-    pub async fn delete_manifest(
-        &self,
-        repo: &RepoName,
-        reference: &Reference,
-    ) -> Result<(), RegistryError> {
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(), RegistryError> {
         if !self.config.deletes_enabled {
             return Err(RegistryError::DeletesDisabled);
         }
@@ -113,7 +114,10 @@ impl Registry {
             Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
         };
         match deleted {
-            true => Ok(()),
+            true => {
+                self.cache.invalidate(repo);
+                Ok(())
+            }
             false if self.meta.repo_exists(repo).await? => Err(RegistryError::ManifestUnknown),
             false => Err(RegistryError::NameUnknown),
         }
@@ -140,13 +144,7 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<ReferrerList, RegistryError> {
-        let referrers = self
-            .meta
-            .list_referrers(repo, subject, artifact_type)
-            .await?;
-        Ok(ReferrerList {
-            referrers,
-            filtered_by_artifact_type: artifact_type.is_some(),
-        })
+        let referrers = self.meta.list_referrers(repo, subject, artifact_type).await?;
+        Ok(ReferrerList { referrers, filtered_by_artifact_type: artifact_type.is_some() })
     }
 }

@@ -42,31 +42,16 @@ pub enum MountOutcome {
 
 impl Registry {
     /// Opens a new upload session in `repo`, creating the repository.
-    pub async fn start_upload(
-        &self,
-        repo: &RepoName,
-        algorithm: Algorithm,
-    ) -> Result<UploadState, RegistryError> {
+    pub async fn start_upload(&self, repo: &RepoName, algorithm: Algorithm) -> Result<UploadState, RegistryError> {
         let id = uuid::Uuid::new_v4().to_string();
         self.blobs.upload_create(&id).await?;
-        let upload = NewUpload {
-            id: id.clone(),
-            repo: repo.clone(),
-            algorithm,
-        };
+        let upload = NewUpload { id: id.clone(), repo: repo.clone(), algorithm };
         if let Err(e) = self.meta.create_upload(&upload).await {
             self.blobs.upload_abort(&id).await.ok();
             return Err(e.into());
         }
-        let session = Session {
-            hasher: algorithm.hasher(),
-            received: 0,
-            closed: false,
-        };
-        self.sessions
-            .lock()
-            .unwrap()
-            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
+        let session = Session { hasher: algorithm.hasher(), received: 0, closed: false };
+        self.sessions.lock().unwrap().insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
         Ok(UploadState { id, received: 0 })
     }
 
@@ -90,9 +75,7 @@ impl Registry {
             self.meta.link_blob(repo, digest, size).await?;
             return Ok(MountOutcome::Mounted { size });
         }
-        Ok(MountOutcome::Started(
-            self.start_upload(repo, digest.algorithm()).await?,
-        ))
+        Ok(MountOutcome::Started(self.start_upload(repo, digest.algorithm()).await?))
     }
 
     /// Stores a whole blob sent in one request (`POST ?digest=` or a single PUT).
@@ -103,34 +86,31 @@ impl Registry {
         declared_len: Option<u64>,
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
+        let repo_existed = self.meta.repo_exists(repo).await?;
         let upload = self.start_upload(repo, digest.algorithm()).await?;
         let result = async {
-            self.append(repo, &upload.id, None, declared_len, body)
-                .await?;
+            self.append(repo, &upload.id, None, declared_len, body).await?;
             self.complete_upload(repo, &upload.id, digest, None).await
         }
         .await;
         if result.is_err() {
             self.cancel_upload(repo, &upload.id).await.ok();
+            // A refused push must not leave behind the repository it created.
+            if !repo_existed {
+                self.meta.delete_repo_if_empty(repo).await.ok();
+            }
         }
         result
     }
 
     /// Where session `id` of `repo` stands.
-    pub async fn upload_status(
-        &self,
-        repo: &RepoName,
-        id: &str,
-    ) -> Result<UploadState, RegistryError> {
+    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadState, RegistryError> {
         let session = self.session(repo, id).await?;
         let state = session.lock().await;
         if state.closed {
             return Err(RegistryError::UploadUnknown);
         }
-        Ok(UploadState {
-            id: id.to_owned(),
-            received: state.received,
-        })
+        Ok(UploadState { id: id.to_owned(), received: state.received })
     }
 
     /// Appends a chunk. With `range`, the chunk must start exactly at the current
@@ -149,12 +129,8 @@ impl Registry {
         if state.closed {
             return Err(RegistryError::UploadUnknown);
         }
-        self.append_locked(id, &mut state, range, declared_len, body)
-            .await?;
-        Ok(UploadState {
-            id: id.to_owned(),
-            received: state.received,
-        })
+        self.append_locked(id, &mut state, range, declared_len, body).await?;
+        Ok(UploadState { id: id.to_owned(), received: state.received })
     }
 
     async fn append_locked(
@@ -175,11 +151,7 @@ impl Registry {
             }
         }
         let mut hasher = state.hasher.clone();
-        let written = match self
-            .blobs
-            .upload_append(id, offset, body, &mut hasher)
-            .await
-        {
+        let written = match self.blobs.upload_append(id, offset, body, &mut hasher).await {
             Ok(n) => n,
             Err(e) => {
                 self.blobs.upload_truncate(id, offset).await.ok();
@@ -191,9 +163,7 @@ impl Registry {
             self.blobs.upload_truncate(id, offset).await?;
             return Err(match range {
                 Some(_) => RegistryError::UploadRangeInvalid { received: offset },
-                None => RegistryError::SizeInvalid(format!(
-                    "Content-Length said {expected:?}, got {written} bytes"
-                )),
+                None => RegistryError::SizeInvalid(format!("Content-Length said {expected:?}, got {written} bytes")),
             });
         }
         self.meta.set_upload_received(id, offset + written).await?;
@@ -217,8 +187,7 @@ impl Registry {
             return Err(RegistryError::UploadUnknown);
         }
         if let Some((range, declared_len, body)) = last_chunk {
-            self.append_locked(id, &mut state, range, declared_len, body)
-                .await?;
+            self.append_locked(id, &mut state, range, declared_len, body).await?;
         }
         let computed = if state.hasher.algorithm() == digest.algorithm() {
             state.hasher.clone().finish()
@@ -228,9 +197,7 @@ impl Registry {
         if &computed != digest {
             state.closed = true;
             self.discard(id).await;
-            return Err(RegistryError::DigestInvalid(format!(
-                "uploaded content has digest {computed}, not {digest}"
-            )));
+            return Err(RegistryError::DigestInvalid(format!("uploaded content has digest {computed}, not {digest}")));
         }
         self.blobs.upload_commit(id, digest).await?;
         self.meta.link_blob(repo, digest, state.received).await?;
@@ -282,16 +249,8 @@ impl Registry {
 
     /// The live session for `id`, loaded from metadata when this process has
     /// not seen it yet (after a restart, or a session begun on another node).
-    async fn session(
-        &self,
-        repo: &RepoName,
-        id: &str,
-    ) -> Result<Arc<tokio::sync::Mutex<Session>>, RegistryError> {
-        let upload = self
-            .meta
-            .get_upload(repo, id)
-            .await?
-            .ok_or(RegistryError::UploadUnknown)?;
+    async fn session(&self, repo: &RepoName, id: &str) -> Result<Arc<tokio::sync::Mutex<Session>>, RegistryError> {
+        let upload = self.meta.get_upload(repo, id).await?.ok_or(RegistryError::UploadUnknown)?;
         if let Some(live) = self.sessions.lock().unwrap().get(id) {
             return Ok(live.clone());
         }
@@ -301,12 +260,7 @@ impl Registry {
             return Err(RegistryError::UploadUnknown);
         };
         if staged < upload.received {
-            tracing::warn!(
-                upload = id,
-                staged,
-                recorded = upload.received,
-                "staged data lost; dropping upload"
-            );
+            tracing::warn!(upload = id, staged, recorded = upload.received, "staged data lost; dropping upload");
             self.discard(id).await;
             return Err(RegistryError::UploadUnknown);
         }
@@ -319,24 +273,12 @@ impl Registry {
         while let Some(chunk) = data.next().await {
             hasher.update(&chunk.map_err(|e| RegistryError::Internal(e.to_string()))?);
         }
-        let session = Session {
-            hasher,
-            received: upload.received,
-            closed: false,
-        };
+        let session = Session { hasher, received: upload.received, closed: false };
         let mut sessions = self.sessions.lock().unwrap();
-        Ok(sessions
-            .entry(id.to_owned())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(session)))
-            .clone())
+        Ok(sessions.entry(id.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(session))).clone())
     }
 
-    async fn rehash(
-        &self,
-        id: &str,
-        algorithm: Algorithm,
-        len: u64,
-    ) -> Result<Digest, RegistryError> {
+    async fn rehash(&self, id: &str, algorithm: Algorithm, len: u64) -> Result<Digest, RegistryError> {
         let mut hasher = algorithm.hasher();
         let mut seen = 0u64;
         let mut data = self.blobs.upload_read(id).await?;

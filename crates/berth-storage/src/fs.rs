@@ -5,46 +5,53 @@
 //! it into place and fsyncs the directory, so after a crash a blob file either
 //! does not exist or holds exactly the bytes its name promises.
 
-use std::io::SeekFrom;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use berth_core::{ByteRange, Digest, Hasher};
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::fs;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
 use crate::{BlobStore, ByteStream, StorageError};
 
-/// Bytes gathered from the network before one write to disk.
-const WRITE_BUFFER: usize = 1024 * 1024;
+/// Received chunks queued for the writer thread; bounds memory per upload.
+const WRITE_QUEUE: usize = 8;
+/// With durable writes, flush to disk every this many bytes while receiving, so
+/// the final fsync before the commit has little left to do.
+const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 /// Bytes read from disk per chunk when streaming a blob out.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 512 * 1024;
 
 /// Blobs as files under a root directory.
 #[derive(Debug, Clone)]
 pub struct FsStore {
     root: PathBuf,
+    /// fsync staged data before it becomes a blob (the default). Off trades
+    /// durability on power loss for speed; a process crash is safe either way.
+    durable: bool,
 }
 
 impl FsStore {
-    /// Opens (creating if needed) a store rooted at `root`.
+    /// Opens (creating if needed) a durable store rooted at `root`.
     pub async fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        Self::open_with(root, true).await
+    }
+
+    /// Opens a store, choosing whether commits fsync (`durable`).
+    pub async fn open_with(root: impl Into<PathBuf>, durable: bool) -> Result<Self, StorageError> {
         let root = root.into();
         fs::create_dir_all(root.join("blobs")).await?;
         fs::create_dir_all(root.join("uploads")).await?;
-        Ok(FsStore { root })
+        Ok(FsStore { root, durable })
     }
 
     /// Where a committed blob lives.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.encoded();
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().as_str())
-            .join(&hex[..2])
-            .join(hex)
+        self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
     }
 
     fn upload_path(&self, id: &str) -> PathBuf {
@@ -62,6 +69,51 @@ async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Writes queued chunks at `offset`, flushing to disk every [`SYNC_EVERY`] bytes
+/// when `durable`, so data streams to the disk while it is still arriving.
+fn write_queued(
+    mut file: std::fs::File,
+    offset: u64,
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    durable: bool,
+) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut unsynced = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        file.write_all(&chunk)?;
+        unsynced += chunk.len() as u64;
+        if durable && unsynced >= SYNC_EVERY {
+            file.sync_data()?;
+            unsynced = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Streams `len` bytes of `file` from `start`, one blocking read per chunk into a
+/// fresh buffer that is handed to the response without another copy.
+fn read_chunks(file: std::fs::File, start: u64, len: u64) -> ByteStream {
+    let state = (Some(file), start, len);
+    futures_util::stream::try_unfold(state, |(file, pos, left)| async move {
+        let Some(file) = file.filter(|_| left > 0) else { return Ok(None) };
+        let want = left.min(READ_CHUNK as u64) as usize;
+        let (file, buf) = tokio::task::spawn_blocking(move || {
+            let mut buf = BytesMut::zeroed(want);
+            let n = std::os::unix::fs::FileExt::read_at(&file, &mut buf, pos)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((file, buf.freeze()))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        if buf.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob shorter than expected"));
+        }
+        let n = buf.len() as u64;
+        Ok(Some((buf, (Some(file), pos + n, left - n))))
+    })
+    .boxed()
+}
+
 fn is_safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
@@ -76,20 +128,15 @@ impl BlobStore for FsStore {
         }
     }
 
-    async fn get(
-        &self,
-        digest: &Digest,
-        range: Option<ByteRange>,
-    ) -> Result<ByteStream, StorageError> {
-        let mut file = fs::File::open(self.blob_path(digest)).await?;
-        let stream = match range {
-            Some(r) => {
-                file.seek(SeekFrom::Start(r.start)).await?;
-                ReaderStream::with_capacity(file.take(r.len()), READ_CHUNK).boxed()
-            }
-            None => ReaderStream::with_capacity(file, READ_CHUNK).boxed(),
+    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, StorageError> {
+        let path = self.blob_path(digest);
+        let file =
+            tokio::task::spawn_blocking(move || std::fs::File::open(path)).await.map_err(std::io::Error::other)??;
+        let (start, len) = match range {
+            Some(r) => (r.start, r.len()),
+            None => (0, file.metadata()?.len()),
         };
-        Ok(stream)
+        Ok(read_chunks(file, start, len))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {
@@ -117,40 +164,43 @@ impl BlobStore for FsStore {
         if !is_safe_id(id) {
             return Err(StorageError::NotFound);
         }
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .open(self.upload_path(id))
-            .await?;
-        file.seek(SeekFrom::Start(offset)).await?;
-        let mut buffer = Vec::with_capacity(WRITE_BUFFER);
+        // Hash here, write on a blocking thread: the two overlap on separate cores.
+        let file = std::fs::OpenOptions::new().write(true).open(self.upload_path(id))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking({
+            let durable = self.durable;
+            move || write_queued(file, offset, rx, durable)
+        });
         let mut written = 0u64;
+        let mut failure = None;
         while let Some(chunk) = data.next().await {
-            let chunk = chunk?;
-            hasher.update(&chunk);
-            written += chunk.len() as u64;
-            if buffer.is_empty() && chunk.len() >= WRITE_BUFFER {
-                file.write_all(&chunk).await?;
-                continue;
-            }
-            buffer.extend_from_slice(&chunk);
-            if buffer.len() >= WRITE_BUFFER {
-                file.write_all(&buffer).await?;
-                buffer.clear();
+            match chunk {
+                Ok(chunk) => {
+                    hasher.update(&chunk);
+                    written += chunk.len() as u64;
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
         }
-        file.write_all(&buffer).await?;
-        file.flush().await?;
-        Ok(written)
+        drop(tx);
+        writer.await.map_err(std::io::Error::other)??;
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(written),
+        }
     }
 
     async fn upload_truncate(&self, id: &str, len: u64) -> Result<(), StorageError> {
         if !is_safe_id(id) {
             return Err(StorageError::NotFound);
         }
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .open(self.upload_path(id))
-            .await?;
+        let file = fs::OpenOptions::new().write(true).open(self.upload_path(id)).await?;
         file.set_len(len).await?;
         Ok(())
     }
@@ -184,11 +234,16 @@ impl BlobStore for FsStore {
             fs::remove_file(&staged).await?;
             return Ok(());
         }
-        fs::File::open(&staged).await?.sync_all().await?;
+        if self.durable {
+            fs::File::open(&staged).await?.sync_all().await?;
+        }
         let dir = target.parent().expect("blob paths have a parent");
         fs::create_dir_all(dir).await?;
         fs::rename(&staged, &target).await?;
-        sync_dir(dir).await
+        if self.durable {
+            sync_dir(dir).await?;
+        }
+        Ok(())
     }
 
     async fn upload_abort(&self, id: &str) -> Result<(), StorageError> {
@@ -226,12 +281,7 @@ mod tests {
         let path = store.blob_path(&digest);
         assert!(path.ends_with(format!("blobs/sha256/ba/{}", digest.encoded())));
         assert_eq!(std::fs::read(path).unwrap(), b"abc");
-        assert!(
-            std::fs::read_dir(dir.path().join("uploads"))
-                .unwrap()
-                .next()
-                .is_none()
-        );
+        assert!(std::fs::read_dir(dir.path().join("uploads")).unwrap().next().is_none());
     }
 
     #[tokio::test]

@@ -20,14 +20,7 @@ use crate::cli::ServeArgs;
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../berth.example.toml");
 
 /// Top-level keys (and sections) the environment may set.
-const KNOWN_KEYS: &[&str] = &[
-    "listen",
-    "data_dir",
-    "external_url",
-    "tls",
-    "registry",
-    "log",
-];
+const KNOWN_KEYS: &[&str] = &["listen", "data_dir", "external_url", "tls", "storage", "registry", "log"];
 
 /// berth's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +33,7 @@ pub struct Config {
     /// Public URL clients use to reach berth (for links shown to people).
     pub external_url: Option<String>,
     pub tls: TlsConfig,
+    pub storage: StorageSection,
     pub registry: RegistrySection,
     pub log: LogConfig,
 }
@@ -52,6 +46,20 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// PEM private key.
     pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// fsync blob data before acknowledging a push (off: faster, but a power loss
+    /// may lose recently acknowledged blobs; a process crash is safe either way).
+    pub fsync: bool,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { fsync: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +93,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./berth-data"),
             external_url: None,
             tls: TlsConfig::default(),
+            storage: StorageSection::default(),
             registry: RegistrySection::default(),
             log: LogConfig::default(),
         }
@@ -104,10 +113,7 @@ impl Default for RegistrySection {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            level: "info".into(),
-            format: "text".into(),
-        }
+        LogConfig { level: "info".into(), format: "text".into() }
     }
 }
 
@@ -145,22 +151,16 @@ impl Config {
             bail!("tls.cert and tls.key must be set together");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            bail!(
-                "log.format must be \"text\" or \"json\", not {:?}",
-                self.log.format
-            );
+            bail!("log.format must be \"text\" or \"json\", not {:?}", self.log.format);
         }
         Ok(())
     }
 
     /// The parsed listen address.
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.listen.parse().with_context(|| {
-            format!(
-                "listen address {:?} is not HOST:PORT (e.g. 0.0.0.0:8080)",
-                self.listen
-            )
-        })
+        self.listen
+            .parse()
+            .with_context(|| format!("listen address {:?} is not HOST:PORT (e.g. 0.0.0.0:8080)", self.listen))
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -177,45 +177,35 @@ fn is_known(key: &str) -> bool {
 fn secret_files() -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (name, path) in std::env::vars() {
-        let Some(key) = name
-            .strip_prefix("BERTH_")
-            .and_then(|k| k.strip_suffix("_FILE"))
-        else {
+        let Some(key) = name.strip_prefix("BERTH_").and_then(|k| k.strip_suffix("_FILE")) else {
             continue;
         };
         let key = key.to_lowercase().replace("__", ".");
         if !is_known(&key) {
             continue;
         }
-        let value =
-            read_secret(Path::new(&path)).with_context(|| format!("{name}: cannot read {path}"))?;
+        let value = read_secret(Path::new(&path)).with_context(|| format!("{name}: cannot read {path}"))?;
         out.push((key, value));
     }
     Ok(out)
 }
 
 fn read_secret(path: &Path) -> std::io::Result<String> {
-    Ok(std::fs::read_to_string(path)?
-        .trim_end_matches(['\r', '\n'])
-        .to_owned())
+    Ok(std::fs::read_to_string(path)?.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// Parses `90`, `90s`, `15m`, `24h` or `7d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 24h or 7d"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 24h or 7d"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
         _ => {
-            return Err(format!(
-                "{s:?} has unknown unit {unit:?} (use s, m, h or d)"
-            ));
+            return Err(format!("{s:?} has unknown unit {unit:?} (use s, m, h or d)"));
         }
     };
     Ok(Duration::from_secs(secs))
@@ -253,9 +243,7 @@ mod tests {
 
     #[test]
     fn example_file_is_the_default_config() {
-        let parsed: Config = Figment::from(Toml::string(DEFAULT_CONFIG_TOML))
-            .extract()
-            .unwrap();
+        let parsed: Config = Figment::from(Toml::string(DEFAULT_CONFIG_TOML)).extract().unwrap();
         let d = Config::default();
         assert_eq!(parsed.listen, d.listen);
         assert_eq!(parsed.data_dir, d.data_dir);

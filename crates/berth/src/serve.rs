@@ -27,10 +27,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     telemetry::init(&config.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -44,70 +41,38 @@ pub fn run(args: ServeArgs) -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr()?;
     ensure_writable_dir(&config.data_dir).await?;
-    let blobs = FsStore::open(&config.data_dir)
+    let blobs = FsStore::open_with(&config.data_dir, config.storage.fsync)
         .await
         .with_context(|| format!("cannot open blob storage in {}", config.data_dir.display()))?;
-    let meta = SqliteMeta::open(&config.db_path()).await.with_context(|| {
-        format!(
-            "cannot open metadata database {}",
-            config.db_path().display()
-        )
-    })?;
+    let meta = SqliteMeta::open(&config.db_path())
+        .await
+        .with_context(|| format!("cannot open metadata database {}", config.db_path().display()))?;
     let registry_config = RegistryConfig {
         deletes_enabled: config.registry.deletes_enabled,
         upload_expiry: config.registry.upload_expiry,
         automatic_mount: config.registry.automatic_mount,
     };
-    let registry = Arc::new(Registry::new(
-        Arc::new(blobs),
-        Arc::new(meta.clone()),
-        registry_config,
-    ));
-    let app = berth_http::router(AppState {
-        registry: registry.clone(),
-        version: env!("CARGO_PKG_VERSION"),
-    });
+    let registry = Arc::new(Registry::new(Arc::new(blobs), Arc::new(meta.clone()), registry_config));
+    let app = berth_http::router(AppState { registry: registry.clone(), version: env!("CARGO_PKG_VERSION") });
 
-    let listener =
-        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let sweeper = tokio::spawn(sweep_uploads(registry));
 
     let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(
-        handle.clone(),
-        config.registry.shutdown_timeout,
-    ));
+    tokio::spawn(shutdown_on_signal(handle.clone(), config.registry.shutdown_timeout));
     let service = app.into_make_service();
-    let scheme = if config.tls.cert.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if config.tls.cert.is_some() { "https" } else { "http" };
     tracing::info!(version = VERSION, data_dir = %config.data_dir.display(), "listening on {local} ({scheme})");
     match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
-                .with_context(|| {
-                    format!(
-                        "cannot load TLS certificate {} / key {}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
-            axum_server::from_tcp_rustls(listener, tls)?
-                .handle(handle)
-                .serve(service)
-                .await?
+                .with_context(|| format!("cannot load TLS certificate {} / key {}", cert.display(), key.display()))?;
+            axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(service).await?
         }
-        _ => {
-            axum_server::from_tcp(listener)?
-                .handle(handle)
-                .serve(service)
-                .await?
-        }
+        _ => axum_server::from_tcp(listener)?.handle(handle).serve(service).await?,
     }
     sweeper.abort();
     meta.close().await;
@@ -117,9 +82,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 /// Creates the data directory and proves it is writable before anything else.
 async fn ensure_writable_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    tokio::fs::create_dir_all(dir).await.with_context(|| format!("cannot create data dir {}", dir.display()))?;
     let probe = dir.join(".berth-write-test");
     if let Err(e) = tokio::fs::write(&probe, b"ok").await {
         bail!("data dir {} is not writable: {e}", dir.display());
@@ -143,15 +106,11 @@ async fn sweep_uploads(registry: Arc<Registry>) {
 /// Interrupted uploads stay resumable: their sessions live in the database.
 async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>, grace: Duration) {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("signal handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
     }
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "shutting down: finishing in-flight requests"
-    );
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down: finishing in-flight requests");
     handle.graceful_shutdown(Some(grace));
 }

@@ -38,7 +38,7 @@ impl OciEndpoint {
         }
         let segments: Vec<&str> = rest.split('/').collect();
         let n = segments.len();
-        let name_before = |k: usize| (n > k).then(|| segments[..n - k].join("/"));
+        let name_before = |k: usize| (n > k).then(|| segments[..n - k].join("/")).filter(|name| !name.is_empty());
         let last = segments[n - 1];
         let tail = |k: usize| (n >= k).then(|| &segments[n - k..n - 1]);
         if tail(3) == Some(&["blobs", "uploads"]) {
@@ -46,39 +46,23 @@ impl OciEndpoint {
             return Some(if last.is_empty() {
                 OciEndpoint::UploadStart { name }
             } else {
-                OciEndpoint::Upload {
-                    name,
-                    id: last.to_owned(),
-                }
+                OciEndpoint::Upload { name, id: last.to_owned() }
             });
         }
         if n >= 3 && segments[n - 2..] == ["blobs", "uploads"] {
-            return Some(OciEndpoint::UploadStart {
-                name: name_before(2)?,
-            });
+            return Some(OciEndpoint::UploadStart { name: name_before(2)? });
         }
         if n >= 3 && segments[n - 2..] == ["tags", "list"] {
-            return Some(OciEndpoint::TagsList {
-                name: name_before(2)?,
-            });
+            return Some(OciEndpoint::TagsList { name: name_before(2)? });
         }
         if last.is_empty() {
             return None;
         }
         let name = name_before(2)?;
         match segments[n - 2] {
-            "manifests" => Some(OciEndpoint::Manifest {
-                name,
-                reference: last.to_owned(),
-            }),
-            "blobs" => Some(OciEndpoint::Blob {
-                name,
-                digest: last.to_owned(),
-            }),
-            "referrers" => Some(OciEndpoint::Referrers {
-                name,
-                digest: last.to_owned(),
-            }),
+            "manifests" => Some(OciEndpoint::Manifest { name, reference: last.to_owned() }),
+            "blobs" => Some(OciEndpoint::Blob { name, digest: last.to_owned() }),
+            "referrers" => Some(OciEndpoint::Referrers { name, digest: last.to_owned() }),
             _ => None,
         }
     }
@@ -113,71 +97,28 @@ mod tests {
         assert_eq!(p("_catalog"), Some(E::Catalog));
         assert_eq!(
             p("library/nginx/manifests/latest"),
-            Some(E::Manifest {
-                name: "library/nginx".into(),
-                reference: "latest".into()
-            })
+            Some(E::Manifest { name: "library/nginx".into(), reference: "latest".into() })
         );
-        assert_eq!(
-            p("a/blobs/sha256:x"),
-            Some(E::Blob {
-                name: "a".into(),
-                digest: "sha256:x".into()
-            })
-        );
-        assert_eq!(
-            p("a/b/blobs/uploads/"),
-            Some(E::UploadStart { name: "a/b".into() })
-        );
-        assert_eq!(
-            p("a/b/blobs/uploads"),
-            Some(E::UploadStart { name: "a/b".into() })
-        );
-        assert_eq!(
-            p("a/blobs/uploads/123"),
-            Some(E::Upload {
-                name: "a".into(),
-                id: "123".into()
-            })
-        );
+        assert_eq!(p("a/blobs/sha256:x"), Some(E::Blob { name: "a".into(), digest: "sha256:x".into() }));
+        assert_eq!(p("a/b/blobs/uploads/"), Some(E::UploadStart { name: "a/b".into() }));
+        assert_eq!(p("a/b/blobs/uploads"), Some(E::UploadStart { name: "a/b".into() }));
+        assert_eq!(p("a/blobs/uploads/123"), Some(E::Upload { name: "a".into(), id: "123".into() }));
         assert_eq!(p("a/tags/list"), Some(E::TagsList { name: "a".into() }));
-        assert_eq!(
-            p("a/referrers/sha256:x"),
-            Some(E::Referrers {
-                name: "a".into(),
-                digest: "sha256:x".into()
-            })
-        );
+        assert_eq!(p("a/referrers/sha256:x"), Some(E::Referrers { name: "a".into(), digest: "sha256:x".into() }));
     }
 
     #[test]
     fn names_may_contain_endpoint_words() {
         assert_eq!(
             p("manifests/blobs/manifests/v1"),
-            Some(E::Manifest {
-                name: "manifests/blobs".into(),
-                reference: "v1".into()
-            })
+            Some(E::Manifest { name: "manifests/blobs".into(), reference: "v1".into() })
         );
-        assert_eq!(
-            p("blobs/tags/list"),
-            Some(E::TagsList {
-                name: "blobs".into()
-            })
-        );
+        assert_eq!(p("blobs/tags/list"), Some(E::TagsList { name: "blobs".into() }));
     }
 
     #[test]
     fn rejects_unknown_paths() {
-        for bad in [
-            "manifests/latest",
-            "a/manifests/",
-            "a/unknown/x",
-            "a",
-            "a/b",
-            "/manifests/x",
-            "blobs/uploads/",
-        ] {
+        for bad in ["manifests/latest", "a/manifests/", "a/unknown/x", "a", "a/b", "/manifests/x", "blobs/uploads/"] {
             assert_eq!(p(bad), None, "{bad}");
         }
     }

@@ -16,81 +16,43 @@ use crate::error::ApiError;
 /// stored, so it is simply unknown (404); a malformed digest is a client error.
 fn lookup_reference(reference: &str) -> Result<Reference, ApiError> {
     if Digest::looks_like_digest(reference) {
-        reference
-            .parse::<Digest>()
-            .map(Reference::Digest)
-            .map_err(ApiError::digest_invalid)
+        reference.parse::<Digest>().map(Reference::Digest).map_err(ApiError::digest_invalid)
     } else {
-        reference
-            .parse::<Tag>()
-            .map(Reference::Tag)
-            .map_err(|_| RegistryError::ManifestUnknown.into())
+        reference.parse::<Tag>().map(Reference::Tag).map_err(|_| RegistryError::ManifestUnknown.into())
     }
 }
 
-pub(super) async fn get(
-    state: &AppState,
-    repo: &RepoName,
-    reference: &str,
-    with_body: bool,
-) -> ApiResult {
+pub(super) async fn get(state: &AppState, repo: &RepoName, reference: &str, with_body: bool) -> ApiResult {
     let reference = lookup_reference(reference)?;
-    let manifest = state
-        .registry
-        .get_manifest(repo, &reference, with_body)
-        .await?;
+    let manifest = state.registry.get_manifest(repo, &reference).await?;
     let response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, &manifest.media_type)
-        .header(header::CONTENT_LENGTH, manifest.size)
+        .header(header::CONTENT_LENGTH, manifest.payload.len())
         .header("docker-content-digest", manifest.digest.as_str())
         .header(header::ETAG, format!("\"{}\"", manifest.digest));
-    Ok(response
-        .body(manifest.payload.map(Body::from).unwrap_or_else(Body::empty))
-        .expect("valid response"))
+    let body = if with_body { Body::from(manifest.payload.clone()) } else { Body::empty() };
+    Ok(response.body(body).expect("valid response"))
 }
 
-pub(super) async fn put(
-    state: &AppState,
-    repo: &RepoName,
-    reference: &str,
-    req: &V2Request,
-    body: Body,
-) -> ApiResult {
+pub(super) async fn put(state: &AppState, repo: &RepoName, reference: &str, req: &V2Request, body: Body) -> ApiResult {
     let reference: Reference = reference.parse().map_err(|e| match e {
         berth_core::reference::ReferenceError::Digest(e) => ApiError::digest_invalid(e),
-        berth_core::reference::ReferenceError::Tag(e) => {
-            RegistryError::ManifestInvalid(format!("bad tag: {e}")).into()
-        }
+        berth_core::reference::ReferenceError::Tag(e) => RegistryError::ManifestInvalid(format!("bad tag: {e}")).into(),
     })?;
     let extra_tags = req
         .params("tag")
-        .map(|t| {
-            t.parse::<Tag>()
-                .map_err(|e| RegistryError::ManifestInvalid(format!("bad tag {t:?}: {e}")))
-        })
+        .map(|t| t.parse::<Tag>().map_err(|e| RegistryError::ManifestInvalid(format!("bad tag {t:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    if req
-        .content_length()
-        .is_some_and(|len| len > MAX_MANIFEST_BYTES as u64)
-    {
-        return Err(RegistryError::ManifestTooLarge {
-            limit: MAX_MANIFEST_BYTES,
-        }
-        .into());
+    if req.content_length().is_some_and(|len| len > MAX_MANIFEST_BYTES as u64) {
+        return Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES }.into());
     }
     let content_type = req.header(header::CONTENT_TYPE).map(str::to_owned);
     let body = read_limited(body).await?;
-    let put = state
-        .registry
-        .put_manifest(repo, &reference, content_type.as_deref(), body, extra_tags)
-        .await?;
+    let put = state.registry.put_manifest(repo, &reference, content_type.as_deref(), body, extra_tags).await?;
     let mut response = Response::builder()
         .status(StatusCode::CREATED)
-        .header(
-            header::LOCATION,
-            format!("/v2/{repo}/manifests/{}", put.digest),
-        )
+        .header(header::LOCATION, format!("/v2/{repo}/manifests/{}", put.digest))
         .header("docker-content-digest", put.digest.as_str())
         .header(header::CONTENT_LENGTH, 0);
     if let Some(subject) = &put.subject {
@@ -109,10 +71,7 @@ async fn read_limited(body: Body) -> Result<Vec<u8>, ApiError> {
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(RegistryError::ManifestTooLarge {
-                limit: MAX_MANIFEST_BYTES,
-            }
-            .into())
+            Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES }.into())
         }
         Err(e) => Err(RegistryError::ManifestInvalid(format!("could not read body: {e}")).into()),
     }
