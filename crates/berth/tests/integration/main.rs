@@ -2,7 +2,10 @@
 //! and talks to it over HTTP, with raw requests and with the `oci-client` crate.
 //! One test binary keeps linking fast.
 
+mod bad_input;
 mod cli;
 mod common;
+mod crash;
 mod oci_client;
 mod protocol;
+mod v1_1_1;
