@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use sha2::Digest as _;
+use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 
 /// A digest algorithm berth can compute and verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -191,6 +192,29 @@ impl Hasher {
         }
     }
 
+    /// The hasher's internal state as bytes, so an upload can continue on another
+    /// node or after a restart without re-reading what it already received.
+    pub fn state(&self) -> Vec<u8> {
+        match self {
+            Hasher::Sha256(h) => h.serialize().to_vec(),
+            Hasher::Sha512(h) => h.serialize().to_vec(),
+        }
+    }
+
+    /// Rebuilds a hasher from [`Hasher::state`]; `None` if the bytes do not fit.
+    pub fn from_state(algorithm: Algorithm, state: &[u8]) -> Option<Hasher> {
+        match algorithm {
+            Algorithm::Sha256 => {
+                let state = SerializedState::<sha2::Sha256>::try_from(state).ok()?;
+                sha2::Sha256::deserialize(&state).ok().map(Hasher::Sha256)
+            }
+            Algorithm::Sha512 => {
+                let state = SerializedState::<sha2::Sha512>::try_from(state).ok()?;
+                sha2::Sha512::deserialize(&state).ok().map(Hasher::Sha512)
+            }
+        }
+    }
+
     /// Consumes the hasher and returns the digest of everything fed to it.
     pub fn finish(self) -> Digest {
         match self {
@@ -248,6 +272,20 @@ mod tests {
             assert!(bad.parse::<Digest>().is_err(), "{bad:?} should be rejected");
         }
         assert_eq!("blake3:abcd".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm("blake3".into())));
+    }
+
+    #[test]
+    fn hasher_state_round_trips() {
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let mut h = alg.hasher();
+            h.update(&[7u8; 1000]);
+            let restored = Hasher::from_state(alg, &h.state()).unwrap();
+            let (mut a, mut b) = (h, restored);
+            a.update(b"tail");
+            b.update(b"tail");
+            assert_eq!(a.finish(), b.finish());
+        }
+        assert!(Hasher::from_state(Algorithm::Sha256, b"short").is_none());
     }
 
     #[test]

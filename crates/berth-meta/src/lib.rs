@@ -8,7 +8,9 @@
 //! one transaction.
 
 mod error;
+mod migrate;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 pub mod testsuite;
 
@@ -17,6 +19,7 @@ use berth_core::{Digest, RepoName, Tag};
 
 pub use error::MetaError;
 pub use model::*;
+pub use postgres::PostgresMeta;
 pub use sqlite::SqliteMeta;
 
 /// Repositories and the catalog.
@@ -104,14 +107,14 @@ pub trait UploadStore: Send + Sync {
     /// A session by id, only if it belongs to `repo`.
     async fn get_upload(&self, repo: &RepoName, id: &str) -> Result<Option<Upload>, MetaError>;
 
-    /// Records how many bytes the session has durably received.
-    async fn set_upload_received(&self, id: &str, received: u64) -> Result<(), MetaError>;
+    /// Records how far the session got: bytes received, hash state, store cursor.
+    async fn save_upload_progress(&self, id: &str, progress: &UploadProgress) -> Result<(), MetaError>;
 
     /// Removes a session. False when absent.
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError>;
 
-    /// Ids of sessions idle since before `before` (unix seconds).
-    async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<String>, MetaError>;
+    /// `(id, cursor)` of sessions idle since before `before` (unix seconds).
+    async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError>;
 }
 
 /// Everything berth stores as metadata, behind one object-safe facade.

@@ -45,6 +45,8 @@ pub struct NewUpload {
     pub id: String,
     pub repo: berth_core::RepoName,
     pub algorithm: Algorithm,
+    /// The blob store's initial cursor for the staged data.
+    pub cursor: String,
 }
 
 /// A stored upload session.
@@ -55,4 +57,16 @@ pub struct Upload {
     pub algorithm: Algorithm,
     pub started_at: i64,
     pub updated_at: i64,
+    /// Serialized hash state after `received` bytes (absent for old sessions).
+    pub hash_state: Option<Vec<u8>>,
+    /// The blob store's cursor for the staged data.
+    pub cursor: String,
+}
+
+/// How far an upload session got, saved after every accepted chunk.
+#[derive(Debug, Clone)]
+pub struct UploadProgress {
+    pub received: u64,
+    pub hash_state: Vec<u8>,
+    pub cursor: String,
 }

@@ -4,23 +4,24 @@
 //! block the writer, and serialising writes in-process avoids `SQLITE_BUSY`.
 //! `synchronous=FULL` makes every acknowledged transaction survive a power loss.
 
-use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::{Algorithm, Digest, RepoName, Tag};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlStr, Sqlite, SqlitePool, Transaction};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
     BlobIndex, ManifestRecord, ManifestStore, MetaError, NewManifest, NewUpload, Referrer, RepoStore, Upload,
-    UploadStore, now_unix,
+    UploadProgress, UploadStore, now_unix,
 };
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "registry", include_str!("../migrations/sqlite/0001_registry.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "registry", include_str!("../migrations/sqlite/0001_registry.sql")),
+    (2, "upload_progress", include_str!("../migrations/sqlite/0002_upload_progress.sql")),
+];
 
 /// Metadata in a SQLite database file.
 #[derive(Debug, Clone)]
@@ -40,7 +41,7 @@ impl SqliteMeta {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
-        migrator().run(&writer).await?;
+        crate::migrate::migrator(MIGRATIONS).run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         Ok(SqliteMeta { writer, reader })
     }
@@ -50,16 +51,6 @@ impl SqliteMeta {
         self.reader.close().await;
         self.writer.close().await;
     }
-}
-
-fn migrator() -> Migrator {
-    let migrations = MIGRATIONS
-        .iter()
-        .map(|(version, name, sql)| {
-            Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, SqlStr::from_static(sql), false)
-        })
-        .collect();
-    Migrator::with_migrations(migrations)
 }
 
 fn parse_digest(s: &str) -> Result<Digest, MetaError> {
@@ -377,13 +368,14 @@ impl UploadStore for SqliteMeta {
         let mut tx = self.writer.begin().await?;
         let repo_id = ensure_repo(&mut tx, &upload.repo).await?;
         sqlx::query(
-            "INSERT INTO uploads (id, repo_id, received, algorithm, started_at, updated_at) VALUES (?, ?, 0, ?, ?, ?)",
+            "INSERT INTO uploads (id, repo_id, received, algorithm, started_at, updated_at, cursor)\n             VALUES (?, ?, 0, ?, ?, ?, ?)",
         )
         .bind(&upload.id)
         .bind(repo_id)
         .bind(upload.algorithm.as_str())
         .bind(now)
         .bind(now)
+        .bind(&upload.cursor)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -392,7 +384,7 @@ impl UploadStore for SqliteMeta {
 
     async fn get_upload(&self, repo: &RepoName, id: &str) -> Result<Option<Upload>, MetaError> {
         let row = sqlx::query(
-            "SELECT id, received, algorithm, started_at, updated_at FROM uploads
+            "SELECT id, received, algorithm, started_at, updated_at, hash_state, cursor FROM uploads
              WHERE id = ? AND repo_id = (SELECT id FROM repositories WHERE name = ?)",
         )
         .bind(id)
@@ -407,14 +399,18 @@ impl UploadStore for SqliteMeta {
                 algorithm: Algorithm::from_str(&algorithm).map_err(|_| MetaError::Corrupt(algorithm.clone()))?,
                 started_at: row.try_get("started_at")?,
                 updated_at: row.try_get("updated_at")?,
+                hash_state: row.try_get("hash_state")?,
+                cursor: row.try_get("cursor")?,
             })
         })
         .transpose()
     }
 
-    async fn set_upload_received(&self, id: &str, received: u64) -> Result<(), MetaError> {
-        sqlx::query("UPDATE uploads SET received = ?, updated_at = ? WHERE id = ?")
-            .bind(received as i64)
+    async fn save_upload_progress(&self, id: &str, progress: &UploadProgress) -> Result<(), MetaError> {
+        sqlx::query("UPDATE uploads SET received = ?, hash_state = ?, cursor = ?, updated_at = ? WHERE id = ?")
+            .bind(progress.received as i64)
+            .bind(&progress.hash_state)
+            .bind(&progress.cursor)
             .bind(now_unix())
             .bind(id)
             .execute(&self.writer)
@@ -427,13 +423,13 @@ impl UploadStore for SqliteMeta {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<String>, MetaError> {
-        let ids = sqlx::query_scalar("SELECT id FROM uploads WHERE updated_at < ? ORDER BY updated_at LIMIT ?")
+    async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError> {
+        let rows = sqlx::query_as("SELECT id, cursor FROM uploads WHERE updated_at < ? ORDER BY updated_at LIMIT ?")
             .bind(before)
             .bind(limit as i64)
             .fetch_all(&self.reader)
             .await?;
-        Ok(ids)
+        Ok(rows)
     }
 }
 

@@ -123,15 +123,21 @@ async fn referrers_filter_by_artifact_type(meta: &dyn Metadata) {
 
 async fn uploads_round_trip(meta: &dyn Metadata) {
     let r = repo("suite/up");
-    let upload = NewUpload { id: "u-1".into(), repo: r.clone(), algorithm: Algorithm::Sha512 };
+    let upload = NewUpload { id: "u-1".into(), repo: r.clone(), algorithm: Algorithm::Sha512, cursor: "c0".into() };
     meta.create_upload(&upload).await.unwrap();
     assert!(meta.repo_exists(&r).await.unwrap(), "an upload creates the repository");
     let got = meta.get_upload(&r, "u-1").await.unwrap().unwrap();
     assert_eq!((got.received, got.algorithm), (0, Algorithm::Sha512));
     assert!(meta.get_upload(&repo("suite/a"), "u-1").await.unwrap().is_none(), "bound to its repository");
-    meta.set_upload_received("u-1", 42).await.unwrap();
-    assert_eq!(meta.get_upload(&r, "u-1").await.unwrap().unwrap().received, 42);
-    assert_eq!(meta.stale_uploads(crate::now_unix() + 10, 10).await.unwrap(), vec!["u-1"]);
+    assert_eq!((got.cursor.as_str(), got.hash_state.as_deref()), ("c0", None));
+    let progress = crate::UploadProgress { received: 42, hash_state: vec![1, 2, 3], cursor: "c1".into() };
+    meta.save_upload_progress("u-1", &progress).await.unwrap();
+    let got = meta.get_upload(&r, "u-1").await.unwrap().unwrap();
+    assert_eq!((got.received, got.hash_state.as_deref(), got.cursor.as_str()), (42, Some(&[1u8, 2, 3][..]), "c1"));
+    assert_eq!(
+        meta.stale_uploads(crate::now_unix() + 10, 10).await.unwrap(),
+        vec![("u-1".to_owned(), "c1".to_owned())]
+    );
     assert!(meta.stale_uploads(crate::now_unix() - 10, 10).await.unwrap().is_empty());
     assert!(meta.delete_upload("u-1").await.unwrap());
     assert!(meta.get_upload(&r, "u-1").await.unwrap().is_none());

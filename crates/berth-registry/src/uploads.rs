@@ -1,15 +1,18 @@
 //! Blob upload sessions: start, append (streamed or chunked), status, complete,
 //! cancel, cross-repository mount and expiry.
 //!
-//! Each session's bytes are hashed as they arrive. The hash state lives in
-//! memory; after a restart (or on another node) it is rebuilt by re-reading the
-//! staged bytes, so sessions survive restarts. Chunks apply whole or not at all:
-//! a failed or short chunk is truncated away before the error is returned.
+//! Each session's bytes are hashed as they arrive. After every accepted chunk the
+//! offset, the serialized hash state and the blob store's cursor are saved in
+//! one metadata row, so a restarted process or another node continues the
+//! session exactly where it stood (sessions saved without a hash state are
+//! rebuilt by re-reading the staged bytes). Chunks apply whole or not at all: a
+//! failed or short chunk is rolled back before the error is returned.
 
 use std::sync::Arc;
 
 use berth_core::{Algorithm, ContentRange, Digest, Hasher, RepoName};
-use berth_meta::NewUpload;
+use berth_meta::{NewUpload, UploadProgress};
+use berth_storage::UploadCursor;
 use futures_util::StreamExt;
 
 use crate::{ByteStream, Registry, RegistryError};
@@ -19,8 +22,24 @@ use crate::{ByteStream, Registry, RegistryError};
 pub(crate) struct Session {
     hasher: Hasher,
     received: u64,
+    /// The blob store's cursor as of `received`.
+    cursor: UploadCursor,
     /// Set once completed or cancelled, for requests that waited on the lock.
     closed: bool,
+    /// False until loaded from the session's metadata row.
+    loaded: bool,
+}
+
+impl Session {
+    fn unloaded() -> Self {
+        Session {
+            hasher: Algorithm::Sha256.hasher(),
+            received: 0,
+            cursor: UploadCursor::default(),
+            closed: false,
+            loaded: false,
+        }
+    }
 }
 
 /// Where an upload session stands.
@@ -44,13 +63,13 @@ impl Registry {
     /// Opens a new upload session in `repo`, creating the repository.
     pub async fn start_upload(&self, repo: &RepoName, algorithm: Algorithm) -> Result<UploadState, RegistryError> {
         let id = uuid::Uuid::new_v4().to_string();
-        self.blobs.upload_create(&id).await?;
-        let upload = NewUpload { id: id.clone(), repo: repo.clone(), algorithm };
+        let cursor = self.blobs.upload_create(&id).await?;
+        let upload = NewUpload { id: id.clone(), repo: repo.clone(), algorithm, cursor: cursor.0.clone() };
         if let Err(e) = self.meta.create_upload(&upload).await {
-            self.blobs.upload_abort(&id).await.ok();
+            self.blobs.upload_abort(&id, &cursor).await.ok();
             return Err(e.into());
         }
-        let session = Session { hasher: algorithm.hasher(), received: 0, closed: false };
+        let session = Session { hasher: algorithm.hasher(), received: 0, cursor, closed: false, loaded: true };
         self.sessions.lock().unwrap().insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
         Ok(UploadState { id, received: 0 })
     }
@@ -105,11 +124,9 @@ impl Registry {
 
     /// Where session `id` of `repo` stands.
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadState, RegistryError> {
-        let session = self.session(repo, id).await?;
-        let state = session.lock().await;
-        if state.closed {
-            return Err(RegistryError::UploadUnknown);
-        }
+        let session = self.session_handle(id);
+        let mut state = session.lock().await;
+        self.load_current(repo, id, &mut state).await?;
         Ok(UploadState { id: id.to_owned(), received: state.received })
     }
 
@@ -124,11 +141,9 @@ impl Registry {
         declared_len: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadState, RegistryError> {
-        let session = self.session(repo, id).await?;
+        let session = self.session_handle(id);
         let mut state = session.lock().await;
-        if state.closed {
-            return Err(RegistryError::UploadUnknown);
-        }
+        self.load_current(repo, id, &mut state).await?;
         self.append_locked(id, &mut state, range, declared_len, body).await?;
         Ok(UploadState { id: id.to_owned(), received: state.received })
     }
@@ -151,24 +166,24 @@ impl Registry {
             }
         }
         let mut hasher = state.hasher.clone();
-        let written = match self.blobs.upload_append(id, offset, body, &mut hasher).await {
-            Ok(n) => n,
-            Err(e) => {
-                self.blobs.upload_truncate(id, offset).await.ok();
-                return Err(e.into());
-            }
-        };
+        let (written, cursor) = self.blobs.upload_append(id, &state.cursor, offset, body, &mut hasher).await?;
         let expected = range.map(|r| r.len()).or(declared_len);
         if expected.is_some_and(|len| len != written) {
-            self.blobs.upload_truncate(id, offset).await?;
+            self.blobs.upload_rollback(id, &state.cursor, offset).await?;
             return Err(match range {
                 Some(_) => RegistryError::UploadRangeInvalid { received: offset },
                 None => RegistryError::SizeInvalid(format!("Content-Length said {expected:?}, got {written} bytes")),
             });
         }
-        self.meta.set_upload_received(id, offset + written).await?;
+        let progress =
+            UploadProgress { received: offset + written, hash_state: hasher.state(), cursor: cursor.0.clone() };
+        if let Err(e) = self.meta.save_upload_progress(id, &progress).await {
+            self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
+            return Err(e.into());
+        }
         state.received = offset + written;
         state.hasher = hasher;
+        state.cursor = cursor;
         Ok(())
     }
 
@@ -181,25 +196,30 @@ impl Registry {
         digest: &Digest,
         last_chunk: Option<(Option<ContentRange>, Option<u64>, ByteStream)>,
     ) -> Result<u64, RegistryError> {
-        let session = self.session(repo, id).await?;
+        let session = self.session_handle(id);
         let mut state = session.lock().await;
-        if state.closed {
-            return Err(RegistryError::UploadUnknown);
-        }
+        self.load_current(repo, id, &mut state).await?;
         if let Some((range, declared_len, body)) = last_chunk {
             self.append_locked(id, &mut state, range, declared_len, body).await?;
         }
+        let sealed = self.blobs.upload_seal(id, &state.cursor).await?;
         let computed = if state.hasher.algorithm() == digest.algorithm() {
             state.hasher.clone().finish()
         } else {
-            self.rehash(id, digest.algorithm(), state.received).await?
+            self.rehash(id, &sealed, digest.algorithm(), state.received).await?
         };
         if &computed != digest {
             state.closed = true;
-            self.discard(id).await;
+            state.cursor = sealed;
+            self.discard(id, &state.cursor).await;
             return Err(RegistryError::DigestInvalid(format!("uploaded content has digest {computed}, not {digest}")));
         }
-        self.blobs.upload_commit(id, digest).await?;
+        if let Err(e) = self.blobs.upload_commit(id, &sealed, digest).await {
+            // The staged data may already be sealed; the client must start over.
+            state.closed = true;
+            self.discard(id, &sealed).await;
+            return Err(e.into());
+        }
         self.meta.link_blob(repo, digest, state.received).await?;
         state.closed = true;
         self.meta.delete_upload(id).await?;
@@ -209,13 +229,11 @@ impl Registry {
 
     /// Cancels a session and discards its bytes.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<(), RegistryError> {
-        let session = self.session(repo, id).await?;
+        let session = self.session_handle(id);
         let mut state = session.lock().await;
-        if state.closed {
-            return Err(RegistryError::UploadUnknown);
-        }
+        self.load_current(repo, id, &mut state).await?;
         state.closed = true;
-        self.discard(id).await;
+        self.discard(id, &state.cursor).await;
         Ok(())
     }
 
@@ -223,71 +241,99 @@ impl Registry {
     pub async fn expire_uploads(&self) -> Result<usize, RegistryError> {
         let cutoff = berth_meta::now_unix() - self.config.upload_expiry.as_secs() as i64;
         let stale = self.meta.stale_uploads(cutoff, 1000).await?;
-        for id in &stale {
-            let live = self.sessions.lock().unwrap().get(id).cloned();
-            match live {
-                Some(session) => {
-                    let mut state = session.lock().await;
-                    state.closed = true;
-                    self.discard(id).await;
-                }
-                None => self.discard(id).await,
-            }
+        for (id, cursor) in &stale {
+            let session = self.session_handle(id);
+            let mut state = session.lock().await;
+            state.closed = true;
+            self.discard(id, &UploadCursor(cursor.clone())).await;
         }
         Ok(stale.len())
     }
 
-    async fn discard(&self, id: &str) {
+    async fn discard(&self, id: &str, cursor: &UploadCursor) {
         self.sessions.lock().unwrap().remove(id);
         if let Err(e) = self.meta.delete_upload(id).await {
             tracing::warn!(upload = id, error = %e, "could not delete upload record");
         }
-        if let Err(e) = self.blobs.upload_abort(id).await {
+        if let Err(e) = self.blobs.upload_abort(id, cursor).await {
             tracing::warn!(upload = id, error = %e, "could not discard staged upload data");
         }
     }
 
-    /// The live session for `id`, loaded from metadata when this process has
-    /// not seen it yet (after a restart, or a session begun on another node).
-    async fn session(&self, repo: &RepoName, id: &str) -> Result<Arc<tokio::sync::Mutex<Session>>, RegistryError> {
-        let upload = self.meta.get_upload(repo, id).await?.ok_or(RegistryError::UploadUnknown)?;
-        if let Some(live) = self.sessions.lock().unwrap().get(id) {
-            return Ok(live.clone());
+    /// This process's lock and cached state for session `id` (possibly not loaded yet).
+    fn session_handle(&self, id: &str) -> Arc<tokio::sync::Mutex<Session>> {
+        let mut sessions = self.sessions.lock().unwrap();
+        sessions.entry(id.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Session::unloaded()))).clone()
+    }
+
+    /// Brings `state` (locked) up to date with the session's metadata row. The
+    /// row is the truth: another node, or this process before a restart, may have
+    /// moved the session on since `state` was cached.
+    async fn load_current(&self, repo: &RepoName, id: &str, state: &mut Session) -> Result<(), RegistryError> {
+        let upload = match self.meta.get_upload(repo, id).await? {
+            Some(upload) if !state.closed => upload,
+            _ => {
+                state.closed = true;
+                self.sessions.lock().unwrap().remove(id);
+                return Err(RegistryError::UploadUnknown);
+            }
+        };
+        let cursor = UploadCursor(upload.cursor.clone());
+        if state.loaded && state.received == upload.received && state.cursor == cursor {
+            return Ok(());
         }
-        let Some(staged) = self.blobs.upload_size(id).await? else {
+        let Some(staged) = self.blobs.upload_size(id, &cursor).await? else {
             // The record outlived its bytes (crash between commit and cleanup).
+            state.closed = true;
             self.meta.delete_upload(id).await?;
+            self.sessions.lock().unwrap().remove(id);
             return Err(RegistryError::UploadUnknown);
         };
         if staged < upload.received {
             tracing::warn!(upload = id, staged, recorded = upload.received, "staged data lost; dropping upload");
-            self.discard(id).await;
+            state.closed = true;
+            self.discard(id, &cursor).await;
             return Err(RegistryError::UploadUnknown);
         }
         if staged > upload.received {
             // Bytes of a chunk that was never acknowledged.
-            self.blobs.upload_truncate(id, upload.received).await?;
+            self.blobs.upload_rollback(id, &cursor, upload.received).await?;
         }
-        let mut hasher = upload.algorithm.hasher();
-        let mut data = self.blobs.upload_read(id).await?;
-        while let Some(chunk) = data.next().await {
-            hasher.update(&chunk.map_err(|e| RegistryError::Internal(e.to_string()))?);
-        }
-        let session = Session { hasher, received: upload.received, closed: false };
-        let mut sessions = self.sessions.lock().unwrap();
-        Ok(sessions.entry(id.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(session))).clone())
+        let restored = upload.hash_state.as_deref().and_then(|s| Hasher::from_state(upload.algorithm, s));
+        let hasher = match restored {
+            Some(hasher) => hasher,
+            None => self.rehash_staged(id, &cursor, upload.algorithm.hasher(), upload.received).await?,
+        };
+        *state = Session { hasher, received: upload.received, cursor, closed: false, loaded: true };
+        Ok(())
     }
 
-    async fn rehash(&self, id: &str, algorithm: Algorithm, len: u64) -> Result<Digest, RegistryError> {
-        let mut hasher = algorithm.hasher();
+    /// Re-hashes the first `len` staged bytes (sessions saved without hash state).
+    async fn rehash_staged(
+        &self,
+        id: &str,
+        cursor: &UploadCursor,
+        mut hasher: Hasher,
+        len: u64,
+    ) -> Result<Hasher, RegistryError> {
         let mut seen = 0u64;
-        let mut data = self.blobs.upload_read(id).await?;
+        let mut data = self.blobs.upload_read(id, cursor).await?;
         while let Some(chunk) = data.next().await {
             let chunk = chunk.map_err(|e| RegistryError::Internal(e.to_string()))?;
             let take = chunk.len().min((len - seen) as usize);
             hasher.update(&chunk[..take]);
             seen += take as u64;
         }
-        Ok(hasher.finish())
+        Ok(hasher)
+    }
+
+    async fn rehash(
+        &self,
+        id: &str,
+        sealed: &UploadCursor,
+        algorithm: Algorithm,
+        len: u64,
+    ) -> Result<Digest, RegistryError> {
+        Ok(self.rehash_staged(id, sealed, algorithm.hasher(), len).await?.finish())
     }
 }

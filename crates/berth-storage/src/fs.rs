@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use tokio::fs;
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobStore, ByteStream, StorageError};
+use crate::{BlobStore, ByteStream, StorageError, UploadCursor};
 
 /// Received chunks queued for the writer thread; bounds memory per upload.
 const WRITE_QUEUE: usize = 8;
@@ -52,6 +52,16 @@ impl FsStore {
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.encoded();
         self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
+    }
+
+    /// Cuts the staged data of `id` back to `len` bytes.
+    pub async fn truncate(&self, id: &str, len: u64) -> Result<(), StorageError> {
+        if !is_safe_id(id) {
+            return Err(StorageError::NotFound);
+        }
+        let file = fs::OpenOptions::new().write(true).open(self.upload_path(id)).await?;
+        file.set_len(len).await?;
+        Ok(())
     }
 
     fn upload_path(&self, id: &str) -> PathBuf {
@@ -146,21 +156,22 @@ impl BlobStore for FsStore {
         }
     }
 
-    async fn upload_create(&self, id: &str) -> Result<(), StorageError> {
+    async fn upload_create(&self, id: &str) -> Result<UploadCursor, StorageError> {
         if !is_safe_id(id) {
             return Err(StorageError::NotFound);
         }
         fs::File::create(self.upload_path(id)).await?;
-        Ok(())
+        Ok(UploadCursor::default())
     }
 
     async fn upload_append(
         &self,
         id: &str,
+        _cursor: &UploadCursor,
         offset: u64,
         mut data: ByteStream,
         hasher: &mut Hasher,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<(u64, UploadCursor), StorageError> {
         if !is_safe_id(id) {
             return Err(StorageError::NotFound);
         }
@@ -189,23 +200,22 @@ impl BlobStore for FsStore {
             }
         }
         drop(tx);
-        writer.await.map_err(std::io::Error::other)??;
-        match failure {
-            Some(e) => Err(e.into()),
-            None => Ok(written),
+        let outcome = match (writer.await.map_err(std::io::Error::other).and_then(|r| r), failure) {
+            (Ok(()), None) => Ok((written, UploadCursor::default())),
+            (Err(e), _) | (Ok(()), Some(e)) => Err(e.into()),
+        };
+        if outcome.is_err() {
+            // Leave the staged data as it was before this append.
+            self.truncate(id, offset).await.ok();
         }
+        outcome
     }
 
-    async fn upload_truncate(&self, id: &str, len: u64) -> Result<(), StorageError> {
-        if !is_safe_id(id) {
-            return Err(StorageError::NotFound);
-        }
-        let file = fs::OpenOptions::new().write(true).open(self.upload_path(id)).await?;
-        file.set_len(len).await?;
-        Ok(())
+    async fn upload_rollback(&self, id: &str, _cursor: &UploadCursor, len: u64) -> Result<(), StorageError> {
+        self.truncate(id, len).await
     }
 
-    async fn upload_size(&self, id: &str) -> Result<Option<u64>, StorageError> {
+    async fn upload_size(&self, id: &str, _cursor: &UploadCursor) -> Result<Option<u64>, StorageError> {
         if !is_safe_id(id) {
             return Ok(None);
         }
@@ -216,7 +226,11 @@ impl BlobStore for FsStore {
         }
     }
 
-    async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
+    async fn upload_seal(&self, _id: &str, cursor: &UploadCursor) -> Result<UploadCursor, StorageError> {
+        Ok(cursor.clone())
+    }
+
+    async fn upload_read(&self, id: &str, _cursor: &UploadCursor) -> Result<ByteStream, StorageError> {
         if !is_safe_id(id) {
             return Err(StorageError::NotFound);
         }
@@ -224,7 +238,7 @@ impl BlobStore for FsStore {
         Ok(ReaderStream::with_capacity(file, READ_CHUNK).boxed())
     }
 
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
+    async fn upload_commit(&self, id: &str, _cursor: &UploadCursor, digest: &Digest) -> Result<(), StorageError> {
         if !is_safe_id(id) {
             return Err(StorageError::NotFound);
         }
@@ -246,7 +260,7 @@ impl BlobStore for FsStore {
         Ok(())
     }
 
-    async fn upload_abort(&self, id: &str) -> Result<(), StorageError> {
+    async fn upload_abort(&self, id: &str, _cursor: &UploadCursor) -> Result<(), StorageError> {
         if !is_safe_id(id) {
             return Ok(());
         }
@@ -273,11 +287,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
         let digest = Digest::sha256(b"abc");
-        store.upload_create("u1").await.unwrap();
+        let cursor = store.upload_create("u1").await.unwrap();
         let mut h = digest.algorithm().hasher();
         let data = futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"abc"))]).boxed();
-        store.upload_append("u1", 0, data, &mut h).await.unwrap();
-        store.upload_commit("u1", &digest).await.unwrap();
+        let (_, cursor) = store.upload_append("u1", &cursor, 0, data, &mut h).await.unwrap();
+        store.upload_commit("u1", &cursor, &digest).await.unwrap();
         let path = store.blob_path(&digest);
         assert!(path.ends_with(format!("blobs/sha256/ba/{}", digest.encoded())));
         assert_eq!(std::fs::read(path).unwrap(), b"abc");
@@ -289,6 +303,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
         assert!(store.upload_create("../evil").await.is_err());
-        assert_eq!(store.upload_size("../../etc/passwd").await.unwrap(), None);
+        assert_eq!(store.upload_size("../../etc/passwd", &UploadCursor::default()).await.unwrap(), None);
     }
 }

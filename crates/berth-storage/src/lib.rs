@@ -40,33 +40,52 @@ pub trait BlobStore: Send + Sync + Debug {
     /// Removes a committed blob's bytes. Missing blobs are not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;
 
-    /// Creates empty staging space for upload `id`.
-    async fn upload_create(&self, id: &str) -> Result<(), StorageError>;
+    /// Creates empty staging space for upload `id` and returns its first cursor.
+    async fn upload_create(&self, id: &str) -> Result<UploadCursor, StorageError>;
 
-    /// Appends `data` at `offset` (the current staged size), feeding every byte to
-    /// `hasher`. Returns the number of bytes written. On error the staged data may
-    /// extend past `offset`; callers restore it with [`BlobStore::upload_truncate`].
+    /// Appends `data` after the `offset` bytes staged so far, feeding every byte
+    /// to `hasher`. Returns the bytes written and the new cursor, which takes
+    /// effect once the caller persists it. On error the staged data is as before.
     async fn upload_append(
         &self,
         id: &str,
+        cursor: &UploadCursor,
         offset: u64,
         data: ByteStream,
         hasher: &mut Hasher,
-    ) -> Result<u64, StorageError>;
+    ) -> Result<(u64, UploadCursor), StorageError>;
 
-    /// Cuts staged data back to `len` bytes (undoing a failed append).
-    async fn upload_truncate(&self, id: &str, len: u64) -> Result<(), StorageError>;
+    /// Undoes a successful append that the caller decided not to keep (a chunk of
+    /// the wrong length): afterwards the staged data is what `cursor` and `len`
+    /// describe.
+    async fn upload_rollback(&self, id: &str, cursor: &UploadCursor, len: u64) -> Result<(), StorageError>;
 
-    /// Size of the staged data, or `None` when the upload does not exist.
-    async fn upload_size(&self, id: &str) -> Result<Option<u64>, StorageError>;
+    /// Bytes staged, or `None` when the upload's data does not exist.
+    async fn upload_size(&self, id: &str, cursor: &UploadCursor) -> Result<Option<u64>, StorageError>;
 
-    /// Streams the staged data (to rebuild hash state after a restart).
-    async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError>;
+    /// Ends appending: afterwards the staged data can be read back and committed.
+    async fn upload_seal(&self, id: &str, cursor: &UploadCursor) -> Result<UploadCursor, StorageError>;
 
-    /// Makes the staged data durable and moves it to `digest`. The caller has
-    /// verified the digest. If the blob already exists the staged copy is dropped.
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError>;
+    /// Streams the staged data (only the first `len` bytes are meaningful).
+    /// Needs a sealed cursor on backends that cannot read unfinished uploads.
+    async fn upload_read(&self, id: &str, cursor: &UploadCursor) -> Result<ByteStream, StorageError>;
+
+    /// Makes sealed staged data durable and stores it as `digest`. The caller
+    /// has verified the digest. If the blob already exists the staged copy is dropped.
+    async fn upload_commit(&self, id: &str, cursor: &UploadCursor, digest: &Digest) -> Result<(), StorageError>;
 
     /// Discards staged data. Missing uploads are not an error.
-    async fn upload_abort(&self, id: &str) -> Result<(), StorageError>;
+    async fn upload_abort(&self, id: &str, cursor: &UploadCursor) -> Result<(), StorageError>;
+}
+
+/// Backend-specific progress of a staged upload (for S3: the multipart upload id,
+/// finished parts and the pending tail). Opaque to everyone but the backend; the
+/// registry persists it with the upload's offset, so any node can continue it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadCursor(pub String);
+
+impl UploadCursor {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }

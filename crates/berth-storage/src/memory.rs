@@ -8,7 +8,7 @@ use berth_core::{ByteRange, Digest, Hasher};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::{BlobStore, ByteStream, StorageError};
+use crate::{BlobStore, ByteStream, StorageError, UploadCursor};
 
 /// Blobs and uploads held in memory; contents vanish with the value.
 #[derive(Debug, Default)]
@@ -20,6 +20,12 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn truncate(&self, id: &str, len: u64) -> Result<(), StorageError> {
+        let mut uploads = self.uploads.lock().unwrap();
+        uploads.get_mut(id).ok_or(StorageError::NotFound)?.truncate(len as usize);
+        Ok(())
     }
 }
 
@@ -46,21 +52,28 @@ impl BlobStore for MemoryStore {
         Ok(())
     }
 
-    async fn upload_create(&self, id: &str) -> Result<(), StorageError> {
+    async fn upload_create(&self, id: &str) -> Result<UploadCursor, StorageError> {
         self.uploads.lock().unwrap().insert(id.to_owned(), Vec::new());
-        Ok(())
+        Ok(UploadCursor::default())
     }
 
     async fn upload_append(
         &self,
         id: &str,
+        _cursor: &UploadCursor,
         offset: u64,
         mut data: ByteStream,
         hasher: &mut Hasher,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<(u64, UploadCursor), StorageError> {
         let mut written = 0u64;
         while let Some(chunk) = data.next().await {
-            let chunk = chunk?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    self.truncate(id, offset)?;
+                    return Err(e.into());
+                }
+            };
             hasher.update(&chunk);
             let mut uploads = self.uploads.lock().unwrap();
             let staged = uploads.get_mut(id).ok_or(StorageError::NotFound)?;
@@ -68,31 +81,33 @@ impl BlobStore for MemoryStore {
             staged.extend_from_slice(&chunk);
             written += chunk.len() as u64;
         }
-        Ok(written)
+        Ok((written, UploadCursor::default()))
     }
 
-    async fn upload_truncate(&self, id: &str, len: u64) -> Result<(), StorageError> {
-        let mut uploads = self.uploads.lock().unwrap();
-        uploads.get_mut(id).ok_or(StorageError::NotFound)?.truncate(len as usize);
-        Ok(())
+    async fn upload_rollback(&self, id: &str, _cursor: &UploadCursor, len: u64) -> Result<(), StorageError> {
+        self.truncate(id, len)
     }
 
-    async fn upload_size(&self, id: &str) -> Result<Option<u64>, StorageError> {
+    async fn upload_size(&self, id: &str, _cursor: &UploadCursor) -> Result<Option<u64>, StorageError> {
         Ok(self.uploads.lock().unwrap().get(id).map(|u| u.len() as u64))
     }
 
-    async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
+    async fn upload_seal(&self, _id: &str, cursor: &UploadCursor) -> Result<UploadCursor, StorageError> {
+        Ok(cursor.clone())
+    }
+
+    async fn upload_read(&self, id: &str, _cursor: &UploadCursor) -> Result<ByteStream, StorageError> {
         let data = self.uploads.lock().unwrap().get(id).cloned().ok_or(StorageError::NotFound)?;
         Ok(once(Bytes::from(data)))
     }
 
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
+    async fn upload_commit(&self, id: &str, _cursor: &UploadCursor, digest: &Digest) -> Result<(), StorageError> {
         let data = self.uploads.lock().unwrap().remove(id).ok_or(StorageError::NotFound)?;
         self.blobs.lock().unwrap().entry(digest.clone()).or_insert_with(|| Bytes::from(data));
         Ok(())
     }
 
-    async fn upload_abort(&self, id: &str) -> Result<(), StorageError> {
+    async fn upload_abort(&self, id: &str, _cursor: &UploadCursor) -> Result<(), StorageError> {
         self.uploads.lock().unwrap().remove(id);
         Ok(())
     }

@@ -1,0 +1,465 @@
+//! The PostgreSQL metadata backend, for several berth nodes sharing one database.
+//!
+//! Same tables and semantics as the SQLite backend (see `migrations/postgres`),
+//! with names and digests in the "C" collation so listings are bytewise. Every
+//! multi-row change is one transaction; concurrent writers from several nodes
+//! rely on `ON CONFLICT` upserts rather than read-then-write.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_core::{Algorithm, Digest, RepoName, Tag};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use crate::{
+    BlobIndex, ManifestRecord, ManifestStore, MetaError, NewManifest, NewUpload, Referrer, RepoStore, Upload,
+    UploadProgress, UploadStore, now_unix,
+};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "registry", include_str!("../migrations/postgres/0001_registry.sql")),
+    (2, "upload_progress", include_str!("../migrations/postgres/0002_upload_progress.sql")),
+];
+
+/// Metadata in a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresMeta {
+    pool: PgPool,
+}
+
+impl PostgresMeta {
+    /// Connects to `url` (`postgres://user:pass@host:port/db`) and migrates the schema.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, MetaError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        crate::migrate::migrator(MIGRATIONS).run(&pool).await?;
+        Ok(PostgresMeta { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The pool, for listeners and leases that need their own connections.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn parse_digest(s: &str) -> Result<Digest, MetaError> {
+    s.parse().map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
+}
+
+/// Finds or creates a repository inside a write transaction.
+async fn ensure_repo(tx: &mut Transaction<'_, Postgres>, repo: &RepoName) -> Result<i64, MetaError> {
+    sqlx::query(
+        "INSERT INTO repositories (name, project, created_at) VALUES ($1, $2, $3) ON CONFLICT(name) DO NOTHING",
+    )
+    .bind(repo.as_str())
+    .bind(repo.project())
+    .bind(now_unix())
+    .execute(&mut **tx)
+    .await?;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+        .bind(repo.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(id)
+}
+
+#[async_trait]
+impl RepoStore for PostgresMeta {
+    async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn list_repos(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>, MetaError> {
+        let names = sqlx::query_scalar("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+            .bind(last.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(names)
+    }
+
+    async fn delete_repo_if_empty(&self, repo: &RepoName) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "DELETE FROM repositories WHERE name = $1
+               AND NOT EXISTS (SELECT 1 FROM manifests WHERE repo_id = repositories.id)
+               AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = repositories.id)
+               AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repo_id = repositories.id)
+               AND NOT EXISTS (SELECT 1 FROM uploads WHERE repo_id = repositories.id)",
+        )
+        .bind(repo.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl BlobIndex for PostgresMeta {
+    async fn blob_in_repo(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+             WHERE rb.repo_id = (SELECT id FROM repositories WHERE name = $1) AND rb.digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn find_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT size FROM blobs WHERE digest = $1 AND EXISTS (SELECT 1 FROM repository_blobs WHERE digest = $2)",
+        )
+        .bind(digest.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), MetaError> {
+        let now = now_unix();
+        let mut tx = self.pool.begin().await?;
+        let repo_id = ensure_repo(&mut tx, repo).await?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT(digest) DO NOTHING")
+            .bind(digest.as_str())
+            .bind(size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT(repo_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn manifest_record(row: &PgRow, with_payload: bool) -> Result<ManifestRecord, MetaError> {
+    Ok(ManifestRecord {
+        digest: parse_digest(row.try_get("digest")?)?,
+        media_type: row.try_get("media_type")?,
+        size: row.try_get::<i64, _>("size")? as u64,
+        payload: if with_payload { Some(row.try_get("payload")?) } else { None },
+    })
+}
+
+#[async_trait]
+impl ManifestStore for PostgresMeta {
+    async fn put_manifest(&self, repo: &RepoName, m: NewManifest, tags: &[Tag]) -> Result<(), MetaError> {
+        let now = now_unix();
+        let mut tx = self.pool.begin().await?;
+        let repo_id = ensure_repo(&mut tx, repo).await?;
+        let mut missing = Vec::new();
+        for blob in &m.blob_refs {
+            let seen: Option<i64> =
+                sqlx::query_scalar("SELECT 1::BIGINT FROM repository_blobs WHERE repo_id = $1 AND digest = $2")
+                    .bind(repo_id)
+                    .bind(blob.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if seen.is_none() {
+                missing.push(blob.clone());
+            }
+        }
+        for child in &m.manifest_refs {
+            let seen: Option<i64> =
+                sqlx::query_scalar("SELECT 1::BIGINT FROM manifests WHERE repo_id = $1 AND digest = $2")
+                    .bind(repo_id)
+                    .bind(child.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if seen.is_none() {
+                missing.push(child.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(MetaError::MissingReferences(missing));
+        }
+        sqlx::query(
+            "INSERT INTO manifests
+               (repo_id, digest, media_type, artifact_type, subject_digest, annotations, size, payload, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT(repo_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(m.digest.as_str())
+        .bind(&m.media_type)
+        .bind(&m.artifact_type)
+        .bind(m.subject.as_ref().map(|s| s.as_str()))
+        .bind(&m.annotations_json)
+        .bind(m.payload.len() as i64)
+        .bind(&m.payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let refs = m.blob_refs.iter().map(|d| (d, "blob")).chain(m.manifest_refs.iter().map(|d| (d, "manifest")));
+        for (child, kind) in refs {
+            sqlx::query(
+                "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(repo_id)
+            .bind(m.digest.as_str())
+            .bind(child.as_str())
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for tag in tags {
+            sqlx::query(
+                "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT(repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+                                                          updated_at = excluded.updated_at",
+            )
+            .bind(repo_id)
+            .bind(tag.as_str())
+            .bind(m.digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        with_payload: bool,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let sql = if with_payload {
+            "SELECT digest, media_type, size, payload FROM manifests
+             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2"
+        } else {
+            "SELECT digest, media_type, size FROM manifests
+             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2"
+        };
+        let row = sqlx::query(sql).bind(repo.as_str()).bind(digest.as_str()).fetch_optional(&self.pool).await?;
+        row.map(|r| manifest_record(&r, with_payload)).transpose()
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        with_payload: bool,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let sql = if with_payload {
+            "SELECT m.digest, m.media_type, m.size, m.payload FROM tags t
+             JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
+             WHERE t.repo_id = (SELECT id FROM repositories WHERE name = $1) AND t.name = $2"
+        } else {
+            "SELECT m.digest, m.media_type, m.size FROM tags t
+             JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
+             WHERE t.repo_id = (SELECT id FROM repositories WHERE name = $1) AND t.name = $2"
+        };
+        let row = sqlx::query(sql).bind(repo.as_str()).bind(tag.as_str()).fetch_optional(&self.pool).await?;
+        row.map(|r| manifest_record(&r, with_payload)).transpose()
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        // Tags and refs go with it through ON DELETE CASCADE.
+        let done = sqlx::query(
+            "DELETE FROM manifests WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
+        let done =
+            sqlx::query("DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2")
+                .bind(repo.as_str())
+                .bind(tag.as_str())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<String>, MetaError> {
+        let tags = sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name > $2
+             ORDER BY name LIMIT $3",
+        )
+        .bind(repo.as_str())
+        .bind(last.unwrap_or(""))
+        .bind(limit.map(i64::from))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(tags)
+    }
+
+    async fn list_referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT digest, media_type, size, artifact_type, annotations FROM manifests
+             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND subject_digest = $2
+               AND ($3::TEXT IS NULL OR artifact_type = $3)
+             ORDER BY created_at, digest",
+        )
+        .bind(repo.as_str())
+        .bind(subject.as_str())
+        .bind(artifact_type)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Referrer {
+                    digest: parse_digest(row.try_get("digest")?)?,
+                    media_type: row.try_get("media_type")?,
+                    size: row.try_get::<i64, _>("size")? as u64,
+                    artifact_type: row.try_get("artifact_type")?,
+                    annotations_json: row.try_get("annotations")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl UploadStore for PostgresMeta {
+    async fn create_upload(&self, upload: &NewUpload) -> Result<(), MetaError> {
+        let now = now_unix();
+        let mut tx = self.pool.begin().await?;
+        let repo_id = ensure_repo(&mut tx, &upload.repo).await?;
+        sqlx::query(
+            "INSERT INTO uploads (id, repo_id, received, algorithm, started_at, updated_at, cursor)\n             VALUES ($1, $2, 0, $3, $4, $5, $6)",
+        )
+        .bind(&upload.id)
+        .bind(repo_id)
+        .bind(upload.algorithm.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(&upload.cursor)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_upload(&self, repo: &RepoName, id: &str) -> Result<Option<Upload>, MetaError> {
+        let row = sqlx::query(
+            "SELECT id, received, algorithm, started_at, updated_at, hash_state, cursor FROM uploads
+             WHERE id = $1 AND repo_id = (SELECT id FROM repositories WHERE name = $2)",
+        )
+        .bind(id)
+        .bind(repo.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let algorithm: String = row.try_get("algorithm")?;
+            Ok(Upload {
+                id: row.try_get("id")?,
+                received: row.try_get::<i64, _>("received")? as u64,
+                algorithm: Algorithm::from_str(&algorithm).map_err(|_| MetaError::Corrupt(algorithm.clone()))?,
+                started_at: row.try_get("started_at")?,
+                updated_at: row.try_get("updated_at")?,
+                hash_state: row.try_get("hash_state")?,
+                cursor: row.try_get("cursor")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_upload_progress(&self, id: &str, progress: &UploadProgress) -> Result<(), MetaError> {
+        sqlx::query("UPDATE uploads SET received = $1, hash_state = $2, cursor = $3, updated_at = $4 WHERE id = $5")
+            .bind(progress.received as i64)
+            .bind(&progress.hash_state)
+            .bind(&progress.cursor)
+            .bind(now_unix())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError> {
+        let rows = sqlx::query_as("SELECT id, cursor FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2")
+            .bind(before)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows)
+    }
+}
+
+/// A fresh, empty database on the server named by `BERTH_TEST_POSTGRES_URL`, for tests.
+///
+/// Returns `None` when the variable is unset, so `cargo test` without PostgreSQL
+/// still runs everything else.
+pub async fn test_database() -> Option<(PostgresMeta, String)> {
+    let url = std::env::var("BERTH_TEST_POSTGRES_URL").ok()?;
+    let admin = PgPoolOptions::new().max_connections(1).connect(&url).await.expect("connect to test postgres");
+    let name = format!("berth_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create db");
+    admin.close().await;
+    let mut options = PgConnectOptions::from_str(&url).expect("test url");
+    options = options.database(&name);
+    let db_url = format!("{}/{name}", url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base));
+    let pool = PgPoolOptions::new().max_connections(8).connect_with(options).await.expect("connect test db");
+    crate::migrate::migrator(MIGRATIONS).run(&pool).await.expect("migrate");
+    Some((PostgresMeta { pool }, db_url))
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn postgres_passes_the_backend_suite() {
+        let Some((meta, _)) = super::test_database().await else {
+            eprintln!("BERTH_TEST_POSTGRES_URL not set; skipping the PostgreSQL backend suite");
+            return;
+        };
+        crate::testsuite::run_all(&meta).await;
+    }
+}
