@@ -86,6 +86,10 @@ impl From<RegistryError> for ApiError {
             E::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::SizeInvalid),
             E::DeletesDisabled => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported),
             E::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unknown),
+            E::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "backend unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unknown)
+            }
             E::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown)
@@ -106,6 +110,12 @@ impl From<RegistryError> for ApiError {
                     .header(axum::http::header::CONTENT_RANGE, format!("bytes */{size}"));
             }
             E::StorageFull => api = api.detail(json!({"reason": "STORAGE_FULL"})),
+            E::Unavailable(_) => {
+                api = api
+                    .message("a storage backend is temporarily unavailable; retry")
+                    .detail(json!({"reason": "BACKEND_UNAVAILABLE"}))
+                    .header(axum::http::header::RETRY_AFTER, "1")
+            }
             _ => {}
         }
         api

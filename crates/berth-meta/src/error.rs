@@ -9,8 +9,26 @@ pub enum MetaError {
     /// The database holds a value that does not parse (a bug or manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// The database could not be reached (down, restarting, pool exhausted).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for MetaError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                MetaError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) => {
+                // Postgres: admin shutdown / cannot connect now / connection exceptions.
+                MetaError::Unavailable(e.to_string())
+            }
+            other => MetaError::Database(other),
+        }
+    }
 }

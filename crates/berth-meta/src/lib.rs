@@ -117,10 +117,18 @@ pub trait UploadStore: Send + Sync {
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError>;
 }
 
-/// Everything berth stores as metadata, behind one object-safe facade.
-pub trait Metadata: RepoStore + BlobIndex + ManifestStore + UploadStore + std::fmt::Debug {}
+/// Leases that let exactly one node run each background job.
+#[async_trait]
+pub trait JobLeases: Send + Sync {
+    /// Takes or renews the lease on `job` for `holder` for `ttl_secs` seconds.
+    /// True when `holder` now holds it; false while another holder's lease lasts.
+    async fn try_lease(&self, job: &str, holder: &str, ttl_secs: i64) -> Result<bool, MetaError>;
+}
 
-impl<T: RepoStore + BlobIndex + ManifestStore + UploadStore + std::fmt::Debug> Metadata for T {}
+/// Everything berth stores as metadata, behind one object-safe facade.
+pub trait Metadata: RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + std::fmt::Debug {}
+
+impl<T: RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + std::fmt::Debug> Metadata for T {}
 
 /// The current time as unix seconds, the unit every timestamp column uses.
 pub fn now_unix() -> i64 {

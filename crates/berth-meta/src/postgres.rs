@@ -14,13 +14,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::{
-    BlobIndex, ManifestRecord, ManifestStore, MetaError, NewManifest, NewUpload, Referrer, RepoStore, Upload,
-    UploadProgress, UploadStore, now_unix,
+    BlobIndex, JobLeases, ManifestRecord, ManifestStore, MetaError, NewManifest, NewUpload, Referrer, RepoStore,
+    Upload, UploadProgress, UploadStore, now_unix,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "registry", include_str!("../migrations/postgres/0001_registry.sql")),
     (2, "upload_progress", include_str!("../migrations/postgres/0002_upload_progress.sql")),
+    (3, "leases", include_str!("../migrations/postgres/0003_leases.sql")),
 ];
 
 /// Metadata in a PostgreSQL database.
@@ -359,6 +360,25 @@ impl ManifestStore for PostgresMeta {
                 })
             })
             .collect()
+    }
+}
+
+#[async_trait]
+impl JobLeases for PostgresMeta {
+    async fn try_lease(&self, job: &str, holder: &str, ttl_secs: i64) -> Result<bool, MetaError> {
+        let now = now_unix();
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.expires_at < $4 OR leases.holder = excluded.holder",
+        )
+        .bind(job)
+        .bind(holder)
+        .bind(now + ttl_secs)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

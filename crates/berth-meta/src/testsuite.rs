@@ -32,6 +32,15 @@ pub async fn run_all(meta: &dyn Metadata) {
     listings_paginate_bytewise(meta).await;
     referrers_filter_by_artifact_type(meta).await;
     uploads_round_trip(meta).await;
+    leases_have_one_holder(meta).await;
+}
+
+async fn leases_have_one_holder(meta: &dyn Metadata) {
+    assert!(meta.try_lease("suite-job", "node-a", 60).await.unwrap());
+    assert!(!meta.try_lease("suite-job", "node-b", 60).await.unwrap(), "held by node-a");
+    assert!(meta.try_lease("suite-job", "node-a", 60).await.unwrap(), "the holder renews");
+    assert!(meta.try_lease("suite-job-2", "node-b", -1).await.unwrap());
+    assert!(meta.try_lease("suite-job-2", "node-a", 60).await.unwrap(), "an expired lease is taken over");
 }
 
 async fn blobs_are_visible_per_repository(meta: &dyn Metadata) {

@@ -27,8 +27,6 @@ pub struct ManifestBody {
 const MANIFEST_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// Blob sizes kept per (repository, digest).
 const BLOB_CACHE_ENTRIES: u64 = 200_000;
-/// Upper bound on how long an entry lives, whatever happens.
-const MAX_AGE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
 pub(crate) struct Caches {
@@ -39,16 +37,17 @@ pub(crate) struct Caches {
 }
 
 impl Caches {
-    pub fn new() -> Self {
+    /// Caches whose entries live at most `ttl`.
+    pub fn new(ttl: Duration) -> Self {
         Caches {
             next_generation: AtomicU64::new(1),
-            generations: Cache::builder().max_capacity(200_000).build(),
+            generations: Cache::builder().max_capacity(200_000).time_to_live(ttl).build(),
             manifests: Cache::builder()
                 .max_capacity(MANIFEST_CACHE_BYTES)
                 .weigher(|_, m: &Arc<ManifestBody>| (m.payload.len() + 128).try_into().unwrap_or(u32::MAX))
-                .time_to_live(MAX_AGE)
+                .time_to_live(ttl)
                 .build(),
-            blobs: Cache::builder().max_capacity(BLOB_CACHE_ENTRIES).time_to_live(MAX_AGE).build(),
+            blobs: Cache::builder().max_capacity(BLOB_CACHE_ENTRIES).time_to_live(ttl).build(),
         }
     }
 

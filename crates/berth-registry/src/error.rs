@@ -37,6 +37,9 @@ pub enum RegistryError {
     DeletesDisabled,
     #[error("storage is full")]
     StorageFull,
+    /// A backend (database or blob store) is unreachable; the client may retry.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
     /// Anything unexpected; details are logged, never sent to clients.
     #[error("internal error: {0}")]
     Internal(String),
@@ -46,6 +49,7 @@ impl From<MetaError> for RegistryError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::MissingReferences(missing) => RegistryError::ManifestBlobUnknown(missing),
+            MetaError::Unavailable(detail) => RegistryError::Unavailable(detail),
             other => RegistryError::Internal(other.to_string()),
         }
     }
@@ -55,6 +59,7 @@ impl From<StorageError> for RegistryError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Full => RegistryError::StorageFull,
+            StorageError::Unavailable(detail) => RegistryError::Unavailable(detail),
             other => RegistryError::Internal(other.to_string()),
         }
     }

@@ -35,11 +35,20 @@ pub struct RegistryConfig {
     pub upload_expiry: Duration,
     /// Mount a blob found in any repository when `mount` comes without `from`.
     pub automatic_mount: bool,
+    /// How long a cached manifest or blob lookup may be served. Within one
+    /// process writes invalidate exactly; with several nodes this bounds how
+    /// long another node's tag move or delete takes to become visible.
+    pub cache_ttl: Duration,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig { deletes_enabled: true, upload_expiry: Duration::from_secs(24 * 3600), automatic_mount: true }
+        RegistryConfig {
+            deletes_enabled: true,
+            upload_expiry: Duration::from_secs(24 * 3600),
+            automatic_mount: true,
+            cache_ttl: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -57,7 +66,8 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn Metadata>, config: RegistryConfig) -> Self {
-        Registry { blobs, meta, config, sessions: Mutex::new(HashMap::new()), cache: cache::Caches::new() }
+        let cache = cache::Caches::new(config.cache_ttl);
+        Registry { blobs, meta, config, sessions: Mutex::new(HashMap::new()), cache }
     }
 
     pub fn config(&self) -> &RegistryConfig {

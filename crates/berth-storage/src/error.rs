@@ -9,6 +9,9 @@ pub enum StorageError {
     Full,
     #[error("blob store I/O error: {0}")]
     Io(io::Error),
+    /// The backend (e.g. an S3 endpoint) could not be reached or refused the request.
+    #[error("blob store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StorageError {

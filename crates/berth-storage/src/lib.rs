@@ -10,6 +10,7 @@
 mod error;
 pub mod fs;
 pub mod memory;
+pub mod s3;
 pub mod testsuite;
 
 use std::fmt::Debug;
@@ -24,6 +25,7 @@ use futures_util::Stream;
 pub use error::StorageError;
 pub use fs::FsStore;
 pub use memory::MemoryStore;
+pub use s3::{S3Config, S3Store};
 
 /// A stream of bytes flowing in or out of a store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;

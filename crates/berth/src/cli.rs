@@ -46,4 +46,10 @@ pub struct ServeArgs {
     /// Directory holding blobs and the SQLite database (default ./berth-data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Metadata database: sqlite:///path/berth.db or postgres://user:pass@host:port/db.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Blob storage: fs:///path or s3://bucket/prefix?endpoint=…&region=…&path_style=true.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
 }

@@ -20,7 +20,18 @@ use crate::cli::ServeArgs;
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../berth.example.toml");
 
 /// Top-level keys (and sections) the environment may set.
-const KNOWN_KEYS: &[&str] = &["listen", "data_dir", "external_url", "tls", "storage", "registry", "log"];
+const KNOWN_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "external_url",
+    "database_url",
+    "storage_url",
+    "tls",
+    "storage",
+    "database",
+    "registry",
+    "log",
+];
 
 /// berth's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,8 +43,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Public URL clients use to reach berth (for links shown to people).
     pub external_url: Option<String>,
+    /// `sqlite:///path/berth.db` (default: `berth.db` in the data dir) or
+    /// `postgres://user:pass@host:port/db`.
+    pub database_url: Option<String>,
+    /// `fs:///path` (default: the data dir) or
+    /// `s3://bucket/prefix?endpoint=http://host:port&region=us-east-1&path_style=true`.
+    pub storage_url: Option<String>,
     pub tls: TlsConfig,
     pub storage: StorageSection,
+    pub database: DatabaseSection,
     pub registry: RegistrySection,
     pub log: LogConfig,
 }
@@ -54,11 +72,29 @@ pub struct StorageSection {
     /// fsync blob data before acknowledging a push (off: faster, but a power loss
     /// may lose recently acknowledged blobs; a process crash is safe either way).
     pub fsync: bool,
+    /// S3 access key (else `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// S3 secret key (else `AWS_SECRET_ACCESS_KEY`); use `BERTH_STORAGE__SECRET_ACCESS_KEY_FILE`.
+    #[serde(skip_serializing)]
+    pub secret_access_key: Option<String>,
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
-        StorageSection { fsync: true }
+        StorageSection { fsync: true, access_key_id: None, secret_access_key: None }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    /// Connections in the PostgreSQL pool.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection { max_connections: 16 }
     }
 }
 
@@ -92,8 +128,11 @@ impl Default for Config {
             listen: "0.0.0.0:8080".into(),
             data_dir: PathBuf::from("./berth-data"),
             external_url: None,
+            database_url: None,
+            storage_url: None,
             tls: TlsConfig::default(),
             storage: StorageSection::default(),
+            database: DatabaseSection::default(),
             registry: RegistrySection::default(),
             log: LogConfig::default(),
         }
@@ -140,6 +179,12 @@ impl Config {
         if let Some(dir) = &args.data_dir {
             figment = figment.merge(Serialized::default("data_dir", dir));
         }
+        if let Some(url) = &args.database_url {
+            figment = figment.merge(Serialized::default("database_url", url));
+        }
+        if let Some(url) = &args.storage {
+            figment = figment.merge(Serialized::default("storage_url", url));
+        }
         let config: Config = figment.extract().context("could not read configuration")?;
         config.validate()?;
         Ok(config)
@@ -165,6 +210,16 @@ impl Config {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("berth.db")
+    }
+
+    /// The metadata database URL, defaulting to SQLite in the data dir.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.db_path().display()))
+    }
+
+    /// The blob storage URL, defaulting to the data dir.
+    pub fn storage_url(&self) -> String {
+        self.storage_url.clone().unwrap_or_else(|| format!("fs://{}", self.data_dir.display()))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `berth` binary: CLI, configuration, telemetry and the server lifecycle.
 
+mod backends;
 mod cli;
 mod config;
 mod serve;

@@ -6,16 +6,20 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use berth_http::AppState;
-use berth_meta::SqliteMeta;
+use berth_meta::Metadata;
 use berth_registry::{Registry, RegistryConfig};
-use berth_storage::FsStore;
 
+use crate::backends::{open_blob_store, open_metadata, redact};
 use crate::cli::{ServeArgs, VERSION};
 use crate::config::Config;
 use crate::telemetry;
 
 /// How often idle upload sessions are swept.
 const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+/// Cache lifetime when this node is alone with its database (writes invalidate exactly).
+const LOCAL_CACHE_TTL: Duration = Duration::from_secs(3600);
+/// Cache lifetime when nodes share a database: bounds cross-node staleness of tags.
+const SHARED_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Runs the server until SIGTERM/SIGINT. Exit codes: 2 bad config, 1 startup failure.
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -41,30 +45,34 @@ pub fn run(args: ServeArgs) -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr()?;
     ensure_writable_dir(&config.data_dir).await?;
-    let blobs = FsStore::open_with(&config.data_dir, config.storage.fsync)
-        .await
-        .with_context(|| format!("cannot open blob storage in {}", config.data_dir.display()))?;
-    let meta = SqliteMeta::open(&config.db_path())
-        .await
-        .with_context(|| format!("cannot open metadata database {}", config.db_path().display()))?;
+    let meta = open_metadata(&config.database_url(), &config).await?;
+    let blobs = open_blob_store(&config.storage_url(), &config).await?;
     let registry_config = RegistryConfig {
         deletes_enabled: config.registry.deletes_enabled,
         upload_expiry: config.registry.upload_expiry,
         automatic_mount: config.registry.automatic_mount,
+        // Nodes sharing a database see each other's tag moves within a second.
+        cache_ttl: if meta.is_shared() { SHARED_CACHE_TTL } else { LOCAL_CACHE_TTL },
     };
-    let registry = Arc::new(Registry::new(Arc::new(blobs), Arc::new(meta.clone()), registry_config));
+    let registry = Arc::new(Registry::new(blobs, meta.as_dyn(), registry_config));
     let app = berth_http::router(AppState { registry: registry.clone(), version: env!("CARGO_PKG_VERSION") });
 
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    let sweeper = tokio::spawn(sweep_uploads(registry));
+    let node = node_id(local);
+    let sweeper = tokio::spawn(sweep_uploads(registry, meta.as_dyn(), node));
 
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone(), config.registry.shutdown_timeout));
     let service = app.into_make_service();
     let scheme = if config.tls.cert.is_some() { "https" } else { "http" };
-    tracing::info!(version = VERSION, data_dir = %config.data_dir.display(), "listening on {local} ({scheme})");
+    tracing::info!(
+        version = VERSION,
+        database = %redact(&config.database_url()),
+        storage = %config.storage_url(),
+        "listening on {local} ({scheme})"
+    );
     match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -80,6 +88,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Identifies this process among the nodes sharing a database (for leases).
+fn node_id(local: std::net::SocketAddr) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    format!("{host}:{local}:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
 /// Creates the data directory and proves it is writable before anything else.
 async fn ensure_writable_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     tokio::fs::create_dir_all(dir).await.with_context(|| format!("cannot create data dir {}", dir.display()))?;
@@ -91,8 +105,22 @@ async fn ensure_writable_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn sweep_uploads(registry: Arc<Registry>) {
+/// Expires idle uploads every few minutes, on whichever node holds the lease.
+async fn sweep_uploads(registry: Arc<Registry>, meta: Arc<dyn Metadata>, node: String) {
     loop {
+        let lease = meta.try_lease("upload-expiry", &node, UPLOAD_SWEEP_INTERVAL.as_secs() as i64 * 2).await;
+        match lease {
+            Ok(true) => {}
+            Ok(false) => {
+                tokio::time::sleep(UPLOAD_SWEEP_INTERVAL).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take the upload-expiry lease");
+                tokio::time::sleep(UPLOAD_SWEEP_INTERVAL).await;
+                continue;
+            }
+        }
         match registry.expire_uploads().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "discarded idle upload sessions"),
