@@ -13,6 +13,7 @@ mod model;
 pub mod postgres;
 pub mod sqlite;
 pub mod testsuite;
+pub mod transfer;
 
 use async_trait::async_trait;
 use berth_core::{Digest, RepoName, Tag};

@@ -47,6 +47,11 @@ impl SqliteMeta {
         Ok(SqliteMeta { writer, reader })
     }
 
+    /// The read pool, for bulk exports (`meta-migrate`).
+    pub fn reader_pool(&self) -> &SqlitePool {
+        &self.reader
+    }
+
     /// Closes both pools, flushing the WAL.
     pub async fn close(&self) {
         self.reader.close().await;

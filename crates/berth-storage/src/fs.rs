@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use berth_core::{ByteRange, Digest, Hasher};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use tokio::fs;
 use tokio_util::io::ReaderStream;
 
@@ -124,6 +125,28 @@ fn read_chunks(file: std::fs::File, start: u64, len: u64) -> ByteStream {
     .boxed()
 }
 
+/// Committed blobs under `blobs/<alg>/<xx>/<hex>`; files whose names are not a
+/// digest (stray files, editor leftovers) are skipped.
+fn walk_blobs(root: &Path) -> Vec<(Digest, u64)> {
+    let mut found = Vec::new();
+    let dirs = |p: &Path| std::fs::read_dir(p).into_iter().flatten().flatten();
+    for alg in dirs(root) {
+        for shard in dirs(&alg.path()) {
+            for file in dirs(&shard.path()) {
+                let name = format!("{}:{}", alg.file_name().to_string_lossy(), file.file_name().to_string_lossy());
+                if let (Ok(digest), Ok(meta)) = (name.parse::<Digest>(), file.metadata()) {
+                    found.push((digest, meta.len()));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> BoxStream<'static, T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
 fn is_safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
@@ -154,6 +177,19 @@ impl BlobStore for FsStore {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<(Digest, u64), StorageError>> {
+        let root = self.root.join("blobs");
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::task::spawn_blocking(move || {
+            for (digest, size) in walk_blobs(&root) {
+                if tx.blocking_send(Ok((digest, size))).is_err() {
+                    break;
+                }
+            }
+        });
+        tokio_stream_from(rx)
     }
 
     async fn upload_create(&self, id: &str) -> Result<UploadCursor, StorageError> {

@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use berth_core::{ByteRange, Digest, Hasher};
 use bytes::Bytes;
 use futures_util::Stream;
+use futures_util::stream::BoxStream;
 
 pub use error::StorageError;
 pub use fs::FsStore;
@@ -41,6 +42,10 @@ pub trait BlobStore: Send + Sync + Debug {
 
     /// Removes a committed blob's bytes. Missing blobs are not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;
+
+    /// Every committed blob with its size, in no particular order. This walks the
+    /// whole store: for maintenance (migration, scrubbing), never on a request path.
+    fn list(&self) -> BoxStream<'_, Result<(Digest, u64), StorageError>>;
 
     /// Creates empty staging space for upload `id` and returns its first cursor.
     async fn upload_create(&self, id: &str) -> Result<UploadCursor, StorageError>;

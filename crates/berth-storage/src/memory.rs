@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use berth_core::{ByteRange, Digest, Hasher};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
 use crate::{BlobStore, ByteStream, StorageError, UploadCursor};
 
@@ -50,6 +51,11 @@ impl BlobStore for MemoryStore {
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {
         self.blobs.lock().unwrap().remove(digest);
         Ok(())
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<(Digest, u64), StorageError>> {
+        let all: Vec<_> = self.blobs.lock().unwrap().iter().map(|(d, b)| Ok((d.clone(), b.len() as u64))).collect();
+        futures_util::stream::iter(all).boxed()
     }
 
     async fn upload_create(&self, id: &str) -> Result<UploadCursor, StorageError> {

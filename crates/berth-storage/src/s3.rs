@@ -16,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth_core::{ByteRange, Digest, Hasher};
 use bytes::{Bytes, BytesMut};
+use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
@@ -218,6 +219,25 @@ impl BlobStore for S3Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(backend(e)),
         }
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<(Digest, u64), StorageError>> {
+        let prefix = self.path("blobs/");
+        let strip = self.prefix.len() + "blobs/".len();
+        self.store
+            .list(Some(&prefix))
+            .map_err(backend)
+            .try_filter_map(move |meta| {
+                // blobs/<alg>/<xx>/<hex> → <alg>:<hex>
+                let key = meta.location.as_ref().get(strip..).unwrap_or_default().to_owned();
+                let mut parts = key.split('/');
+                let digest = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                    (Some(alg), Some(_), Some(hex), None) => format!("{alg}:{hex}").parse::<Digest>().ok(),
+                    _ => None,
+                };
+                futures_util::future::ready(Ok(digest.map(|d| (d, meta.size))))
+            })
+            .boxed()
     }
 
     async fn upload_create(&self, id: &str) -> Result<UploadCursor, StorageError> {

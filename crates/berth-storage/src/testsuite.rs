@@ -54,6 +54,8 @@ async fn staged_upload_commits_under_digest(store: &dyn BlobStore) {
     assert_eq!(collect(store.upload_read("suite-1", &cursor).await.unwrap()).await, body);
     store.upload_commit("suite-1", &cursor, &digest).await.unwrap();
     assert_eq!(store.stat(&digest).await.unwrap(), Some(n));
+    let listed: Vec<(Digest, u64)> = store.list().try_collect().await.unwrap();
+    assert!(listed.contains(&(digest.clone(), n)), "list() shows committed blobs: {listed:?}");
     assert_eq!(store.upload_size("suite-1", &cursor).await.unwrap(), None, "staging is gone");
     assert_eq!(collect(store.get(&digest, None).await.unwrap()).await, body);
 }

@@ -12,6 +12,7 @@ pub struct BerthProcess {
     child: Option<Child>,
     data_dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
     /// `host:port` the server listens on.
     pub addr: String,
     /// Everything the server has logged so far.
@@ -26,11 +27,17 @@ impl BerthProcess {
 
     /// Like [`BerthProcess::start`], with extra `serve` arguments.
     pub fn start_with(bin: impl AsRef<Path>, extra_args: &[&str]) -> Self {
+        Self::start_with_env(bin, extra_args, &[])
+    }
+
+    /// Like [`BerthProcess::start_with`], with extra environment variables.
+    pub fn start_with_env(bin: impl AsRef<Path>, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut p = BerthProcess {
             bin: bin.as_ref().to_owned(),
             child: None,
             data_dir: tempfile::tempdir().expect("temp data dir"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             addr: String::new(),
             log: Default::default(),
         };
@@ -59,6 +66,7 @@ impl BerthProcess {
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -19,6 +19,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the registry server.
     Serve(ServeArgs),
+    /// Copy every blob from one blob store to another (e.g. fs → s3), verifying
+    /// each digest and skipping blobs already there, so it can be re-run.
+    StorageMigrate(MigrateArgs),
+    /// Copy all metadata from SQLite into PostgreSQL; re-runnable (upserts).
+    MetaMigrate(MigrateArgs),
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -52,4 +57,18 @@ pub struct ServeArgs {
     /// Blob storage: fs:///path or s3://bucket/prefix?endpoint=…&region=…&path_style=true.
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
+}
+
+/// Source and destination of a migration.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Source URL (fs:///path, s3://…, sqlite:///path/berth.db).
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// Destination URL (s3://…, fs:///path, postgres://…).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Config file for credentials and storage settings (S3 keys, fsync).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }

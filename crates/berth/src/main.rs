@@ -3,6 +3,7 @@
 mod backends;
 mod cli;
 mod config;
+mod migrate;
 mod serve;
 mod telemetry;
 
@@ -14,6 +15,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Serve(args) => serve::run(args),
+        cli::Command::StorageMigrate(args) => migrate::run(migrate::Kind::Storage, args),
+        cli::Command::MetaMigrate(args) => migrate::run(migrate::Kind::Meta, args),
         cli::Command::Config { command: cli::ConfigCommand::PrintDefault } => {
             print!("{}", config::DEFAULT_CONFIG_TOML);
             ExitCode::SUCCESS

@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod crash;
+mod migrate;
 mod oci_client;
 mod protocol;
 mod v1_1_1;
