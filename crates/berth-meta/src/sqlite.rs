@@ -2,7 +2,10 @@
 //!
 //! WAL mode with one writer connection and a small pool of readers: readers never
 //! block the writer, and serialising writes in-process avoids `SQLITE_BUSY`.
-//! `synchronous=FULL` makes every acknowledged transaction survive a power loss.
+//! By default (`synchronous=FULL`) every acknowledged transaction survives a
+//! power loss; `durable = false` (`synchronous=NORMAL`) still survives process
+//! crashes and never corrupts the database, but a power loss may undo the last
+//! transactions.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -32,13 +35,19 @@ pub struct SqliteMeta {
 }
 
 impl SqliteMeta {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the database at `path`, with
+    /// every commit synced to disk.
     pub async fn open(path: &Path) -> Result<Self, MetaError> {
+        Self::open_with(path, true).await
+    }
+
+    /// Opens the database, choosing whether commits are synced to disk (`durable`).
+    pub async fn open_with(path: &Path, durable: bool) -> Result<Self, MetaError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(if durable { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;

@@ -34,7 +34,14 @@ pub(crate) struct Caches {
     generations: Cache<String, u64>,
     manifests: Cache<(u64, String), Arc<ManifestBody>>,
     blobs: Cache<(u64, Digest), u64>,
+    tag_pages: Cache<TagPageKey, Arc<Vec<String>>>,
 }
+
+/// (generation, `last`, page size) of a tags listing.
+type TagPageKey = (u64, Option<String>, Option<u32>);
+
+/// Total bytes of tag names kept in cached listings.
+const TAG_PAGE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 impl Caches {
     /// Caches whose entries live at most `ttl`.
@@ -48,6 +55,13 @@ impl Caches {
                 .time_to_live(ttl)
                 .build(),
             blobs: Cache::builder().max_capacity(BLOB_CACHE_ENTRIES).time_to_live(ttl).build(),
+            tag_pages: Cache::builder()
+                .max_capacity(TAG_PAGE_CACHE_BYTES)
+                .weigher(|_, tags: &Arc<Vec<String>>| {
+                    tags.iter().map(|t| t.len() + 24).sum::<usize>().try_into().unwrap_or(u32::MAX)
+                })
+                .time_to_live(ttl)
+                .build(),
         }
     }
 
@@ -83,5 +97,19 @@ impl Caches {
 
     pub fn put_blob_size(&self, key: (u64, Digest), size: u64) {
         self.blobs.insert(key, size);
+    }
+}
+
+impl Caches {
+    pub fn tag_page_key(&self, repo: &RepoName, last: Option<&str>, limit: Option<u32>) -> TagPageKey {
+        (self.generation(repo), last.map(str::to_owned), limit)
+    }
+
+    pub fn tag_page(&self, key: &TagPageKey) -> Option<Arc<Vec<String>>> {
+        self.tag_pages.get(key)
+    }
+
+    pub fn put_tag_page(&self, key: TagPageKey, tags: Arc<Vec<String>>) {
+        self.tag_pages.insert(key, tags);
     }
 }

@@ -129,11 +129,17 @@ impl Registry {
         repo: &RepoName,
         last: Option<&str>,
         limit: Option<u32>,
-    ) -> Result<Vec<String>, RegistryError> {
+    ) -> Result<Arc<Vec<String>>, RegistryError> {
+        let key = self.cache.tag_page_key(repo, last, limit);
+        if let Some(page) = self.cache.tag_page(&key) {
+            return Ok(page);
+        }
         if !self.meta.repo_exists(repo).await? {
             return Err(RegistryError::NameUnknown);
         }
-        Ok(self.meta.list_tags(repo, last, limit).await?)
+        let page = Arc::new(self.meta.list_tags(repo, last, limit).await?);
+        self.cache.put_tag_page(key, page.clone());
+        Ok(page)
     }
 
     /// Manifests in `repo` whose subject is `subject`. An unknown repository

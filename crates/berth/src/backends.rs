@@ -59,7 +59,9 @@ pub async fn open_metadata(url: &str, config: &Config) -> anyhow::Result<MetaBac
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await.with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let meta = SqliteMeta::open(&path).await.with_context(|| format!("cannot open the metadata database {url}"))?;
+        let meta = SqliteMeta::open_with(&path, config.database.fsync)
+            .await
+            .with_context(|| format!("cannot open the metadata database {url}"))?;
         Ok(MetaBackend::Sqlite(meta))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let meta = PostgresMeta::connect(url, config.database.max_connections)

@@ -90,11 +90,14 @@ impl Default for StorageSection {
 pub struct DatabaseSection {
     /// Connections in the PostgreSQL pool.
     pub max_connections: u32,
+    /// SQLite: sync every commit to disk (off: a power loss may undo the last
+    /// commits; process crashes are safe either way).
+    pub fsync: bool,
 }
 
 impl Default for DatabaseSection {
     fn default() -> Self {
-        DatabaseSection { max_connections: 16 }
+        DatabaseSection { max_connections: 16, fsync: true }
     }
 }
 

@@ -33,16 +33,12 @@ fn page_size(req: &V2Request) -> Result<Option<u32>, ApiError> {
 }
 
 /// Trims a page fetched with one extra row and adds `Link` when more remain.
-fn paged(
-    mut items: Vec<String>,
-    limit: Option<u32>,
-    base_path: &str,
-    body: impl FnOnce(Vec<String>) -> Value,
-) -> Response {
+fn paged(items: &[String], limit: Option<u32>, base_path: &str, body: impl FnOnce(&[String]) -> Value) -> Response {
     let more = limit.is_some_and(|n| items.len() > n as usize);
-    if let Some(n) = limit {
-        items.truncate(n as usize);
-    }
+    let items = match limit {
+        Some(n) => &items[..items.len().min(n as usize)],
+        None => items,
+    };
     let link = match (more, items.last(), limit) {
         (true, Some(last), Some(n)) => {
             let query: String = form_urlencoded::Serializer::new(String::new())
@@ -66,7 +62,7 @@ pub(super) async fn catalog(state: &AppState, req: &V2Request) -> ApiResult {
         return Ok(Json(json!({"repositories": []})).into_response());
     }
     let repos = state.registry.catalog(req.param("last"), limit + 1).await?;
-    Ok(paged(repos, Some(limit), "/v2/_catalog", |r| json!({"repositories": r})))
+    Ok(paged(&repos, Some(limit), "/v2/_catalog", |r| json!({"repositories": r})))
 }
 
 pub(super) async fn tags(state: &AppState, repo: &RepoName, req: &V2Request) -> ApiResult {
@@ -78,7 +74,7 @@ pub(super) async fn tags(state: &AppState, repo: &RepoName, req: &V2Request) -> 
     }
     let tags = state.registry.list_tags(repo, req.param("last"), limit.map(|n| n + 1)).await?;
     let base_path = format!("/v2/{repo}/tags/list");
-    Ok(paged(tags, limit, &base_path, |t| json!({"name": repo.as_str(), "tags": t})))
+    Ok(paged(&tags, limit, &base_path, |t| json!({"name": repo.as_str(), "tags": t})))
 }
 
 pub(super) async fn referrers(state: &AppState, repo: &RepoName, subject: &Digest, req: &V2Request) -> ApiResult {
