@@ -302,6 +302,8 @@ impl Registry {
         let restored = upload.hash_state.as_deref().and_then(|s| Hasher::from_state(upload.algorithm, s));
         let hasher = match restored {
             Some(hasher) => hasher,
+            // Nothing received yet (a session opened on another node): nothing to re-read.
+            None if upload.received == 0 => upload.algorithm.hasher(),
             None => self.rehash_staged(id, &cursor, upload.algorithm.hasher(), upload.received).await?,
         };
         *state = Session { hasher, received: upload.received, cursor, closed: false, loaded: true };

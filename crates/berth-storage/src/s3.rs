@@ -327,7 +327,12 @@ impl BlobStore for S3Store {
 
     async fn upload_read(&self, id: &str, cursor: &UploadCursor) -> Result<ByteStream, StorageError> {
         check_id(id)?;
-        if !S3Cursor::parse(cursor)?.sealed {
+        let c = S3Cursor::parse(cursor)?;
+        if !c.sealed {
+            if c.size == 0 {
+                // Nothing staged yet (a session opened on another node): nothing to read.
+                return Ok(futures_util::stream::empty().boxed());
+            }
             return Err(StorageError::Unavailable("S3 uploads can be read only once sealed".into()));
         }
         let result = self.store.get(&self.staging(id)).await.map_err(backend)?;

@@ -37,6 +37,16 @@ pub async fn run_all(store: &dyn BlobStore) {
     commit_of_existing_blob_deduplicates(store).await;
     many_appends_of_odd_sizes_reassemble(store).await;
     empty_blob(store).await;
+    fresh_upload_reads_empty(store).await;
+}
+
+/// A session opened on one node and continued on another is re-read (to rebuild
+/// its hash) before any byte was appended: that read must succeed, empty.
+async fn fresh_upload_reads_empty(store: &dyn BlobStore) {
+    let cursor = store.upload_create("suite-fresh").await.unwrap();
+    assert_eq!(store.upload_size("suite-fresh", &cursor).await.unwrap(), Some(0));
+    assert!(collect(store.upload_read("suite-fresh", &cursor).await.unwrap()).await.is_empty());
+    store.upload_abort("suite-fresh", &cursor).await.unwrap();
 }
 
 async fn staged_upload_commits_under_digest(store: &dyn BlobStore) {
