@@ -33,7 +33,21 @@ fn page_size(req: &V2Request) -> Result<Option<u32>, ApiError> {
 }
 
 /// Trims a page fetched with one extra row and adds `Link` when more remain.
-fn paged(items: &[String], limit: Option<u32>, base_path: &str, body: impl FnOnce(&[String]) -> Value) -> Response {
+/// `{"repositories":[…]}` serialised straight from the slice (no intermediate `Value`).
+#[derive(serde::Serialize)]
+struct Catalog<'a> {
+    repositories: &'a [String],
+}
+
+/// `{"name":…,"tags":[…]}`.
+#[derive(serde::Serialize)]
+struct TagList<'a> {
+    name: &'a str,
+    tags: &'a [String],
+}
+
+/// Trims a page fetched with one extra row; returns it and the `Link` to the next one.
+fn page<'a>(items: &'a [String], limit: Option<u32>, base_path: &str) -> (&'a [String], Option<String>) {
     let more = limit.is_some_and(|n| items.len() > n as usize);
     let items = match limit {
         Some(n) => &items[..items.len().min(n as usize)],
@@ -49,7 +63,11 @@ fn paged(items: &[String], limit: Option<u32>, base_path: &str, body: impl FnOnc
         }
         _ => None,
     };
-    let mut response = Json(body(items)).into_response();
+    (items, link)
+}
+
+fn with_link(body: impl serde::Serialize, link: Option<String>) -> Response {
+    let mut response = Json(body).into_response();
     if let Some(link) = link {
         response.headers_mut().insert(header::LINK, link.parse().expect("link is ASCII"));
     }
@@ -62,7 +80,8 @@ pub(super) async fn catalog(state: &AppState, req: &V2Request) -> ApiResult {
         return Ok(Json(json!({"repositories": []})).into_response());
     }
     let repos = state.registry.catalog(req.param("last"), limit + 1).await?;
-    Ok(paged(&repos, Some(limit), "/v2/_catalog", |r| json!({"repositories": r})))
+    let (repositories, link) = page(&repos, Some(limit), "/v2/_catalog");
+    Ok(with_link(Catalog { repositories }, link))
 }
 
 pub(super) async fn tags(state: &AppState, repo: &RepoName, req: &V2Request) -> ApiResult {
@@ -74,7 +93,8 @@ pub(super) async fn tags(state: &AppState, repo: &RepoName, req: &V2Request) -> 
     }
     let tags = state.registry.list_tags(repo, req.param("last"), limit.map(|n| n + 1)).await?;
     let base_path = format!("/v2/{repo}/tags/list");
-    Ok(paged(&tags, limit, &base_path, |t| json!({"name": repo.as_str(), "tags": t})))
+    let (tags, link) = page(&tags, limit, &base_path);
+    Ok(with_link(TagList { name: repo.as_str(), tags }, link))
 }
 
 pub(super) async fn referrers(state: &AppState, repo: &RepoName, subject: &Digest, req: &V2Request) -> ApiResult {
