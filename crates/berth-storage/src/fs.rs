@@ -5,12 +5,12 @@
 //! it into place and fsyncs the directory, so after a crash a blob file either
 //! does not exist or holds exactly the bytes its name promises.
 
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use berth_core::{ByteRange, Digest, Hasher};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use tokio::fs;
@@ -25,6 +25,8 @@ const WRITE_QUEUE: usize = 8;
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 /// Bytes read from disk per chunk when streaming a blob out.
 const READ_CHUNK: usize = 512 * 1024;
+/// Chunks read ahead of the network per download.
+const READ_AHEAD: usize = 2;
 
 /// Blobs as files under a root directory.
 #[derive(Debug, Clone)]
@@ -101,28 +103,36 @@ fn write_queued(
     Ok(())
 }
 
-/// Streams `len` bytes of `file` from `start`, one blocking read per chunk into a
-/// fresh buffer that is handed to the response without another copy.
-fn read_chunks(file: std::fs::File, start: u64, len: u64) -> ByteStream {
-    let state = (Some(file), start, len);
-    futures_util::stream::try_unfold(state, |(file, pos, left)| async move {
-        let Some(file) = file.filter(|_| left > 0) else { return Ok(None) };
-        let want = left.min(READ_CHUNK as u64) as usize;
-        let (file, buf) = tokio::task::spawn_blocking(move || {
-            let mut buf = BytesMut::zeroed(want);
-            let n = std::os::unix::fs::FileExt::read_at(&file, &mut buf, pos)?;
-            buf.truncate(n);
-            Ok::<_, std::io::Error>((file, buf.freeze()))
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        if buf.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob shorter than expected"));
+/// Streams `len` bytes of `file` from `start`. A blocking reader thread stays one
+/// chunk ahead of the network (a bounded queue of [`READ_AHEAD`] chunks), and
+/// each chunk is read into fresh, uninitialised capacity and handed to the
+/// response without another copy.
+fn read_chunks(mut file: std::fs::File, start: u64, len: u64) -> ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = file.seek(SeekFrom::Start(start)) {
+            tx.blocking_send(Err(e)).ok();
+            return;
         }
-        let n = buf.len() as u64;
-        Ok(Some((buf, (Some(file), pos + n, left - n))))
-    })
-    .boxed()
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(READ_CHUNK as u64);
+            let mut buf = Vec::with_capacity(want as usize);
+            let chunk = match (&mut file).take(want).read_to_end(&mut buf) {
+                Ok(0) => Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob shorter than expected")),
+                Ok(n) => {
+                    left -= n as u64;
+                    Ok(Bytes::from(buf))
+                }
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            if tx.blocking_send(chunk).is_err() || failed {
+                return; // the client went away, or the error has been reported
+            }
+        }
+    });
+    tokio_stream_from(rx)
 }
 
 /// Committed blobs under `blobs/<alg>/<xx>/<hex>`; files whose names are not a
