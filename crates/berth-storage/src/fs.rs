@@ -24,9 +24,9 @@ const WRITE_QUEUE: usize = 8;
 /// the final fsync before the commit has little left to do.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 /// Bytes read from disk per chunk when streaming a blob out.
-const READ_CHUNK: usize = 512 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 /// Chunks read ahead of the network per download.
-const READ_AHEAD: usize = 2;
+const READ_AHEAD: usize = 1;
 
 /// Blobs as files under a root directory.
 #[derive(Debug, Clone)]
