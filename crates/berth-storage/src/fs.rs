@@ -82,8 +82,9 @@ async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Writes queued chunks at `offset`, flushing to disk every [`SYNC_EVERY`] bytes
-/// when `durable`, so data streams to the disk while it is still arriving.
+/// Writes queued chunks at `offset`. When `durable`, a companion thread flushes
+/// the file to disk every [`SYNC_EVERY`] bytes *while writing continues*, so the
+/// disk works during the upload and the final fsync before the commit is short.
 fn write_queued(
     mut file: std::fs::File,
     offset: u64,
@@ -91,16 +92,53 @@ fn write_queued(
     durable: bool,
 ) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(offset))?;
+    let syncer = if durable { Some(Syncer::start(file.try_clone()?)) } else { None };
     let mut unsynced = 0u64;
     while let Some(chunk) = rx.blocking_recv() {
         file.write_all(&chunk)?;
         unsynced += chunk.len() as u64;
-        if durable && unsynced >= SYNC_EVERY {
-            file.sync_data()?;
+        if let Some(syncer) = &syncer
+            && unsynced >= SYNC_EVERY
+        {
+            syncer.request();
             unsynced = 0;
         }
     }
-    Ok(())
+    match syncer {
+        Some(syncer) => syncer.finish(),
+        None => Ok(()),
+    }
+}
+
+/// A thread that runs `fdatasync` on request, coalescing requests that arrive
+/// while a sync is in progress.
+struct Syncer {
+    requests: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Syncer {
+    fn start(file: std::fs::File) -> Self {
+        let (requests, pending) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::spawn(move || {
+            while pending.recv().is_ok() {
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        Syncer { requests, thread }
+    }
+
+    /// Asks for a sync unless one is already queued.
+    fn request(&self) {
+        let _ = self.requests.try_send(());
+    }
+
+    /// Waits for outstanding syncs and reports the first failure.
+    fn finish(self) -> std::io::Result<()> {
+        drop(self.requests);
+        self.thread.join().map_err(|_| std::io::Error::other("sync thread panicked"))?
+    }
 }
 
 /// Streams `len` bytes of `file` from `start`. A blocking reader thread stays one
