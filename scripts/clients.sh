@@ -5,7 +5,8 @@
 #
 #   scripts/clients.sh [TEST...]          default: all tests; names: see TESTS below
 #
-# Registry: berth from $BERTH_BIN by default; REGISTRY_IMPL=distribution or REGISTRY_CMD (see lib.sh).
+# Registry: berth from $BERTH_BIN by default; REGISTRY_IMPL=distribution or REGISTRY_CMD (see lib.sh);
+# BERTH_BACKEND=pg-s3 runs berth on PostgreSQL + S3 (needs BERTH_TEST_POSTGRES_URL, BERTH_TEST_S3_*).
 # CLIENT_TIMEOUT (default 300) bounds each client command; BIG_LAYER_MIB (default 100) the big image.
 # ORAS_REFERRERS_MODE=tag makes oras-referrers use the referrers tag schema instead of the API.
 set -euo pipefail
@@ -325,7 +326,7 @@ for name in "${TESTS[@]}"; do
 done
 
 if [ "$failed" -gt 0 ]; then
-  echo "failed: ${failed_names[*]} (registry: $(registry_impl_name))"
+  echo "failed: ${failed_names[*]} (registry: $(registry_label))"
   registry_log_tail 15
 fi
 echo "$passed passed, $failed failed"

@@ -5,7 +5,8 @@
 #   scripts/conformance.sh --build-only    only build/cache the suites (used by install-deps.sh)
 #   scripts/conformance.sh --suite v1.1.1  run one suite (v1.1.1 | main)
 #
-# Registry: berth from $BERTH_BIN by default; REGISTRY_IMPL=distribution or REGISTRY_CMD (see lib.sh).
+# Registry: berth from $BERTH_BIN by default; REGISTRY_IMPL=distribution or REGISTRY_CMD (see lib.sh);
+# BERTH_BACKEND=pg-s3 runs berth on PostgreSQL + S3 (needs BERTH_TEST_POSTGRES_URL, BERTH_TEST_S3_*).
 # Reports: target/conformance/v1.1.1/{junit.xml,report.html,output.log}
 #          target/conformance/main/{junit.xml,report.html,results.yaml,output.log}
 # Exit status: non-zero if a suite that ran had any failure, or the main suite could not be built.
@@ -198,7 +199,7 @@ for s in "${suites[@]}"; do
   [ -n "${BIN[$s]:-}" ] || continue
   out="$OUT_BASE/$s"
   rm -rf "$out"; mkdir -p "$out"
-  log "== $s suite ($(cat "$(dirname "${BIN[$s]}")/VERSION")) against $(registry_impl_name)"
+  log "== $s suite ($(cat "$(dirname "${BIN[$s]}")/VERSION")) against $(registry_label)"
   if ! registry_start "conformance-$s"; then
     STATUS[$s]="FAILED (registry did not start)"; overall=1; continue
   fi
@@ -213,7 +214,7 @@ for s in "${suites[@]}"; do
   fails=0
   if [ -f "$out/junit.xml" ]; then
     echo
-    echo "=== $s conformance summary ($(registry_impl_name); exit code $rc) ==="
+    echo "=== $s conformance summary ($(registry_label); exit code $rc) ==="
     python3 "$ROOT/scripts/junit-summary.py" --failures 60 "$out/junit.xml" || fails=$?
   else
     echo "=== $s: no junit.xml written (exit code $rc); tail of output:"
@@ -228,7 +229,7 @@ for s in "${suites[@]}"; do
 done
 
 echo
-echo "=== conformance results ($(registry_impl_name)) ==="
+echo "=== conformance results ($(registry_label)) ==="
 for s in "${suites[@]}"; do
   echo "  $s: ${STATUS[$s]}"
   if [[ "${STATUS[$s]}" == NOT\ RUN* ]] && { [ "$s" = main ] || [ "${CONFORMANCE_REQUIRE_ALL:-0}" = 1 ]; }; then

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what berth's real-world tests need, when missing (idempotent; seconds when all is there):
-#   apt:  skopeo, podman (+ uidmap, fuse-overlayfs), jq, curl, python3, ca-certificates
+#   apt:  skopeo, podman (+ uidmap, fuse-overlayfs), jq, curl, python3, ca-certificates, postgresql
 #         docker-registry too when REGISTRY_IMPL=distribution or INSTALL_DISTRIBUTION=1
-#   go:   crane, oras, regctl (pinned, `go install` into $(go env GOPATH)/bin)
+#   go:   crane, oras, regctl, versitygw (the S3 server of the scale-out tests; a cold build takes
+#         ~4-7 min) (pinned, `go install` into $(go env GOPATH)/bin)
 #   the two OCI conformance suites, built once and cached in ${XDG_CACHE_HOME:-$HOME/.cache}/berth-tools/
 # Needs: Debian/Ubuntu with apt (root or sudo), Go >= 1.24 on PATH, reachable package registries.
 set -euo pipefail
@@ -39,6 +40,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 step "apt packages"
 
+# PostgreSQL for the scale-out tests (lib.sh ensure_postgres: Debian's package; its own cluster is
+# stopped again on a fresh install, the tests start throwaway clusters)
+ensure_postgres
+step "postgresql ($(basename "$(dirname "$(pg_bindir)")"))"
+
 # --- Go tools ----------------------------------------------------------------------------------
 command -v go >/dev/null 2>&1 || die "go not found: Go >= 1.24 is needed (crane/oras/regctl and the conformance suites are built from source)"
 gover="$(go env GOVERSION | sed 's/^go//')"
@@ -62,6 +68,8 @@ go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION" 
 go_tool oras oras.land/oras/cmd/oras "$ORAS_VERSION" "Version:[[:space:]]+${ORAS_VERSION#v}"
 go_tool regctl github.com/regclient/regclient/cmd/regctl "$REGCTL_VERSION" "VCSTag:[[:space:]]+${REGCTL_VERSION//./\\.}\$"
 step "go tools (crane $CRANE_VERSION, oras $ORAS_VERSION, regctl $REGCTL_VERSION)"
+ensure_versitygw
+step "versitygw $VERSITYGW_VERSION"
 
 # --- conformance suites (cached) ---------------------------------------------------------------
 "$ROOT/scripts/conformance.sh" --build-only
