@@ -108,8 +108,15 @@ pub trait UploadStore: Send + Sync {
     /// A session by id, only if it belongs to `repo`.
     async fn get_upload(&self, repo: &RepoName, id: &str) -> Result<Option<Upload>, MetaError>;
 
-    /// Records how far the session got: bytes received, hash state, store cursor.
-    async fn save_upload_progress(&self, id: &str, progress: &UploadProgress) -> Result<(), MetaError>;
+    /// Records how far the session got (bytes received, hash state, store
+    /// cursor), only if it still stood at `expected_received`: false when another
+    /// request (possibly on another node) moved it first.
+    async fn save_upload_progress(
+        &self,
+        id: &str,
+        expected_received: u64,
+        progress: &UploadProgress,
+    ) -> Result<bool, MetaError>;
 
     /// Removes a session. False when absent.
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError>;

@@ -427,16 +427,22 @@ impl UploadStore for PostgresMeta {
         .transpose()
     }
 
-    async fn save_upload_progress(&self, id: &str, progress: &UploadProgress) -> Result<(), MetaError> {
-        sqlx::query("UPDATE uploads SET received = $1, hash_state = $2, cursor = $3, updated_at = $4 WHERE id = $5")
+    async fn save_upload_progress(
+        &self,
+        id: &str,
+        expected_received: u64,
+        progress: &UploadProgress,
+    ) -> Result<bool, MetaError> {
+        let done = sqlx::query("UPDATE uploads SET received = $1, hash_state = $2, cursor = $3, updated_at = $4 WHERE id = $5 AND received = $6")
             .bind(progress.received as i64)
             .bind(&progress.hash_state)
             .bind(&progress.cursor)
             .bind(now_unix())
             .bind(id)
+            .bind(expected_received as i64)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {

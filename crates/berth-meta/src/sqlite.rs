@@ -440,16 +440,24 @@ impl UploadStore for SqliteMeta {
         .transpose()
     }
 
-    async fn save_upload_progress(&self, id: &str, progress: &UploadProgress) -> Result<(), MetaError> {
-        sqlx::query("UPDATE uploads SET received = ?, hash_state = ?, cursor = ?, updated_at = ? WHERE id = ?")
-            .bind(progress.received as i64)
-            .bind(&progress.hash_state)
-            .bind(&progress.cursor)
-            .bind(now_unix())
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+    async fn save_upload_progress(
+        &self,
+        id: &str,
+        expected_received: u64,
+        progress: &UploadProgress,
+    ) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET received = ?, hash_state = ?, cursor = ?, updated_at = ? WHERE id = ? AND received = ?",
+        )
+        .bind(progress.received as i64)
+        .bind(&progress.hash_state)
+        .bind(&progress.cursor)
+        .bind(now_unix())
+        .bind(id)
+        .bind(expected_received as i64)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {

@@ -140,7 +140,8 @@ async fn uploads_round_trip(meta: &dyn Metadata) {
     assert!(meta.get_upload(&repo("suite/a"), "u-1").await.unwrap().is_none(), "bound to its repository");
     assert_eq!((got.cursor.as_str(), got.hash_state.as_deref()), ("c0", None));
     let progress = crate::UploadProgress { received: 42, hash_state: vec![1, 2, 3], cursor: "c1".into() };
-    meta.save_upload_progress("u-1", &progress).await.unwrap();
+    assert!(meta.save_upload_progress("u-1", 0, &progress).await.unwrap());
+    assert!(!meta.save_upload_progress("u-1", 0, &progress).await.unwrap(), "stale offset refused");
     let got = meta.get_upload(&r, "u-1").await.unwrap().unwrap();
     assert_eq!((got.received, got.hash_state.as_deref(), got.cursor.as_str()), (42, Some(&[1u8, 2, 3][..]), "c1"));
     assert_eq!(

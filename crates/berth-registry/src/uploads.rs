@@ -177,9 +177,18 @@ impl Registry {
         }
         let progress =
             UploadProgress { received: offset + written, hash_state: hasher.state(), cursor: cursor.0.clone() };
-        if let Err(e) = self.meta.save_upload_progress(id, &progress).await {
-            self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
-            return Err(e.into());
+        match self.meta.save_upload_progress(id, offset, &progress).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another request (maybe on another node) appended first: this chunk is out of order.
+                self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
+                state.loaded = false;
+                return Err(RegistryError::UploadRangeInvalid { received: offset });
+            }
+            Err(e) => {
+                self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
+                return Err(e.into());
+            }
         }
         state.received = offset + written;
         state.hasher = hasher;
