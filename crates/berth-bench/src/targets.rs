@@ -1,0 +1,215 @@
+//! Issue 3's performance targets, checked against the medians of a summary.
+//!
+//! Every comparison uses figures of the same run: berth's medians against the peers',
+//! the machine limits' and the baseline server's medians from the same files.
+
+use serde::Serialize;
+
+use crate::report::format_value;
+use crate::summarize::Summary;
+
+/// One line of the targets table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetRow {
+    pub what: String,
+    pub target: String,
+    pub measured: String,
+    /// `met`, `NOT met` or `not measured`.
+    pub verdict: String,
+}
+
+/// How a check came out: `None` when a figure it needs is missing.
+type Check = Option<(bool, String)>;
+
+/// Evaluates every target.
+pub fn evaluate(s: &Summary) -> Vec<TargetRow> {
+    let c = Ctx { s };
+    let mut rows = Vec::new();
+    let mut add = |what: &str, target: &str, checks: Vec<Check>| rows.push(row(what, target, checks));
+    add(
+        "monolithic push 1 GiB, durable",
+        "≥ 0.85 × dd conv=fsync",
+        vec![c.at_least(
+            c.get("berth", "push.monolithic.mib_s"),
+            c.get("machine", "machine.dd_fsync.mib_s"),
+            0.85,
+            "dd fsync",
+        )],
+    );
+    let sha_mib = c.get("machine", "machine.sha256_openssl.gib_s").map(|g| g * 1024.0);
+    let nofsync = c.get("berth-nofsync", "push.monolithic.mib_s");
+    add(
+        "monolithic push 1 GiB, fsync off",
+        "≥ 0.8 × sha256 (1 core); ≥ 1.5 × fastest peer",
+        vec![
+            c.at_least(nofsync, sha_mib, 0.8, "openssl sha256"),
+            c.vs_fastest_peer(nofsync, "push.monolithic.mib_s", 1.5),
+        ],
+    );
+    let mut chunked = vec![c.at_least(
+        c.get("berth", "push.chunked.mib_s"),
+        c.get("berth", "push.monolithic.mib_s"),
+        0.9,
+        "monolithic",
+    )];
+    if nofsync.is_some() {
+        chunked.push(c.at_least(c.get("berth-nofsync", "push.chunked.mib_s"), nofsync, 0.9, "monolithic, fsync off"));
+    }
+    add("chunked push 1 GiB, 16 MiB PATCHes", "within 10 % of monolithic", chunked);
+    let pull = c.get("berth", "pull.gib_s");
+    add(
+        "blob pull 1 GiB, page-cached",
+        "≥ 3 GiB/s; ≥ 1.5 × fastest peer",
+        vec![c.at_least_value(pull, 3.0, "GiB/s"), c.vs_fastest_peer(pull, "pull.gib_s", 1.5)],
+    );
+    for (what, prefix) in [("manifest GET by tag", "manifest.tag"), ("blob HEAD", "blob_head")] {
+        let n = c.widest(prefix);
+        let rps_name = format!("{prefix}.c{n}.rps");
+        let rps = c.get("berth", &rps_name);
+        add(
+            &format!("{what}, {n} connections"),
+            "≥ 2 × fastest peer, ≥ 5 × distribution 2.8, ≥ 0.5 × hyper baseline; p99 ≤ 10 ms",
+            vec![
+                c.vs_fastest_peer(rps, &rps_name, 2.0),
+                c.at_least(rps, c.dist28(&rps_name), 5.0, "distribution 2.8"),
+                c.at_least(rps, c.get("baseline", &format!("baseline.c{n}.rps")), 0.5, "baseline"),
+                c.at_most(c.get("berth", &format!("{prefix}.c{n}.p99_ms")), 10.0, "ms p99"),
+            ],
+        );
+    }
+    let per_s = "tags.sequential.per_s";
+    add(
+        "10,000 sequential tag PUTs",
+        "≥ 5 × distribution 2.8",
+        vec![c.at_least(c.get("berth", per_s), c.dist28(per_s), 5.0, "distribution 2.8 (tags/s)")],
+    );
+    let list_10k = c.get("berth", "scale.tags_list_small.ms").or_else(|| c.get("berth", "tags.list_full.ms"));
+    add("tags/list of 10,000 tags", "≤ 3 ms", vec![c.at_most(list_10k, 3.0, "ms")]);
+    add(
+        "n=100 page of a 100k-tag repository",
+        "≤ 5 ms",
+        vec![c.at_most(
+            c.worst("scale.tags_page_first.ms", "scale.tags_page_middle.ms"),
+            5.0,
+            "ms (worse of first and middle page)",
+        )],
+    );
+    add(
+        "n=100 page of a 100k-repository catalog",
+        "≤ 5 ms",
+        vec![c.at_most(
+            c.worst("scale.catalog_page_first.ms", "scale.catalog_page_middle.ms"),
+            5.0,
+            "ms (worse of first and middle page)",
+        )],
+    );
+    add(
+        "32 × 64 MiB pushes + 64 pulls at once",
+        "no errors; peak RSS ≤ 100 MiB",
+        vec![
+            c.at_most(c.get("berth", "mixed.errors"), 0.0, "errors"),
+            c.at_most(c.get("berth", "mixed.peak_rss_mib"), 100.0, "MiB peak RSS"),
+        ],
+    );
+    add(
+        "idle RSS after start; time to ready",
+        "≤ 15 MiB; ≤ 100 ms empty, ≤ 500 ms with 100k repositories",
+        vec![
+            c.at_most(c.get("berth", "ready.idle_rss_mib"), 15.0, "MiB idle"),
+            c.at_most(c.get("berth", "ready.ms"), 100.0, "ms empty"),
+            c.at_most(c.get("berth", "ready_seeded.ms"), 500.0, "ms with the seeded repositories"),
+        ],
+    );
+    let zb = s.metrics.iter().any(|m| m.name.starts_with("zb."));
+    add(
+        "zb (all its tests)",
+        "berth ahead of every peer on every line",
+        vec![zb.then(|| (false, "see the zb table".to_owned()))],
+    );
+    rows
+}
+
+struct Ctx<'a> {
+    s: &'a Summary,
+}
+
+impl Ctx<'_> {
+    fn get(&self, label: &str, name: &str) -> Option<f64> {
+        self.s.median(label, name)
+    }
+
+    /// The median of distribution 2.8.x.
+    fn dist28(&self, name: &str) -> Option<f64> {
+        let label = self.s.peers().into_iter().find(|l| l.starts_with("distribution-2."))?;
+        self.get(label, name)
+    }
+
+    /// The highest concurrency berth was measured at for `prefix.cN.rps`.
+    fn widest(&self, prefix: &str) -> usize {
+        self.s
+            .metrics
+            .iter()
+            .filter_map(|m| m.name.strip_prefix(&format!("{prefix}.c"))?.strip_suffix(".rps")?.parse().ok())
+            .max()
+            .unwrap_or(64)
+    }
+
+    fn worst(&self, a: &str, b: &str) -> Option<f64> {
+        match (self.get("berth", a), self.get("berth", b)) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        }
+    }
+
+    fn at_least(&self, value: Option<f64>, reference: Option<f64>, factor: f64, what: &str) -> Check {
+        let (v, r) = (value?, reference?);
+        Some((v >= factor * r, format!("{}× {what} ({} vs {})", format_value(v / r), format_value(v), format_value(r))))
+    }
+
+    fn at_most(&self, value: Option<f64>, limit: f64, unit: &str) -> Check {
+        let v = value?;
+        Some((v <= limit, format!("{} {unit}", format_value(v))))
+    }
+
+    fn at_least_value(&self, value: Option<f64>, floor: f64, unit: &str) -> Check {
+        let v = value?;
+        Some((v >= floor, format!("{} {unit}", format_value(v))))
+    }
+
+    /// `value` against the best peer median of `name` (higher is better).
+    fn vs_fastest_peer(&self, value: Option<f64>, name: &str, factor: f64) -> Check {
+        let (label, best) = self
+            .s
+            .peers()
+            .into_iter()
+            .filter_map(|l| Some((l, self.get(l, name)?)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))?;
+        let v = value?;
+        Some((
+            v >= factor * best,
+            format!("{}× fastest peer {label} ({} vs {})", format_value(v / best), format_value(v), format_value(best)),
+        ))
+    }
+}
+
+fn row(what: &str, target: &str, checks: Vec<Check>) -> TargetRow {
+    let measured: Vec<String> =
+        checks.iter().map(|c| c.as_ref().map_or_else(|| "not measured".into(), |(_, t)| t.clone())).collect();
+    let verdict = if checks.iter().any(|c| matches!(c, Some((false, _)))) {
+        "NOT met"
+    } else if checks.iter().any(Option::is_none) {
+        "not measured"
+    } else {
+        "met"
+    };
+    TargetRow { what: what.into(), target: target.into(), measured: measured.join("; "), verdict: verdict.into() }
+}
+
+/// The targets as a Markdown table.
+pub fn markdown(rows: &[TargetRow]) -> String {
+    let mut out = String::from("| what | target | measured (medians) | verdict |\n|---|---|---|---|\n");
+    for r in rows {
+        out += &format!("| {} | {} | {} | {} |\n", r.what, r.target, r.measured, r.verdict);
+    }
+    out
+}

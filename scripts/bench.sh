@@ -1,0 +1,339 @@
+#!/usr/bin/env bash
+# berth's benchmark comparison (issue 3): berth against CNCF distribution 2.8.2,
+# distribution v3 and zot, plus the machine's own limits, all in one run.
+#
+#   scripts/bench.sh            full run: installs the peers, 3 A/B rounds, berth at 100k scale
+#                               (about 25 min on 2 cores, 7 of them seeding 210k manifests)
+#   scripts/bench.sh --smoke    CI: tiny sizes, 1 round, berth and the baseline only (< 1 min
+#                               once built); fails if any step fails, never on speed
+#
+# Options:
+#   --rounds N         A/B rounds (default 3; 1 with --smoke)
+#   --profile P        cargo profile to build and run (release; CI may pass dev to reuse its build)
+#   --peers "A B"      peers to run: distribution-2.8.2 distribution-3 zot (default: all three)
+#   --no-install       do not install missing peers (skip them instead)
+#   --no-build         use BERTH_BIN / BENCH_BIN as they are
+#   --no-scale         skip seeding berth with 100k tags and repositories (saves about 7 min)
+#   --out DIR          where results go (default target/bench)
+#
+# Environment:
+#   BERTH_BIN, BENCH_BIN       binaries (default ${CARGO_TARGET_DIR:-target}/<profile>/{berth,berth-bench})
+#   BENCH_TMP                  scratch parent dir, on the disk under test (default /var/tmp)
+#   BERTH_NOFSYNC_ENV          environment that turns berth's fsync off (default
+#                              "BERTH_STORAGE__FSYNC=false"; empty: skip): berth runs a second time
+#                              as "berth-nofsync" (pushes only), for the fsync-off target
+#   DIST3_VERSION, ZOT_VERSION pinned peer versions (below)
+#   BENCH_SIZE BENCH_CHUNK BENCH_DURATION BENCH_TAGS BENCH_LIST_TAGS BENCH_SCALE_TAGS BENCH_SCALE_REPOS
+#                              override the sizes (see "Sizes" below)
+#   KEEP_TMP=1                 keep the scratch directory
+#
+# Everything listens on 127.0.0.1 only, and every process started here is killed on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="${XDG_CACHE_HOME:-$HOME/.cache}/berth-tools/bench"
+
+# Pinned peers. distribution v3 resolves through the Go module proxy; zot's module paths
+# (zotregistry.dev/zot/v2) may be refused by a restricted proxy, in which case zot and zb are
+# skipped and the summary says so.
+DIST3_VERSION="${DIST3_VERSION:-v3.1.2}"
+ZOT_VERSION="${ZOT_VERSION:-v2.1.14}"
+ZOT_MODULE="${ZOT_MODULE:-zotregistry.dev/zot/v2}"
+
+SMOKE=0 ROUNDS="" PROFILE=release INSTALL=1 BUILD=1 SCALE_PHASE=1 OUT="$ROOT/target/bench"
+PEERS="distribution-2.8.2 distribution-3 zot"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) SMOKE=1 ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --profile) PROFILE=$2; shift ;;
+    --peers) PEERS=$2; shift ;;
+    --no-install) INSTALL=0 ;;
+    --no-build) BUILD=0 ;;
+    --no-scale) SCALE_PHASE=0 ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# ---- sizes ---------------------------------------------------------------------------------
+if [ "$SMOKE" = 1 ]; then
+  ROUNDS=${ROUNDS:-1} PEERS=""
+  SIZE=${BENCH_SIZE:-8MiB} CHUNK=${BENCH_CHUNK:-2MiB} DURATION=${BENCH_DURATION:-300ms} WARMUP=100ms
+  TAGS=${BENCH_TAGS:-100} SAMPLES=3 SCALE_TAGS=${BENCH_SCALE_TAGS:-300} SCALE_REPOS=${BENCH_SCALE_REPOS:-100}
+  LIST_TAGS=${BENCH_LIST_TAGS:-200}
+  LOAD=(--pushes 4 --push-size 4MiB --pulls 8 --pull-size 4MiB)
+  MACHINE=(--size 64MiB --loopback-size 256MiB) READY_RUNS=1
+else
+  ROUNDS=${ROUNDS:-3}
+  SIZE=${BENCH_SIZE:-1GiB} CHUNK=${BENCH_CHUNK:-16MiB} DURATION=${BENCH_DURATION:-3s} WARMUP=500ms
+  TAGS=${BENCH_TAGS:-3000} SAMPLES=20 SCALE_TAGS=${BENCH_SCALE_TAGS:-100000} SCALE_REPOS=${BENCH_SCALE_REPOS:-100000}
+  LIST_TAGS=${BENCH_LIST_TAGS:-10000}
+  LOAD=(--pushes 32 --push-size 64MiB --pulls 64 --pull-size 64MiB)
+  MACHINE=(--size 1GiB --loopback-size 4GiB) READY_RUNS=3
+fi
+CONCURRENCY=${BENCH_CONCURRENCY:-1,64}
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---- cleanup: every server started here is a process-group leader (setsid) ----------------
+PIDS=()
+WORK=""
+cleanup() {
+  local rc=$? pid
+  set +e
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  if [ -n "$WORK" ] && [ "${KEEP_TMP:-0}" != 1 ]; then rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+stop_pid() {
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# ---- build ---------------------------------------------------------------------------------
+case "$PROFILE" in dev|debug) PROFILE_DIR=debug PROFILE=dev ;; *) PROFILE_DIR=$PROFILE ;; esac
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BERTH_BIN="${BERTH_BIN:-$TARGET_DIR/$PROFILE_DIR/berth}"
+BENCH_BIN="${BENCH_BIN:-$TARGET_DIR/$PROFILE_DIR/berth-bench}"
+if [ "$BUILD" = 1 ]; then
+  log "building berth and berth-bench ($PROFILE)"
+  (cd "$ROOT" && cargo build --profile "$PROFILE" -p berth -p berth-bench)
+fi
+[ -x "$BERTH_BIN" ] || die "no berth binary at $BERTH_BIN"
+[ -x "$BENCH_BIN" ] || die "no berth-bench binary at $BENCH_BIN"
+
+# ---- peers ---------------------------------------------------------------------------------
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends "$@" </dev/null \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" </dev/null; }
+}
+
+go_install() { # go_install NAME PACKAGE@VERSION [BUILD FLAGS...]: binary at $TOOLS/NAME/<basename>
+  local name=$1 pkg=$2; shift 2
+  local dir="$TOOLS/$name"
+  mkdir -p "$dir"
+  if [ -z "$(ls -A "$dir")" ]; then
+    command -v go >/dev/null || { [ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin"; }
+    command -v go >/dev/null || { log "go is not installed: cannot build $name"; return 1; }
+    log "go install $pkg $*"
+    GOBIN="$dir" GOFLAGS=-buildvcs=false timeout 1200 go install "$@" "$pkg" >"$dir.log" 2>&1 \
+      || { log "go install $pkg failed: $(tail -n 2 "$dir.log" | tr '\n' ' ')"; return 1; }
+  fi
+  find "$dir" -maxdepth 1 -type f -perm -u+x | head -n 1
+}
+
+DIST2_BIN="" DIST3_BIN="" ZOT_BIN="" ZB_BIN=""
+REGISTRIES=(berth)
+BERTH_NOFSYNC_ENV="${BERTH_NOFSYNC_ENV-BERTH_STORAGE__FSYNC=false}"
+if [ -n "$BERTH_NOFSYNC_ENV" ] && [ "$SMOKE" = 0 ]; then REGISTRIES+=(berth-nofsync); fi
+for peer in $PEERS; do
+  case "$peer" in
+    distribution-2.8.2)
+      if ! command -v docker-registry >/dev/null && [ "$INSTALL" = 1 ]; then
+        log "installing docker-registry (distribution 2.8.2) with apt"
+        apt_install docker-registry
+        # Debian starts a service on :5000 where an init system runs; only the binary is wanted.
+        if command -v systemctl >/dev/null; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
+      fi
+      DIST2_BIN="$(command -v docker-registry || true)"
+      if [ -n "$DIST2_BIN" ]; then REGISTRIES+=(distribution-2.8.2); else log "skipping distribution 2.8.2 (not installed)"; fi
+      ;;
+    distribution-3)
+      if [ "$INSTALL" = 1 ] || [ -n "$(ls -A "$TOOLS/distribution-$DIST3_VERSION" 2>/dev/null)" ]; then
+        DIST3_BIN="$(go_install "distribution-$DIST3_VERSION" \
+          "github.com/distribution/distribution/v3/cmd/registry@$DIST3_VERSION" || true)"
+      fi
+      if [ -n "$DIST3_BIN" ]; then REGISTRIES+=("distribution-${DIST3_VERSION#v}"); else log "skipping distribution v3"; fi
+      ;;
+    zot)
+      if [ "$INSTALL" = 1 ] || [ -n "$(ls -A "$TOOLS/zot-$ZOT_VERSION" 2>/dev/null)" ]; then
+        # No extension build tags: zot's minimal build (the plain distribution-spec registry).
+        ZOT_BIN="$(go_install "zot-$ZOT_VERSION" "$ZOT_MODULE/cmd/zot@$ZOT_VERSION" || true)"
+        ZB_BIN="$(go_install "zb-$ZOT_VERSION" "$ZOT_MODULE/cmd/zb@$ZOT_VERSION" || true)"
+      fi
+      if [ -n "$ZOT_BIN" ]; then REGISTRIES+=("zot-${ZOT_VERSION#v}"); else log "skipping zot (could not be built)"; fi
+      ;;
+    *) die "unknown peer $peer" ;;
+  esac
+done
+
+# ---- scratch space and results -------------------------------------------------------------
+WORK="$(mktemp -d "${BENCH_TMP:-/var/tmp}/berth-bench.XXXXXX")"
+RUN_ID="$(date +%Y%m%d-%H%M%S)"
+RUN="$OUT/runs/$RUN_ID"
+mkdir -p "$RUN"
+
+describe_machine() {
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "cpu flags: $(grep -m1 '^flags' /proc/cpuinfo | grep -o -w -e sha_ni -e avx2 -e avx512f | sort -u | tr '\n' ' ')"
+  echo "memory: $(free -m | awk '/^Mem:/ {print $2 " MiB"}')"
+  echo "disk: $(df -h "$WORK" | awk 'NR==2 {print $1 " " $2 " (" $5 " used)"}'), fs $(findmnt -no FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK")"
+  echo "kernel: $(uname -r)"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "rustc: $(rustc --version 2>/dev/null || echo -)"
+  echo "go: $(go version 2>/dev/null || echo -)"
+  echo "openssl: $(openssl version 2>/dev/null || echo -)"
+  echo "berth: $("$BERTH_BIN" --version 2>/dev/null || echo -) ($BERTH_BIN)"
+  [ -n "$DIST2_BIN" ] && echo "distribution-2.8.2: $("$DIST2_BIN" --version 2>&1 | head -n1)"
+  [ -n "$DIST3_BIN" ] && echo "distribution-v3: $("$DIST3_BIN" --version 2>&1 | head -n1) (go install ...@$DIST3_VERSION)"
+  [ -n "$ZOT_BIN" ] && echo "zot: $("$ZOT_BIN" --version 2>&1 | head -n1) (go install ...@$ZOT_VERSION)"
+  echo "registries: ${REGISTRIES[*]}"
+  echo "rounds: $ROUNDS; blob $SIZE, chunk $CHUNK, rate ${DURATION} at $CONCURRENCY connections, $TAGS tags"
+}
+describe_machine | tee "$RUN/machine.txt" >&2
+
+# ---- servers -------------------------------------------------------------------------------
+SERVER_PID="" SERVER_URL=""
+
+write_distribution_config() { # FILE ADDR DATA
+  cat >"$1" <<EOF
+version: 0.1
+log:
+  level: info
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: $3
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: $2
+EOF
+}
+
+write_zot_config() { # FILE PORT DATA
+  cat >"$1" <<EOF
+{"distSpecVersion": "1.1.1", "storage": {"rootDirectory": "$3", "dedupe": false, "gc": false},
+ "http": {"address": "127.0.0.1", "port": "$2"}, "log": {"level": "info"}}
+EOF
+}
+
+# start_server LABEL DATA_DIR READY_JSON [READY_NAME]: starts it, waits for GET /v2/ (timing it).
+start_server() {
+  local label=$1 data=$2 ready_json=$3 name=${4:-ready} port addr since dir
+  dir="$(dirname "$data")"
+  mkdir -p "$data"
+  port="$("$BENCH_BIN" free-port)"
+  addr="127.0.0.1:$port"
+  local -a cmd env_cmd=(env)
+  for v in $(compgen -e); do case "$v" in REGISTRY_*) env_cmd+=(-u "$v") ;; esac; done
+  case "$label" in
+    berth) cmd=("$BERTH_BIN" serve --listen "$addr" --data-dir "$data") ;;
+    berth-nofsync) read -r -a cmd <<<"env $BERTH_NOFSYNC_ENV"; cmd+=("$BERTH_BIN" serve --listen "$addr" --data-dir "$data") ;;
+    distribution-2.*) write_distribution_config "$dir/config.yml" "$addr" "$data"; cmd=("${env_cmd[@]}" "$DIST2_BIN" serve "$dir/config.yml") ;;
+    distribution-3.*) write_distribution_config "$dir/config.yml" "$addr" "$data"; cmd=("${env_cmd[@]}" "$DIST3_BIN" serve "$dir/config.yml") ;;
+    zot-*) write_zot_config "$dir/zot.json" "$port" "$data"; cmd=("$ZOT_BIN" serve "$dir/zot.json") ;;
+    *) die "unknown registry $label" ;;
+  esac
+  since=${EPOCHREALTIME/./}
+  setsid "${cmd[@]}" >>"$dir/server.log" 2>&1 </dev/null &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  SERVER_URL="http://$addr"
+  if ! "$BENCH_BIN" wait-ready --url "$SERVER_URL" --pid "$SERVER_PID" --since-us "$since" --name "$name" \
+      --label "$label" --round "$ROUND" --json "$ready_json" >/dev/null; then
+    tail -n 30 "$dir/server.log" >&2
+    die "$label did not start"
+  fi
+}
+
+stop_server() {
+  [ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"
+  SERVER_PID=""
+}
+
+suite_skip() {
+  case "$1" in berth-nofsync) echo "pull,manifest,head,tags,catalog,load" ;; *) echo "" ;; esac
+}
+
+run_registry() { # LABEL ROUND
+  local label=$1 base="$WORK/$1-r$2" skip
+  log "round $2: $label (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  start_server "$label" "$base/data" "$RUN/$label.r$2.ready.json"
+  skip="$(suite_skip "$label")"
+  "$BENCH_BIN" suite --url "$SERVER_URL" --pid "$SERVER_PID" --label "$label" --round "$2" \
+    --size "$SIZE" --chunk "$CHUNK" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
+    --tags "$TAGS" --list-samples "$SAMPLES" "${LOAD[@]}" ${skip:+--skip "$skip"} \
+    --json "$RUN/$label.r$2.suite.json" >"$RUN/$label.r$2.suite.txt"
+  if [ -n "$ZB_BIN" ] && [ "$SMOKE" = 0 ] && [ "$label" != berth-nofsync ]; then
+    log "round $2: zb against $label"
+    timeout 600 "$ZB_BIN" -c 10 -n 100 -o stdout "$SERVER_URL" >"$RUN/$label.r$2.zb.txt" 2>&1 \
+      || log "zb against $label failed (see $RUN/$label.r$2.zb.txt)"
+  fi
+  stop_server
+  rm -rf "$base"
+  sync
+}
+
+# ---- the run -------------------------------------------------------------------------------
+STARTED=$SECONDS
+for ROUND in $(seq 1 "$ROUNDS"); do
+  log "round $ROUND: machine limits"
+  "$BENCH_BIN" machine --dir "$WORK/machine" "${MACHINE[@]}" --label machine --round "$ROUND" \
+    --json "$RUN/machine.r$ROUND.json" >/dev/null
+  log "round $ROUND: baseline hyper server"
+  port="$("$BENCH_BIN" free-port)"
+  setsid "$BENCH_BIN" baseline-server --listen "127.0.0.1:$port" >"$WORK/baseline.log" 2>&1 </dev/null &
+  BASELINE_PID=$!
+  PIDS+=("$BASELINE_PID")
+  "$BENCH_BIN" wait-ready --url "http://127.0.0.1:$port" --settle 0s >/dev/null
+  "$BENCH_BIN" rate --url "http://127.0.0.1:$port" --path /v2/bench/manifest/manifests/latest --name baseline \
+    --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
+    --label baseline --round "$ROUND" --json "$RUN/baseline.r$ROUND.json" >/dev/null
+  stop_pid "$BASELINE_PID"
+  # A/B/A/B: odd rounds start with berth, even rounds with the last peer.
+  order=("${REGISTRIES[@]}")
+  if [ $((ROUND % 2)) = 0 ]; then
+    order=(); for ((i = ${#REGISTRIES[@]} - 1; i >= 0; i--)); do order+=("${REGISTRIES[$i]}"); done
+  fi
+  for label in "${order[@]}"; do run_registry "$label" "$ROUND"; done
+done
+
+# berth at scale: seed once (with fsync off when available: the data written is the same),
+# then restart with the defaults, time the listings, and time restarts on the seeded data dir.
+if [ "$SCALE_PHASE" = 1 ]; then
+  log "berth at scale: $SCALE_TAGS + $LIST_TAGS tags, $SCALE_REPOS repositories"
+  ROUND=1
+  SCALE=(--tags "$SCALE_TAGS" --list-tags "$LIST_TAGS" --repos "$SCALE_REPOS")
+  seeder=berth
+  if [ -n "$BERTH_NOFSYNC_ENV" ]; then seeder=berth-nofsync; fi
+  start_server "$seeder" "$WORK/scale/data" "$WORK/scale-seed.ready.json" ready_seed
+  "$BENCH_BIN" scale "${SCALE[@]}" --phase seed --url "$SERVER_URL" --label "$seeder" --round 1 \
+    --json "$RUN/$seeder.scale-seed.json" >"$RUN/$seeder.scale-seed.txt"
+  stop_server
+  for ROUND in $(seq 1 "$READY_RUNS"); do
+    start_server berth "$WORK/scale/data" "$RUN/berth.r$ROUND.ready_seeded.json" ready_seeded
+    if [ "$ROUND" = 1 ]; then
+      "$BENCH_BIN" scale "${SCALE[@]}" --phase measure --url "$SERVER_URL" --pid "$SERVER_PID" --label berth \
+        --round 1 --json "$RUN/berth.scale.json" >"$RUN/berth.scale.txt"
+    fi
+    stop_server
+  done
+fi
+log "runs took $((SECONDS - STARTED)) s"
+
+# ---- summary -------------------------------------------------------------------------------
+strict=()
+[ "$SMOKE" = 1 ] && strict=(--strict)
+"$BENCH_BIN" summarize "$RUN"/*.json --out "$RUN/summary.json" --markdown "$RUN/summary.md" "${strict[@]}"
+cp "$RUN/summary.json" "$RUN/summary.md" "$RUN/machine.txt" "$OUT/"
+log "results: $RUN (summary also in $OUT/summary.md)"
