@@ -7,29 +7,60 @@
 //! registry service; they never touch storage directly.
 
 pub mod access_log;
+pub mod api;
+pub mod auth;
 pub mod error;
 mod health;
+mod token;
 pub mod v2;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use berth_registry::Registry;
+use berth_registry::access::AccessService;
 
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
     /// The registry service.
     pub registry: Arc<Registry>,
+    /// Users, tokens, permissions, the audit log.
+    pub access: Arc<AccessService>,
     /// berth's version, reported by `/v2/` and `/health`.
     pub version: &'static str,
+    /// The URL clients reach berth at (the token realm); the request's Host when unset.
+    pub external_url: Option<String>,
+    /// Whether berth itself terminates TLS (Secure cookies, https realm).
+    pub tls: bool,
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
+        .route("/auth", get(token::get_token).post(token::post_token))
+        .route("/api/v1/auth/login", post(api::security::login))
+        .route("/api/v1/auth/logout", post(api::security::logout))
+        .route("/api/v1/auth/verify-token", post(api::security::verify_token))
+        .route("/api/v1/auth/me", get(api::security::me))
+        .route("/api/v1/auth/heartbeat", get(api::security::heartbeat))
+        .route("/api/v1/system/lock/status", get(api::security::lock_status))
+        .route("/api/v1/system/lock/unlock", post(api::security::unlock))
+        .route("/api/v1/system/lock/lock", post(api::security::lock))
+        .route("/api/v1/audit/logs", get(api::audit::logs))
+        .route("/api/v1/audit/logs/export", get(api::audit::export))
+        .route("/api/v1/audit", get(api::audit::ghost_audit))
+        .route("/api/v1/users", get(api::users::list_users).post(api::users::create_user))
+        .route("/api/v1/users/{id}", axum::routing::put(api::users::update_user).delete(api::users::delete_user))
+        .route("/api/v1/tokens", get(api::users::list_tokens).post(api::users::create_token))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(api::users::delete_token))
+        .route("/api/v1/projects/{name}", get(api::projects::get_project).put(api::projects::put_project))
+        .route(
+            "/api/v1/projects/{name}/members/{username}",
+            axum::routing::put(api::projects::put_member).delete(api::projects::delete_member),
+        )
         .route("/v2", axum::routing::any(v2::handle))
         .route("/v2/", axum::routing::any(v2::handle))
         .route("/v2/{*path}", axum::routing::any(v2::handle))

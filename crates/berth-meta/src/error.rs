@@ -6,6 +6,9 @@ pub enum MetaError {
     /// A manifest references blobs or manifests the repository cannot see.
     #[error("manifest references unknown content: {0:?}")]
     MissingReferences(Vec<Digest>),
+    /// A uniqueness rule or invariant refused the change (name taken, last admin).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The database holds a value that does not parse (a bug or manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),

@@ -7,6 +7,8 @@
 //! backend can sit behind the same interface. Every multi-row change happens in
 //! one transaction.
 
+pub mod access;
+mod access_sql;
 mod error;
 mod migrate;
 mod model;
@@ -18,6 +20,7 @@ pub mod transfer;
 use async_trait::async_trait;
 use berth_core::{Digest, RepoName, Tag};
 
+pub use access::*;
 pub use error::MetaError;
 pub use model::*;
 pub use postgres::PostgresMeta;
@@ -134,9 +137,15 @@ pub trait JobLeases: Send + Sync {
 }
 
 /// Everything berth stores as metadata, behind one object-safe facade.
-pub trait Metadata: RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + std::fmt::Debug {}
+pub trait Metadata:
+    RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + AccessStore + AuditLog + std::fmt::Debug
+{
+}
 
-impl<T: RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + std::fmt::Debug> Metadata for T {}
+impl<T> Metadata for T where
+    T: RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + AccessStore + AuditLog + std::fmt::Debug
+{
+}
 
 /// The current time as unix seconds, the unit every timestamp column uses.
 pub fn now_unix() -> i64 {

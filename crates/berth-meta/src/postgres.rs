@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "registry", include_str!("../migrations/postgres/0001_registry.sql")),
     (2, "upload_progress", include_str!("../migrations/postgres/0002_upload_progress.sql")),
     (3, "leases", include_str!("../migrations/postgres/0003_leases.sql")),
+    (4, "access", include_str!("../migrations/postgres/0004_access.sql")),
 ];
 
 /// Metadata in a PostgreSQL database.
@@ -488,4 +489,9 @@ mod tests {
         };
         crate::testsuite::run_all(&meta).await;
     }
+}
+
+/// Users, projects, tokens, sessions, settings and the audit log (shared SQL).
+mod access {
+    crate::access_sql::access_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
 }

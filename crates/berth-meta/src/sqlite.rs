@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "registry", include_str!("../migrations/sqlite/0001_registry.sql")),
     (2, "upload_progress", include_str!("../migrations/sqlite/0002_upload_progress.sql")),
     (3, "leases", include_str!("../migrations/sqlite/0003_leases.sql")),
+    (4, "access", include_str!("../migrations/sqlite/0004_access.sql")),
 ];
 
 /// Metadata in a SQLite database file.
@@ -497,4 +498,9 @@ mod tests {
         let meta = SqliteMeta::open(&path).await.unwrap();
         assert_eq!(meta.blob_in_repo(&repo, &Digest::sha256(b"x")).await.unwrap(), Some(1));
     }
+}
+
+/// Users, projects, tokens, sessions, settings and the audit log (shared SQL).
+mod access {
+    crate::access_sql::access_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
 }

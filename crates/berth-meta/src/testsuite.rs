@@ -33,6 +33,173 @@ pub async fn run_all(meta: &dyn Metadata) {
     referrers_filter_by_artifact_type(meta).await;
     uploads_round_trip(meta).await;
     leases_have_one_holder(meta).await;
+    users_keep_an_admin(meta).await;
+    projects_tokens_sessions_settings(meta).await;
+    audit_entries_chain(meta).await;
+}
+
+fn draft(event: &str) -> crate::AuditDraft {
+    crate::AuditDraft {
+        level: "info",
+        event: event.into(),
+        action: "suite.test".into(),
+        user_id: None,
+        username: "suite".into(),
+        ip_address: "127.0.0.1".into(),
+        resource: "suite".into(),
+        status: "success",
+        detail: serde_json::json!({"user_agent": "suite"}),
+    }
+}
+
+fn new_user(name: &str, role: &str) -> crate::NewUser {
+    crate::NewUser {
+        username: name.into(),
+        email: None,
+        password_hash: "$argon2id$stub".into(),
+        role: role.into(),
+        must_change_password: false,
+    }
+}
+
+async fn users_keep_an_admin(meta: &dyn Metadata) {
+    let admin = meta.create_user(&new_user("root", "admin"), &draft("user_created")).await.unwrap();
+    assert!(matches!(
+        meta.create_user(&new_user("root", "user"), &draft("user_created")).await,
+        Err(MetaError::Conflict(_))
+    ));
+    let bob = meta.create_user(&new_user("bob", "user"), &draft("user_created")).await.unwrap();
+    assert_eq!(meta.count_users().await.unwrap(), 2);
+    assert_eq!(meta.user_by_name("bob").await.unwrap().unwrap().id, bob.id);
+    // The last active admin can be neither demoted, disabled nor deleted.
+    let demote = crate::UserUpdate { role: Some("user".into()), ..Default::default() };
+    assert!(matches!(meta.update_user(admin.id, &demote, &draft("user_updated")).await, Err(MetaError::Conflict(_))));
+    let disable = crate::UserUpdate { is_active: Some(false), ..Default::default() };
+    assert!(matches!(meta.update_user(admin.id, &disable, &draft("user_updated")).await, Err(MetaError::Conflict(_))));
+    assert!(matches!(meta.delete_user(admin.id, &draft("user_deleted")).await, Err(MetaError::Conflict(_))));
+    // With a second admin it can.
+    let promote =
+        crate::UserUpdate { role: Some("admin".into()), email: Some(Some("b@x".into())), ..Default::default() };
+    let bob = meta.update_user(bob.id, &promote, &draft("user_updated")).await.unwrap().unwrap();
+    assert_eq!((bob.role.as_str(), bob.email.as_deref()), ("admin", Some("b@x")));
+    assert!(meta.update_user(admin.id, &disable, &draft("user_updated")).await.unwrap().is_some());
+    assert!(!meta.user_by_id(admin.id).await.unwrap().unwrap().is_active);
+    assert!(meta.update_user(9999, &disable, &draft("user_updated")).await.unwrap().is_none());
+    let (page, total) = meta.list_users(0, 1).await.unwrap();
+    assert_eq!((page.len(), total), (1, 2));
+    meta.record_login(bob.id, 42).await.unwrap();
+    assert_eq!(meta.user_by_id(bob.id).await.unwrap().unwrap().last_login, Some(42));
+}
+
+async fn projects_tokens_sessions_settings(meta: &dyn Metadata) {
+    let owner = meta.create_user(&new_user("carol", "user"), &draft("user_created")).await.unwrap();
+    let guest = meta.create_user(&new_user("dave", "user"), &draft("user_created")).await.unwrap();
+    assert_eq!(meta.project_access("team", Some(owner.id)).await.unwrap(), None);
+    assert!(meta.ensure_project("team", Some(owner.id), &draft("project_created")).await.unwrap());
+    assert!(!meta.ensure_project("team", Some(guest.id), &draft("project_created")).await.unwrap());
+    assert_eq!(
+        meta.project_access("team", Some(owner.id)).await.unwrap(),
+        Some(("private".into(), Some("owner".into())))
+    );
+    assert_eq!(meta.project_access("team", None).await.unwrap(), Some(("private".into(), None)));
+    assert!(meta.set_member("team", guest.id, Some("guest"), &draft("member_set")).await.unwrap());
+    assert!(meta.set_member("team", guest.id, Some("developer"), &draft("member_set")).await.unwrap());
+    assert!(!meta.set_member("nope", guest.id, Some("guest"), &draft("member_set")).await.unwrap());
+    let members = meta.list_members("team").await.unwrap();
+    assert_eq!(
+        members,
+        vec![(owner.id, "carol".into(), "owner".into()), (guest.id, "dave".into(), "developer".into())]
+    );
+    assert!(meta.update_project("team", Some("public"), None, &draft("project_updated")).await.unwrap());
+    assert_eq!(meta.project("team").await.unwrap().unwrap().visibility, "public");
+    assert!(meta.set_member("team", guest.id, None, &draft("member_removed")).await.unwrap());
+    assert_eq!(meta.project_access("team", Some(guest.id)).await.unwrap(), Some(("public".into(), None)));
+
+    let token = crate::NewToken {
+        user_id: owner.id,
+        name: "ci".into(),
+        lookup: "abcd1234".into(),
+        hash: "h".into(),
+        permissions: vec!["pull".into()],
+        repositories: vec!["team/*".into()],
+        expires_at: Some(100),
+    };
+    let created = meta.create_token(&token, &draft("token_created")).await.unwrap();
+    let found = meta.token_by_lookup("abcd1234").await.unwrap().unwrap();
+    assert_eq!((found.id, found.repositories.clone()), (created.id, vec!["team/*".to_owned()]));
+    assert_eq!(meta.list_tokens(owner.id, 0, 10).await.unwrap().1, 1);
+    meta.touch_token(created.id, 50).await.unwrap();
+    assert_eq!(meta.token_by_lookup("abcd1234").await.unwrap().unwrap().last_used, Some(50));
+    assert_eq!(meta.revoke_token(guest.id, created.id, &draft("token_revoked")).await.unwrap(), None, "not theirs");
+    assert_eq!(
+        meta.revoke_token(owner.id, created.id, &draft("token_revoked")).await.unwrap(),
+        Some("abcd1234".into())
+    );
+    assert_eq!(meta.revoke_token(owner.id, created.id, &draft("token_revoked")).await.unwrap(), None);
+    assert_eq!(meta.list_tokens(owner.id, 0, 10).await.unwrap().1, 0);
+
+    let session = crate::SessionRecord {
+        id: "sess_1".into(),
+        user_id: owner.id,
+        ip: "10.0.0.1".into(),
+        csrf_hash: "c".into(),
+        created_at: 1,
+        last_seen: 1,
+        expires_at: 1000,
+        revoked_at: None,
+    };
+    meta.create_session(&session).await.unwrap();
+    meta.touch_session("sess_1", 5).await.unwrap();
+    assert_eq!(meta.session("sess_1").await.unwrap().unwrap().last_seen, 5);
+    // A password change ends the user's sessions.
+    let passwd = crate::UserUpdate { password_hash: Some("$argon2id$new".into()), ..Default::default() };
+    meta.update_user(owner.id, &passwd, &draft("user_updated")).await.unwrap();
+    assert!(meta.session("sess_1").await.unwrap().unwrap().revoked_at.is_some());
+    assert!(!meta.revoke_session("sess_1", 9).await.unwrap(), "already revoked");
+
+    assert_eq!(meta.setting("k").await.unwrap(), None);
+    meta.put_setting("k", "v1", None).await.unwrap();
+    meta.put_setting("k", "v2", Some(&draft("setting_changed"))).await.unwrap();
+    assert_eq!(meta.setting("k").await.unwrap().as_deref(), Some("v2"));
+    assert!(!meta.put_setting_if_absent("k", "v3").await.unwrap());
+    assert!(meta.put_setting_if_absent("k2", "v3").await.unwrap());
+
+    meta.record_login_failure("carol", "10.0.0.9", 100).await.unwrap();
+    meta.record_login_failure("carol", "10.0.0.8", 101).await.unwrap();
+    meta.record_login_failure("erin", "10.0.0.9", 102).await.unwrap();
+    assert_eq!(meta.login_failures("carol", "10.0.0.9", 0).await.unwrap(), (2, 2));
+    assert_eq!(meta.login_failures("carol", "10.0.0.9", 101).await.unwrap(), (1, 1));
+    meta.clear_login_failures("carol").await.unwrap();
+    assert_eq!(meta.login_failures("carol", "10.0.0.9", 0).await.unwrap(), (0, 1));
+    // Deleting a user removes their memberships and tokens with them.
+    assert!(meta.delete_user(guest.id, &draft("user_deleted")).await.unwrap());
+    assert!(!meta.delete_user(guest.id, &draft("user_deleted")).await.unwrap());
+}
+
+async fn audit_entries_chain(meta: &dyn Metadata) {
+    use berth_access::audit_chain::{GENESIS_HASH, chain_hash};
+    meta.append_audit(&draft("login_success")).await.unwrap();
+    let mut failed = draft("login_failure");
+    failed.status = "failure";
+    meta.append_audit(&failed).await.unwrap();
+    // Everything the earlier checks changed was audited too: walk the whole chain.
+    let all = meta.audit_after(0, &crate::AuditFilter::default(), 10_000).await.unwrap();
+    assert!(all.len() >= 15, "every audited change left an entry ({})", all.len());
+    let mut prev = GENESIS_HASH.to_owned();
+    for (i, record) in all.iter().enumerate() {
+        assert_eq!(record.id, i as i64 + 1, "ids are dense");
+        assert_eq!(record.prev_hash, prev);
+        assert_eq!(record.hash, chain_hash(&prev, &crate::chain_entry(record).canonical_json()));
+        prev = record.hash.clone();
+    }
+    assert_eq!(meta.audit_head().await.unwrap(), (all.len() as i64, prev));
+    let filter = crate::AuditFilter { event: Some("login_failure".into()), ..Default::default() };
+    let (page, total) = meta.list_audit(&filter, 0, 10).await.unwrap();
+    assert_eq!((page.len(), total, page[0].status.as_str()), (1, 1, "failure"));
+    let (newest, _) = meta.list_audit(&crate::AuditFilter::default(), 0, 1).await.unwrap();
+    assert_eq!(newest[0].id, all.len() as i64, "newest first");
+    let filter = crate::AuditFilter { from: Some(i64::MAX - 1), ..Default::default() };
+    assert_eq!(meta.list_audit(&filter, 0, 10).await.unwrap().1, 0);
 }
 
 async fn leases_have_one_holder(meta: &dyn Metadata) {

@@ -104,7 +104,175 @@ pub async fn sqlite_to_postgres(
         progress("repository rows", n);
     }
     report.tables.push(("repository rows", count_repo_rows(from).await?));
+
+    // Access tables keep their ids (tokens, members and audit entries refer to users by id).
+    for table in ACCESS_TABLES {
+        let n = copy_table(from, to, table).await?;
+        progress(table.name, n);
+        report.tables.push((table.name, n));
+    }
+    let (last_id, hash): (i64, String) =
+        sqlx::query_as("SELECT last_id, hash FROM audit_head WHERE one = 1").fetch_one(from).await?;
+    sqlx::query("UPDATE audit_head SET last_id = $1, hash = $2 WHERE one = 1 AND last_id <= $1")
+        .bind(last_id)
+        .bind(hash)
+        .execute(to)
+        .await?;
+    // Identity columns were given explicit values: move their sequences past them.
+    for table in ["users", "tokens", "audit_log"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT MAX(id) FROM {table}), 1))"
+        )))
+        .execute(to)
+        .await?;
+    }
     Ok(report)
+}
+
+/// A column's type in both schemas.
+#[derive(Clone, Copy)]
+enum Col {
+    Int,
+    Text,
+}
+
+/// An access table copied row for row, keyed by `key` for paging.
+struct Table {
+    name: &'static str,
+    key: &'static str,
+    columns: &'static [(&'static str, Col)],
+}
+
+const ACCESS_TABLES: &[Table] = {
+    use Col::{Int, Text};
+    &[
+        Table {
+            name: "users",
+            key: "id",
+            columns: &[
+                ("id", Int),
+                ("username", Text),
+                ("email", Text),
+                ("password_hash", Text),
+                ("role", Text),
+                ("is_active", Int),
+                ("must_change_password", Int),
+                ("totp_secret", Text),
+                ("totp_enabled", Int),
+                ("recovery_codes", Text),
+                ("created_at", Int),
+                ("updated_at", Int),
+                ("last_login", Int),
+            ],
+        },
+        Table {
+            name: "projects",
+            key: "name",
+            columns: &[
+                ("name", Text),
+                ("visibility", Text),
+                ("description", Text),
+                ("created_by", Int),
+                ("created_at", Int),
+            ],
+        },
+        Table {
+            name: "project_members",
+            key: "project || '/' || user_id",
+            columns: &[("project", Text), ("user_id", Int), ("role", Text)],
+        },
+        Table {
+            name: "tokens",
+            key: "id",
+            columns: &[
+                ("id", Int),
+                ("user_id", Int),
+                ("name", Text),
+                ("lookup", Text),
+                ("hash", Text),
+                ("permissions", Text),
+                ("repositories", Text),
+                ("created_at", Int),
+                ("expires_at", Int),
+                ("last_used", Int),
+                ("revoked_at", Int),
+            ],
+        },
+        Table {
+            name: "sessions",
+            key: "id",
+            columns: &[
+                ("id", Text),
+                ("user_id", Int),
+                ("ip", Text),
+                ("csrf_hash", Text),
+                ("created_at", Int),
+                ("last_seen", Int),
+                ("expires_at", Int),
+                ("revoked_at", Int),
+            ],
+        },
+        Table {
+            name: "audit_log",
+            key: "id",
+            columns: &[
+                ("id", Int),
+                ("timestamp", Text),
+                ("at", Int),
+                ("level", Text),
+                ("event", Text),
+                ("action", Text),
+                ("user_id", Int),
+                ("username", Text),
+                ("ip_address", Text),
+                ("resource", Text),
+                ("status", Text),
+                ("detail", Text),
+                ("prev_hash", Text),
+                ("hash", Text),
+            ],
+        },
+        Table { name: "settings", key: "name", columns: &[("name", Text), ("value", Text), ("updated_at", Int)] },
+    ]
+};
+
+/// Copies `table` in key order, in batches, skipping rows already present.
+async fn copy_table(from: &sqlx::SqlitePool, to: &sqlx::PgPool, table: &Table) -> Result<u64, MetaError> {
+    let names: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+    let select = format!(
+        "SELECT {cols}, {key} AS page_key FROM {t} ORDER BY page_key LIMIT ? OFFSET ?",
+        cols = names.join(", "),
+        key = table.key,
+        t = table.name
+    );
+    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+    let insert = format!(
+        "INSERT INTO {t} ({cols}) VALUES ({values}) ON CONFLICT DO NOTHING",
+        t = table.name,
+        cols = names.join(", "),
+        values = placeholders.join(", ")
+    );
+    let mut n = 0u64;
+    loop {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(select.clone())).bind(BATCH).bind(n as i64).fetch_all(from).await?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut tx = to.begin().await?;
+        for row in &rows {
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
+            for (name, col) in table.columns {
+                insert = match col {
+                    Col::Int => insert.bind(row.try_get::<Option<i64>, _>(*name)?),
+                    Col::Text => insert.bind(row.try_get::<Option<String>, _>(*name)?),
+                };
+            }
+            insert.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        n += rows.len() as u64;
+    }
+    Ok(n)
 }
 
 async fn repo_id_map(src: &SqliteMeta, dst: &PostgresMeta) -> Result<HashMap<i64, i64>, MetaError> {
@@ -246,5 +414,51 @@ mod tests {
         assert_eq!(dst.blob_in_repo(&repo, &config).await.unwrap(), Some(6));
         let got = dst.manifest_by_tag(&repo, &tag, true).await.unwrap().unwrap();
         assert_eq!((got.digest, got.payload), (m.digest, Some(b"m".to_vec())));
+    }
+
+    #[tokio::test]
+    async fn copies_users_tokens_and_the_audit_chain() {
+        use crate::{AccessStore, AuditLog};
+        let Some((dst, _)) = crate::postgres::test_database().await else {
+            eprintln!("BERTH_TEST_POSTGRES_URL not set; skipping the transfer test");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let src = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
+        let draft = |event: &str| crate::AuditDraft {
+            level: "info",
+            event: event.into(),
+            action: "test".into(),
+            user_id: None,
+            username: "t".into(),
+            ip_address: String::new(),
+            resource: String::new(),
+            status: "success",
+            detail: serde_json::json!({}),
+        };
+        let user = |name: &str| crate::NewUser {
+            username: name.into(),
+            email: None,
+            password_hash: "h".into(),
+            role: "admin".into(),
+            must_change_password: false,
+        };
+        let alice = src.create_user(&user("alice"), &draft("user_created")).await.unwrap();
+        src.ensure_project("team", Some(alice.id), &draft("project_created")).await.unwrap();
+        for _ in 0..2 {
+            super::sqlite_to_postgres(&src, &dst, |_, _| {}).await.unwrap();
+        }
+        assert_eq!(dst.user_by_name("alice").await.unwrap().unwrap().id, alice.id);
+        assert_eq!(
+            dst.project_access("team", Some(alice.id)).await.unwrap(),
+            Some(("private".into(), Some("owner".into())))
+        );
+        // New rows continue after the copied ids, and the chain continues from the copied head.
+        let bob = dst.create_user(&user("bob"), &draft("user_created")).await.unwrap();
+        assert!(bob.id > alice.id);
+        let (src_head, _) = src.audit_head().await.unwrap();
+        let entries = dst.audit_after(0, &crate::AuditFilter::default(), 100).await.unwrap();
+        assert_eq!(entries.len() as i64, src_head + 1);
+        assert_eq!(entries.last().unwrap().prev_hash, entries[entries.len() - 2].hash);
     }
 }

@@ -6,6 +6,7 @@
 //! operation validates before it writes, hashes while receiving, and writes the
 //! metadata last, so a failure at any step leaves nothing half-visible.
 
+pub mod access;
 mod blobs;
 mod cache;
 mod error;

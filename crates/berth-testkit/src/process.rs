@@ -30,6 +30,16 @@ impl BerthProcess {
         Self::start_with_env(bin, extra_args, &[])
     }
 
+    /// Starts berth with authentication on (`auth.mode = "token"`, the product
+    /// default) and the first admin's password set to `admin_password`.
+    /// The plain constructors turn authentication off, because the protocol
+    /// tests exercise the registry itself; the auth tests use this one.
+    pub fn start_with_auth(bin: impl AsRef<Path>, admin_password: &str, env: &[(&str, &str)]) -> Self {
+        let mut all = vec![("BERTH_AUTH__MODE", "token"), ("BERTH_ADMIN_PASSWORD", admin_password)];
+        all.extend_from_slice(env);
+        Self::start_with_env(bin, &[], &all)
+    }
+
     /// Like [`BerthProcess::start_with`], with extra environment variables.
     pub fn start_with_env(bin: impl AsRef<Path>, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut p = BerthProcess {
@@ -66,6 +76,7 @@ impl BerthProcess {
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .args(&self.extra_args)
+            .env("BERTH_AUTH__MODE", "none")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

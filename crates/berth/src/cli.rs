@@ -24,6 +24,21 @@ pub enum Command {
     StorageMigrate(MigrateArgs),
     /// Copy all metadata from SQLite into PostgreSQL; re-runnable (upserts).
     MetaMigrate(MigrateArgs),
+    /// Manage users (works with the server running or stopped).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage personal access tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Check the tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -37,6 +52,98 @@ pub enum ConfigCommand {
     PrintDefault,
     /// Load the configuration (file, environment, flags) and report problems.
     Check(ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. Without --password-stdin a password is generated, printed,
+    /// and must be changed at first login.
+    Add {
+        username: String,
+        /// `admin` or `user`.
+        #[arg(long, default_value = "user")]
+        role: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Set a user's password (ends their sessions).
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Disable a user (their tokens and sessions stop working); --enable reverses it.
+    Disable {
+        username: String,
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+impl UserCommand {
+    pub fn serve_args(&self) -> &ServeArgs {
+        match self {
+            UserCommand::Add { serve, .. } | UserCommand::Passwd { serve, .. } | UserCommand::Disable { serve, .. } => {
+                serve
+            }
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a personal access token for a user; prints it once on stdout.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: pull, push, delete.
+        #[arg(long, default_value = "pull")]
+        permissions: String,
+        /// Comma-separated repository globs (`*` crosses `/`); default: all the user can reach.
+        #[arg(long)]
+        repositories: Option<String>,
+        /// Lifetime (`90d`, `12h`).
+        #[arg(long, default_value = "90d")]
+        expires: String,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Revoke a user's token by id.
+    Revoke {
+        #[arg(long)]
+        user: String,
+        id: i64,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+impl TokenCommand {
+    pub fn serve_args(&self) -> &ServeArgs {
+        match self {
+            TokenCommand::Create { serve, .. } | TokenCommand::Revoke { serve, .. } => serve,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; exit 1 naming the first broken entry.
+    Verify {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
 }
 
 /// Settings shared by every command that opens berth's data.

@@ -30,6 +30,7 @@ const KNOWN_KEYS: &[&str] = &[
     "storage",
     "database",
     "registry",
+    "auth",
     "log",
 ];
 
@@ -53,7 +54,67 @@ pub struct Config {
     pub storage: StorageSection,
     pub database: DatabaseSection,
     pub registry: RegistrySection,
+    pub auth: AuthSection,
     pub log: LogConfig,
+}
+
+/// Authentication and access control.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// `token` (users, projects, tokens enforced) or `none` (no authentication at
+    /// all: anyone may push and delete; for throwaway setups only).
+    pub mode: String,
+    /// The token service name (`service` in the Docker token flow; JWT audience).
+    pub service: String,
+    /// ES256 key signing berth's tokens (PKCS#8, PEM or DER). Default:
+    /// `auth/token-key.pem` in the data dir, or kept in the database when nodes
+    /// share one, so every node verifies every node's tokens.
+    pub token_key_file: Option<PathBuf>,
+    /// Lifetime of scoped registry tokens from `GET /auth`.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub registry_token_ttl: Duration,
+    /// Lifetime of login tokens and sessions.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub login_token_ttl: Duration,
+    /// A login session ends after this long without requests.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub session_idle: Duration,
+    /// Lifetime of OAuth2 refresh tokens (`access_type=offline`).
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub refresh_token_ttl: Duration,
+    /// Default lifetime of personal access tokens created without `expires_at`.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub token_default_ttl: Duration,
+    /// Reject a login session used from another IP than it was opened from.
+    pub bind_session_ip: bool,
+    /// Failed logins from one IP (within `failure_window`) that lock the system.
+    pub lock_after_ip_failures: u32,
+    /// Failed logins on one account (within `failure_window`) that lock the account.
+    pub account_lock_after: u32,
+    /// The window failed logins are counted over; a locked account is released
+    /// once its failures age out of it.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub failure_window: Duration,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            mode: "token".into(),
+            service: "berth".into(),
+            token_key_file: None,
+            registry_token_ttl: Duration::from_secs(300),
+            login_token_ttl: Duration::from_secs(86_400),
+            session_idle: Duration::from_secs(1800),
+            refresh_token_ttl: Duration::from_secs(90 * 86_400),
+            token_default_ttl: Duration::from_secs(90 * 86_400),
+            bind_session_ip: true,
+            lock_after_ip_failures: 5,
+            account_lock_after: 10,
+            failure_window: Duration::from_secs(900),
+        }
+    }
 }
 
 /// Serve HTTPS directly when both paths are set.
@@ -137,6 +198,7 @@ impl Default for Config {
             storage: StorageSection::default(),
             database: DatabaseSection::default(),
             registry: RegistrySection::default(),
+            auth: AuthSection::default(),
             log: LogConfig::default(),
         }
     }
@@ -197,6 +259,12 @@ impl Config {
         self.listen_addr()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             bail!("tls.cert and tls.key must be set together");
+        }
+        if !matches!(self.auth.mode.as_str(), "token" | "none") {
+            bail!("auth.mode must be \"token\" or \"none\", not {:?}", self.auth.mode);
+        }
+        if self.auth.service.is_empty() || self.auth.service.contains('"') {
+            bail!("auth.service must be a non-empty name without quotes");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\", not {:?}", self.log.format);

@@ -1,5 +1,7 @@
 //! The `berth` binary: CLI, configuration, telemetry and the server lifecycle.
 
+mod access;
+mod admin;
 mod backends;
 mod cli;
 mod config;
@@ -17,6 +19,19 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::StorageMigrate(args) => migrate::run(migrate::Kind::Storage, args),
         cli::Command::MetaMigrate(args) => migrate::run(migrate::Kind::Meta, args),
+        cli::Command::User { command } => {
+            let args = command.serve_args().clone();
+            admin::run(&args, |meta| admin::user(meta, command))
+        }
+        cli::Command::Token { command } => {
+            let args = command.serve_args().clone();
+            admin::run(&args, |meta| admin::token(meta, command))
+        }
+        cli::Command::Audit { command } => {
+            let cli::AuditCommand::Verify { serve } = &command;
+            let args = serve.clone();
+            admin::run(&args, |meta| admin::audit(meta, command))
+        }
         cli::Command::Config { command: cli::ConfigCommand::PrintDefault } => {
             print!("{}", config::DEFAULT_CONFIG_TOML);
             ExitCode::SUCCESS

@@ -54,8 +54,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         // Nodes sharing a database see each other's tag moves within a second.
         cache_ttl: if meta.is_shared() { SHARED_CACHE_TTL } else { LOCAL_CACHE_TTL },
     };
+    let access = Arc::new(crate::access::open(&config, &meta).await?);
+    let registry_config = RegistryConfig {
+        // With auth on, a mount must name a `from` the caller can read.
+        automatic_mount: registry_config.automatic_mount && !access.enabled(),
+        ..registry_config
+    };
     let registry = Arc::new(Registry::new(blobs, meta.as_dyn(), registry_config));
-    let app = berth_http::router(AppState { registry: registry.clone(), version: env!("CARGO_PKG_VERSION") });
+    let app = berth_http::router(AppState {
+        registry: registry.clone(),
+        access,
+        version: env!("CARGO_PKG_VERSION"),
+        external_url: config.external_url.clone(),
+        tls: config.tls.cert.is_some(),
+    });
 
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     listener.set_nonblocking(true)?;
@@ -65,7 +77,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone(), config.registry.shutdown_timeout));
-    let service = app.into_make_service();
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let scheme = if config.tls.cert.is_some() { "https" } else { "http" };
     tracing::info!(
         version = VERSION,

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::{Digest, ErrorCode, RepoName};
+use berth_registry::access::{Principal, Restriction};
 use serde_json::{Value, json};
 
 use super::{ApiResult, V2Request};
@@ -74,14 +75,35 @@ fn with_link(body: impl serde::Serialize, link: Option<String>) -> Response {
     response
 }
 
-pub(super) async fn catalog(state: &AppState, req: &V2Request) -> ApiResult {
+pub(super) async fn catalog(state: &AppState, req: &V2Request, principal: &Principal) -> ApiResult {
     let limit = page_size(req)?.unwrap_or(MAX_CATALOG_PAGE).min(MAX_CATALOG_PAGE);
     if limit == 0 {
         return Ok(Json(json!({"repositories": []})).into_response());
     }
     let repos = state.registry.catalog(req.param("last"), limit + 1).await?;
     let (repositories, link) = page(&repos, Some(limit), "/v2/_catalog");
-    Ok(with_link(Catalog { repositories }, link))
+    if !state.access.enabled() {
+        return Ok(with_link(Catalog { repositories }, link));
+    }
+    // Only repositories the caller may pull (API.md §4). A scoped token's catalog
+    // grant lists what its user can pull. A page may come back shorter than `n`;
+    // `Link` still points past the last repository examined.
+    let viewer = match &principal.restriction {
+        Restriction::Scoped(_) => Principal { restriction: Restriction::Full, ..principal.clone() },
+        _ => principal.clone(),
+    };
+    let mut visible = Vec::with_capacity(repositories.len());
+    for repo in repositories {
+        let perms = state
+            .access
+            .repo_perms(&viewer, repo)
+            .await
+            .map_err(|e| ApiError::from(berth_registry::RegistryError::Unavailable(e.to_string())))?;
+        if perms.pull {
+            visible.push(repo.clone());
+        }
+    }
+    Ok(with_link(Catalog { repositories: &visible }, link))
 }
 
 pub(super) async fn tags(state: &AppState, repo: &RepoName, req: &V2Request) -> ApiResult {

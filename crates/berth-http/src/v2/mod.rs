@@ -77,13 +77,29 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy().into_owned();
     let query =
         parts.uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
-    let request = V2Request { method: parts.method, headers: parts.headers, query };
+    let ip = crate::auth::client_ip(&parts.extensions);
+    let mut request = V2Request { method: parts.method, headers: parts.headers, query };
 
     let mut info = RequestInfo::default();
     let result = match OciEndpoint::parse(&decoded) {
         Some(endpoint) => {
             info.endpoint = endpoint.name();
-            dispatch(&state, endpoint, request, body, &mut info).await
+            match authorize(&state, &endpoint, &mut request, &ip).await {
+                Ok(principal) => {
+                    // Changes are audited once they succeed (auth off: nobody to account for).
+                    let audit = audit_event(&endpoint, &request.method)
+                        .filter(|_| state.access.enabled())
+                        .map(|event| (event, crate::auth::actor(&principal, &ip, &request.headers)));
+                    let result = dispatch(&state, endpoint, request, body, &mut info, &principal).await;
+                    if let Some(((event, action), actor)) = audit.filter(|_| result.is_ok()) {
+                        let resource =
+                            format!("{}@{}", info.repo.as_deref().unwrap_or(""), info.digest.as_deref().unwrap_or(""));
+                        state.access.audit(actor.draft(event, action, &resource)).await;
+                    }
+                    result
+                }
+                Err(e) => Err(e),
+            }
         }
         None => Err(ApiError::not_found_endpoint()),
     };
@@ -93,12 +109,78 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     response
 }
 
+/// What the endpoint needs, checked against the caller's rights; a push to a
+/// new project creates the project (owned by the pusher) first.
+async fn authorize(
+    state: &AppState,
+    endpoint: &OciEndpoint,
+    req: &mut V2Request,
+    ip: &str,
+) -> Result<berth_registry::access::Principal, ApiError> {
+    use crate::auth::Need;
+    use OciEndpoint as E;
+    let m = &req.method;
+    let (need, repo) = match endpoint {
+        E::Ping => (Need::Nothing, None),
+        E::Base => (Need::Authenticated, None),
+        E::Catalog => (Need::Catalog, None),
+        E::TagsList { name } | E::Referrers { name, .. } => (Need::Pull, Some(name.as_str())),
+        E::Manifest { name, .. } | E::Blob { name, .. } => {
+            let need = match *m {
+                Method::GET | Method::HEAD => Need::Pull,
+                Method::DELETE => Need::Delete,
+                _ => Need::Push,
+            };
+            (need, Some(name.as_str()))
+        }
+        E::UploadStart { name } | E::Upload { name, .. } => (Need::Push, Some(name.as_str())),
+    };
+    // A malformed name is refused before anything else, so path tricks
+    // (`pub/../team/app`) can never be judged against the wrong project.
+    if let Some(repo) = repo.filter(|_| state.access.enabled()) {
+        repo.parse::<RepoName>().map_err(ApiError::name_invalid)?;
+    }
+    let base = crate::auth::external_base(state.external_url.as_deref(), state.tls, &req.headers);
+    let principal = crate::auth::authorize_v2(&state.access, &base, &req.headers, ip, need, repo).await?;
+    if !state.access.enabled() {
+        return Ok(principal);
+    }
+    if let (Need::Push, Some(repo)) = (need, repo) {
+        let actor = crate::auth::actor(&principal, ip, &req.headers);
+        state
+            .access
+            .ensure_project(repo, &actor)
+            .await
+            .map_err(|e| ApiError::from(berth_registry::RegistryError::Unavailable(e.to_string())))?;
+    }
+    // A cross-repository mount may only read from a repository the caller can pull;
+    // otherwise it falls back to a plain upload session, as the spec allows.
+    if let (E::UploadStart { .. }, Some(from)) = (endpoint, req.param("from").map(str::to_owned)) {
+        let readable = state.access.repo_perms(&principal, &from).await.map(|p| p.pull).unwrap_or(false);
+        if !readable {
+            req.query.retain(|(k, _)| k != "mount" && k != "from");
+        }
+    }
+    Ok(principal)
+}
+
+/// The audit event of a successful `/v2` change, if it is one.
+fn audit_event(endpoint: &OciEndpoint, method: &Method) -> Option<(&'static str, &'static str)> {
+    match (endpoint, method) {
+        (OciEndpoint::Manifest { .. }, &Method::PUT) => Some(("image_pushed", "repository.push")),
+        (OciEndpoint::Manifest { .. }, &Method::DELETE) => Some(("manifest_deleted", "repository.delete")),
+        (OciEndpoint::Blob { .. }, &Method::DELETE) => Some(("blob_deleted", "repository.delete")),
+        _ => None,
+    }
+}
+
 async fn dispatch(
     state: &AppState,
     endpoint: OciEndpoint,
     req: V2Request,
     body: Body,
     info: &mut RequestInfo,
+    principal: &berth_registry::access::Principal,
 ) -> ApiResult {
     use OciEndpoint as E;
     let m = req.method.clone();
@@ -113,7 +195,7 @@ async fn dispatch(
         }
         E::Catalog => {
             only(&m, &[Method::GET], "GET")?;
-            listing::catalog(state, &req).await
+            listing::catalog(state, &req, principal).await
         }
         E::TagsList { name } => {
             only(&m, &[Method::GET], "GET")?;

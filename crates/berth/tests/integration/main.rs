@@ -2,6 +2,7 @@
 //! and talks to it over HTTP, with raw requests and with the `oci-client` crate.
 //! One test binary keeps linking fast.
 
+mod auth;
 mod bad_input;
 mod cli;
 mod common;

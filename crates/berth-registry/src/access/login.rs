@@ -1,0 +1,287 @@
+//! Password logins with brute-force defence, sessions, logout, and the system lock.
+//!
+//! Failures are counted in the database (so every node sees them) per account
+//! and per IP over a window: enough failures on an account lock that account
+//! until its failures age out; enough from one IP fire the lock rule, which
+//! locks the whole system until an admin (or the recovery key) unlocks it.
+
+use std::time::Duration;
+
+use berth_access::secret;
+use berth_meta::{SessionRecord, UserRecord};
+use serde::{Deserialize, Serialize};
+
+use super::{AccessService, Actor, AuthError, IssuedToken, user_info};
+
+/// The settings row that holds the system lock.
+const LOCK_SETTING: &str = "system_lock";
+
+/// A login attempt.
+#[derive(Debug, Clone)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    pub otp: Option<String>,
+    pub ip: String,
+    pub user_agent: String,
+    /// Login token lifetime (JSON `/auth` asks for 24 h, like the management login).
+    pub ttl: Duration,
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    pub user: UserRecord,
+    pub token: IssuedToken,
+    pub session_id: String,
+    /// The CSRF token for cookie sessions (only its hash is stored).
+    pub csrf: String,
+    /// Failures on this account since its last success (API.md §6.1 `lock_warning`).
+    pub lock_warning: bool,
+}
+
+/// Why a login failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginFailure {
+    InvalidCredentials { remaining_attempts: u32 },
+    OtpRequired,
+    OtpInvalid,
+    InactiveUser,
+    AccountLocked,
+    SystemLocked,
+    Backend(String),
+}
+
+impl From<AuthError> for LoginFailure {
+    fn from(e: AuthError) -> Self {
+        LoginFailure::Backend(e.to_string())
+    }
+}
+
+impl From<berth_meta::MetaError> for LoginFailure {
+    fn from(e: berth_meta::MetaError) -> Self {
+        LoginFailure::Backend(e.to_string())
+    }
+}
+
+/// The system lock (API.md §6.2 `LockStatus`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockStatus {
+    pub is_locked: bool,
+    pub lock_reason: String,
+    pub lock_type: String,
+    pub locked_at: String,
+    pub locked_by_ip: String,
+    pub locked_by_user: String,
+    pub require_manual: bool,
+}
+
+impl AccessService {
+    /// Checks a username and password (and TOTP code), applying the lockout rules,
+    /// and opens a session. Every outcome is audited.
+    pub async fn login(&self, req: &LoginRequest) -> Result<LoginOutcome, LoginFailure> {
+        let actor = Actor {
+            user_id: None,
+            username: req.username.clone(),
+            ip: req.ip.clone(),
+            user_agent: req.user_agent.clone(),
+        };
+        if self.lock_status().await?.is_locked {
+            return Err(LoginFailure::SystemLocked);
+        }
+        let now = berth_meta::now_unix();
+        let since = now - self.config.failure_window.as_secs() as i64;
+        let (account_failures, _) = self.meta.login_failures(&req.username, &req.ip, since).await?;
+        if account_failures >= i64::from(self.config.account_lock_after) {
+            self.audit(actor.failure("login_failure", "auth.login", "/api/v1/auth/login", "account_locked")).await;
+            return Err(LoginFailure::AccountLocked);
+        }
+        let user = self.meta.user_by_name(&req.username).await?;
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let password = req.password.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            berth_access::password::verify_password_or_dummy(&password, hash.as_deref())
+        })
+        .await
+        .map_err(|e| LoginFailure::Backend(e.to_string()))?;
+        let user = match user {
+            Some(user) if ok => user,
+            _ => return Err(self.fail(&actor, "invalid_credentials").await),
+        };
+        let actor = Actor { user_id: Some(user.id), ..actor };
+        if !user.is_active {
+            self.audit(actor.failure("login_failure", "auth.login", "/api/v1/auth/login", "inactive_user")).await;
+            return Err(LoginFailure::InactiveUser);
+        }
+        if user.totp_enabled {
+            let Some(code) = req.otp.as_deref().filter(|c| !c.is_empty()) else {
+                return Err(LoginFailure::OtpRequired);
+            };
+            let secret = user.totp_secret.as_deref().unwrap_or_default();
+            if berth_access::totp::verify(secret, code, now).is_none() {
+                self.fail(&actor, "otp_invalid").await;
+                return Err(LoginFailure::OtpInvalid);
+            }
+        }
+        self.meta.clear_login_failures(&req.username).await?;
+        self.meta.record_login(user.id, now).await?;
+        let (session_id, csrf) = self.open_session(&user, &req.ip, req.ttl).await?;
+        let token = self.issue_login_token(&user_info(&user), &session_id, req.ttl)?;
+        self.audit(actor.draft("login_success", "auth.login", "/api/v1/auth/login")).await;
+        Ok(LoginOutcome { user, token, session_id, csrf, lock_warning: account_failures > 0 })
+    }
+
+    /// Records a failed attempt and fires the lock rule when the IP crossed its limit.
+    async fn fail(&self, actor: &Actor, reason: &str) -> LoginFailure {
+        let now = berth_meta::now_unix();
+        let since = now - self.config.failure_window.as_secs() as i64;
+        self.audit(actor.failure("login_failure", "auth.login", "/api/v1/auth/login", reason)).await;
+        if let Err(e) = self.meta.record_login_failure(&actor.username, &actor.ip, now).await {
+            return LoginFailure::Backend(e.to_string());
+        }
+        let ip_failures = match self.meta.login_failures(&actor.username, &actor.ip, since).await {
+            Ok((_, ip)) => ip,
+            Err(e) => return LoginFailure::Backend(e.to_string()),
+        };
+        let limit = i64::from(self.config.lock_after_ip_failures);
+        if limit > 0 && ip_failures >= limit {
+            let status = LockStatus {
+                is_locked: true,
+                lock_reason: "too_many_failed_attempts".into(),
+                lock_type: "rule_triggered".into(),
+                locked_at: now_rfc3339(),
+                locked_by_ip: actor.ip.clone(),
+                locked_by_user: String::new(),
+                require_manual: true,
+            };
+            if let Err(e) = self.set_lock(&status, &Actor::system(), "system_locked", "system.lock").await {
+                return LoginFailure::Backend(e.to_string());
+            }
+            tracing::warn!(ip = actor.ip.as_str(), failures = ip_failures, "lock rule fired: system locked");
+        }
+        LoginFailure::InvalidCredentials { remaining_attempts: (limit - ip_failures).max(0) as u32 }
+    }
+
+    async fn open_session(&self, user: &UserRecord, ip: &str, ttl: Duration) -> Result<(String, String), LoginFailure> {
+        let now = berth_meta::now_unix();
+        let session_id = secret::random_token("sess_", 18);
+        let csrf = secret::random_token("", 24);
+        self.meta
+            .create_session(&SessionRecord {
+                id: session_id.clone(),
+                user_id: user.id,
+                ip: ip.to_owned(),
+                csrf_hash: secret::hash_pat(&csrf),
+                created_at: now,
+                last_seen: now,
+                expires_at: now + ttl.as_secs() as i64,
+                revoked_at: None,
+            })
+            .await?;
+        Ok((session_id, csrf))
+    }
+
+    /// Opens a long-lived session for an OAuth2 offline (refresh) grant.
+    pub async fn open_refresh_session(&self, user: &UserRecord, ip: &str) -> Result<String, LoginFailure> {
+        Ok(self.open_session(user, ip, self.config.refresh_token_ttl).await?.0)
+    }
+
+    /// Ends a session (its JWTs stop working at once on this node, within the
+    /// cache period on others).
+    pub async fn logout(&self, sid: &str, actor: &Actor) -> Result<(), AuthError> {
+        self.meta.revoke_session(sid, berth_meta::now_unix()).await?;
+        self.forget_session(sid);
+        self.audit(actor.draft("logout", "auth.logout", "/api/v1/auth/logout")).await;
+        Ok(())
+    }
+
+    /// Checks a cookie session's CSRF token.
+    pub async fn check_csrf(&self, sid: &str, presented: &str) -> Result<bool, AuthError> {
+        let Some(session) = self.meta.session(sid).await? else { return Ok(false) };
+        Ok(secret::constant_time_eq(secret::hash_pat(presented).as_bytes(), session.csrf_hash.as_bytes()))
+    }
+
+    /// The current system lock, with the timed release of automatic locks applied.
+    pub async fn lock_status(&self) -> Result<LockStatus, AuthError> {
+        let Some(raw) = self.meta.setting(LOCK_SETTING).await? else { return Ok(LockStatus::default()) };
+        let status: LockStatus = serde_json::from_str(&raw).unwrap_or_default();
+        Ok(status)
+    }
+
+    /// Locks the system by hand (admin).
+    pub async fn lock(&self, reason: &str, actor: &Actor) -> Result<(), AuthError> {
+        let status = LockStatus {
+            is_locked: true,
+            lock_reason: reason.to_owned(),
+            lock_type: "manual".into(),
+            locked_at: now_rfc3339(),
+            locked_by_ip: actor.ip.clone(),
+            locked_by_user: actor.username.clone(),
+            require_manual: true,
+        };
+        self.set_lock(&status, actor, "system_locked", "system.lock").await
+    }
+
+    /// Unlocks with any active admin's password or the recovery key.
+    /// False (and an audited failure) when neither matches.
+    pub async fn unlock(
+        &self,
+        password: Option<&str>,
+        recovery_key: Option<&str>,
+        actor: &Actor,
+    ) -> Result<bool, AuthError> {
+        let mut ok = false;
+        if let Some(key) = recovery_key.filter(|k| !k.is_empty()) {
+            ok = self.check_recovery_key(key).await?;
+        }
+        if !ok && let Some(password) = password.filter(|p| !p.is_empty()) {
+            ok = self.any_admin_password(password).await?;
+        }
+        if !ok {
+            self.audit(actor.failure(
+                "system_unlock_failed",
+                "system.unlock",
+                "/api/v1/system/lock/unlock",
+                "login_failure",
+            ))
+            .await;
+            return Ok(false);
+        }
+        self.set_lock(&LockStatus::default(), actor, "system_unlocked", "system.unlock").await?;
+        Ok(true)
+    }
+
+    async fn set_lock(&self, status: &LockStatus, actor: &Actor, event: &str, action: &str) -> Result<(), AuthError> {
+        let value = serde_json::to_string(status).map_err(|e| AuthError::Backend(e.to_string()))?;
+        let mut draft = actor.draft(event, action, "system:lock");
+        draft.detail["lock"] = serde_json::to_value(status).unwrap_or_default();
+        self.meta.put_setting(LOCK_SETTING, &value, Some(&draft)).await?;
+        Ok(())
+    }
+
+    async fn any_admin_password(&self, password: &str) -> Result<bool, AuthError> {
+        let mut offset = 0;
+        loop {
+            let (users, _) = self.meta.list_users(offset, 100).await?;
+            if users.is_empty() {
+                return Ok(false);
+            }
+            for user in users.iter().filter(|u| u.role == "admin" && u.is_active) {
+                let (password, hash) = (password.to_owned(), user.password_hash.clone());
+                let ok = tokio::task::spawn_blocking(move || berth_access::password::verify_password(&password, &hash))
+                    .await
+                    .map_err(|e| AuthError::Backend(e.to_string()))?;
+                if ok {
+                    return Ok(true);
+                }
+            }
+            offset += 100;
+        }
+    }
+}
+
+/// Now as RFC 3339 UTC, whole seconds.
+pub(crate) fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
