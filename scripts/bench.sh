@@ -237,8 +237,9 @@ start_server() {
   local -a cmd env_cmd=(env)
   for v in $(compgen -e); do case "$v" in REGISTRY_*) env_cmd+=(-u "$v") ;; esac; done
   case "$label" in
-    berth) cmd=("$BERTH_BIN" serve --listen "$addr" --data-dir "$data") ;;
-    berth-nofsync) read -r -a cmd <<<"env $BERTH_NOFSYNC_ENV"; cmd+=("$BERTH_BIN" serve --listen "$addr" --data-dir "$data") ;;
+    # The peers run without authentication, so berth does too (auth.mode = none): like for like.
+    berth) cmd=(env BERTH_AUTH__MODE=none "$BERTH_BIN" serve --listen "$addr" --data-dir "$data") ;;
+    berth-nofsync) read -r -a cmd <<<"env BERTH_AUTH__MODE=none $BERTH_NOFSYNC_ENV"; cmd+=("$BERTH_BIN" serve --listen "$addr" --data-dir "$data") ;;
     distribution-2.*) write_distribution_config "$dir/config.yml" "$addr" "$data"; cmd=("${env_cmd[@]}" "$DIST2_BIN" serve "$dir/config.yml") ;;
     distribution-3.*) write_distribution_config "$dir/config.yml" "$addr" "$data"; cmd=("${env_cmd[@]}" "$DIST3_BIN" serve "$dir/config.yml") ;;
     zot-*) write_zot_config "$dir/zot.json" "$port" "$data"; cmd=("$ZOT_BIN" serve "$dir/zot.json") ;;

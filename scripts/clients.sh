@@ -122,7 +122,7 @@ http_code() {
   local method=$1 path=$2 m
   shift 2
   if [ "$method" = HEAD ]; then m=(--head); else m=(-X "$method"); fi
-  curl -s -o /dev/null -w '%{http_code}' --max-time 60 "${m[@]}" "$@" \
+  rcurl -s -o /dev/null -w '%{http_code}' --max-time 60 "${m[@]}" "$@" \
     -H 'Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' \
     "$REGISTRY_URL$path"
 }
@@ -131,9 +131,12 @@ http_code() {
 test_skopeo_small() {
   local ref="$REGISTRY_HOST/clients/skopeo-small:v1" d
   d="$(want .small.manifest)"
-  t skopeo copy --preserve-digests --dest-tls-verify=false "oci:$IMG/small" "docker://$ref"
+  # Explicit --dest-creds/--src-creds here (the other tests use the stored login).
+  t skopeo copy --preserve-digests --dest-tls-verify=false ${REGISTRY_USER:+--dest-creds "$REGISTRY_USER:$REGISTRY_PASSWORD"} \
+    "oci:$IMG/small" "docker://$ref"
   check_eq "registry digest" "$(reg_digest clients/skopeo-small:v1)" "$d"
-  t skopeo copy --preserve-digests --src-tls-verify=false "docker://$ref" "oci:$T/back:v1"
+  t skopeo copy --preserve-digests --src-tls-verify=false ${REGISTRY_USER:+--src-creds "$REGISTRY_USER:$REGISTRY_PASSWORD"} \
+    "docker://$ref" "oci:$T/back:v1"
   check_eq "copied-back manifest digest" "$(layout_digest "$T/back")" "$d"
   check_eq "raw manifest sha256" "sha256:$(t skopeo inspect --raw --tls-verify=false "docker://$ref" | sha256sum | cut -d' ' -f1)" "$d"
   check_eq "config digest" "$(t skopeo inspect --tls-verify=false --config --raw "docker://$ref" | sha256sum | cut -d' ' -f1)" "$(want .small.config | cut -d: -f2)"
@@ -157,7 +160,7 @@ test_skopeo_big() {
   t skopeo copy --preserve-digests --dest-tls-verify=false "oci:$IMG/big" "docker://$ref"
   check_eq "registry digest" "$(reg_digest clients/skopeo-big:v1)" "$d"
   check_eq "big blob HEAD Content-Length" \
-    "$(curl -sfI --max-time 60 "$REGISTRY_URL/v2/clients/skopeo-big/blobs/$blob" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-length"{print $2}')" "$size"
+    "$(rcurl -sfI --max-time 60 "$REGISTRY_URL/v2/clients/skopeo-big/blobs/$blob" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-length"{print $2}')" "$size"
   t skopeo copy --preserve-digests --src-tls-verify=false "docker://$ref" "oci:$T/back:v1"
   check_eq "copied-back manifest digest" "$(layout_digest "$T/back")" "$d"
   check_eq "copied-back big blob sha256" "sha256:$(sha256sum "$T/back/blobs/sha256/${blob#sha256:}" | cut -d' ' -f1)" "$blob"
@@ -275,7 +278,7 @@ test_oras_referrers() {
     "$(jq -r --arg at "$at" '[.. | objects | select(.artifactType? == $at) | .digest] | first // "none"' "$T/discover-filtered.json")" "$ref_d"
   [ "$mode" = v1.1-referrers-api ] || return 0
   # the same through the API directly
-  curl -sfS --max-time 60 -D "$T/referrers.hdr" -o "$T/referrers.json" "$REGISTRY_URL/v2/clients/oras-subject/referrers/$d"
+  rcurl -sfS --max-time 60 -D "$T/referrers.hdr" -o "$T/referrers.json" "$REGISTRY_URL/v2/clients/oras-subject/referrers/$d"
   check_eq "referrers Content-Type" \
     "$(tr -d '\r' <"$T/referrers.hdr" | awk -F': ' 'tolower($1)=="content-type"{print $2}')" "application/vnd.oci.image.index.v1+json"
   check_eq "referrers API entry" \
@@ -303,6 +306,28 @@ registry_start clients || die "could not start the registry"
 if printf '%s\n' "${TESTS[@]}" | grep -q '^podman-'; then
   podman_setup || die "podman cannot run here (see above)"
 fi
+
+# With auth on, every client logs in the way its users would; the stored credentials are then
+# used by every test (podman and skopeo share $REGISTRY_AUTH_FILE, crane and oras $DOCKER_CONFIG).
+clients_login() {
+  [ -n "${REGISTRY_USER:-}" ] || return 0
+  local pw="$REGISTRY_PASSWORD" u="$REGISTRY_USER"
+  # Wrong credentials must be refused before the right ones are stored.
+  if printf 'wrong-password' | t skopeo login --tls-verify=false -u "$u" --password-stdin "$REGISTRY_HOST" >/dev/null 2>&1; then
+    die "skopeo login accepted a wrong password"
+  fi
+  if command -v podman >/dev/null && [ -f "$CONTAINERS_STORAGE_CONF" ]; then
+    printf '%s' "$pw" | t podman login --tls-verify=false -u "$u" --password-stdin "$REGISTRY_HOST"
+  else
+    printf '%s' "$pw" | t skopeo login --tls-verify=false -u "$u" --password-stdin "$REGISTRY_HOST"
+  fi
+  t crane auth login "$REGISTRY_HOST" -u "$u" -p "$pw"
+  printf '%s' "$pw" | t oras login --plain-http -u "$u" --password-stdin "$REGISTRY_HOST"
+  t regctl registry set --tls disabled "$REGISTRY_HOST"
+  printf '%s' "$pw" | t regctl registry login -u "$u" --pass-stdin "$REGISTRY_HOST"
+  log "clients logged in to $REGISTRY_HOST as $u (podman/skopeo, crane, oras, regctl)"
+}
+clients_login || die "client login failed"
 
 passed=0 failed=0 failed_names=()
 for name in "${TESTS[@]}"; do

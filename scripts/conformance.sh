@@ -159,7 +159,7 @@ fi
 
 run_v111() {
   local out=$1 rc=0
-  (cd "$out" && OCI_ROOT_URL="$REGISTRY_URL" \
+  (cd "$out" && OCI_ROOT_URL="$REGISTRY_URL" OCI_USERNAME="${REGISTRY_USER:-}" OCI_PASSWORD="${REGISTRY_PASSWORD:-}" \
   OCI_NAMESPACE="conformance/repo1" \
   OCI_CROSSMOUNT_NAMESPACE="conformance/repo2" \
   OCI_TEST_PULL=1 OCI_TEST_PUSH=1 OCI_TEST_CONTENT_DISCOVERY=1 OCI_TEST_CONTENT_MANAGEMENT=1 \
@@ -188,6 +188,7 @@ run_main() {
       -u OCI_TEST_PUSH -u OCI_TEST_CONTENT_DISCOVERY -u OCI_TEST_CONTENT_MANAGEMENT -u OCI_DEBUG \
       -u OCI_CONFIGURATION \
       OCI_REGISTRY="$REGISTRY_HOST" OCI_TLS=disabled OCI_VERSION=dev \
+      OCI_USERNAME="${REGISTRY_USER:-}" OCI_PASSWORD="${REGISTRY_PASSWORD:-}" \
       OCI_REPO1="conformance/repo1" OCI_REPO2="conformance/repo2" \
       OCI_LOG="${OCI_LOG:-warn}" OCI_RESULTS_DIR="$out" "${toggles[@]}" \
       timeout "$SUITE_TIMEOUT" "${BIN[main]}" >"$out/output.log" 2>&1 </dev/null) || rc=$?

@@ -13,6 +13,10 @@
 #                                  (127.0.0.1:PORT), {port} and {data} (a fresh empty dir) are
 #                                  replaced. Takes precedence over REGISTRY_IMPL.
 #   REGISTRY_START_TIMEOUT         seconds to wait for GET /v2/ (default 60).
+#   BERTH_AUTH_MODE=token|none     berth's auth.mode (default token, the product default). With
+#                                  token, berth starts with BERTH_ADMIN_PASSWORD set to a random
+#                                  password, and registry_start exports REGISTRY_USER=admin and
+#                                  REGISTRY_PASSWORD for the clients; rcurl adds them to curl.
 #   BERTH_BACKEND=pg-s3            berth on PostgreSQL + S3 instead of SQLite + disk: every
 #                                  registry_start gets a fresh database (CREATE DATABASE) on the
 #                                  server of BERTH_TEST_POSTGRES_URL and a fresh key prefix in the
@@ -193,9 +197,19 @@ registry_start() {
   REGISTRY_DATA="$dir/data"
   REGISTRY_LOG="$dir/registry.log"
   mkdir -p "$REGISTRY_DATA"
-  local -a backend=()
+  local -a backend=() auth_env=()
+  REGISTRY_USER="" REGISTRY_PASSWORD=""
   case "$impl" in
     berth)
+      case "${BERTH_AUTH_MODE:-token}" in
+        token)
+          REGISTRY_USER=admin
+          REGISTRY_PASSWORD="pw-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+          auth_env=(BERTH_AUTH__MODE=token BERTH_ADMIN_PASSWORD="$REGISTRY_PASSWORD")
+          ;;
+        none) auth_env=(BERTH_AUTH__MODE=none) ;;
+        *) die "unknown BERTH_AUTH_MODE=$BERTH_AUTH_MODE (token|none)" ;;
+      esac
       [ -x "$BERTH_BIN" ] || die "berth binary not found at $BERTH_BIN (run: cargo build -p berth, or set BERTH_BIN)"
       case "${BERTH_BACKEND:-fs}" in
         fs|sqlite|default) ;;
@@ -215,7 +229,7 @@ registry_start() {
   local v
   for v in REGISTRY_AUTH_FILE DOCKER_CONFIG CONTAINERS_CONF CONTAINERS_STORAGE_CONF CONTAINERS_REGISTRIES_CONF \
     REGISTRY_CMD REGISTRY_IMPL REGISTRY_START_TIMEOUT REGISTRY_HOST REGISTRY_URL REGISTRY_PID REGISTRY_LOG REGISTRY_DATA \
-    BERTH_BACKEND; do
+    REGISTRY_USER REGISTRY_PASSWORD BERTH_BACKEND BERTH_AUTH_MODE; do
     unset_env+=(-u "$v")
   done
   for attempt in 1 2 3; do
@@ -225,7 +239,8 @@ registry_start() {
     case "$impl" in
       berth)
         [ ${#backend[@]} -gt 0 ] || backend=("$BERTH_BIN" serve)
-        setsid env "${unset_env[@]}" "${backend[@]}" --listen "$addr" --data-dir "$REGISTRY_DATA" >>"$REGISTRY_LOG" 2>&1 </dev/null &
+        setsid env "${unset_env[@]}" "${auth_env[@]}" "${backend[@]}" --listen "$addr" --data-dir "$REGISTRY_DATA" \
+          >>"$REGISTRY_LOG" 2>&1 </dev/null &
         ;;
       distribution)
         _registry_write_distribution_config "$dir/config.yml" "$addr" "$REGISTRY_DATA"
@@ -251,9 +266,9 @@ registry_start() {
       if ! kill -0 "$REGISTRY_PID" 2>/dev/null; then
         break
       fi
-      if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$REGISTRY_URL/v2/" 2>/dev/null)" = 200 ]; then
-        log "$(registry_label) registry ($name) ready at $REGISTRY_URL (pid $REGISTRY_PID, log $REGISTRY_LOG)"
-        export REGISTRY_HOST REGISTRY_URL REGISTRY_PID REGISTRY_LOG REGISTRY_DATA
+      if [ "$(rcurl -s -o /dev/null -w '%{http_code}' --max-time 2 "$REGISTRY_URL/v2/" 2>/dev/null)" = 200 ]; then
+        log "$(registry_label) registry ($name) ready at $REGISTRY_URL (pid $REGISTRY_PID, log $REGISTRY_LOG${REGISTRY_USER:+, auth on})"
+        export REGISTRY_HOST REGISTRY_URL REGISTRY_PID REGISTRY_LOG REGISTRY_DATA REGISTRY_USER REGISTRY_PASSWORD
         return 0
       fi
       sleep 0.2
@@ -271,6 +286,15 @@ registry_start() {
     grep -qiE 'address (already )?in use' "$REGISTRY_LOG" || return 1
   done
   return 1
+}
+
+# rcurl ARGS...: curl with the registry's credentials when it has some.
+rcurl() {
+  if [ -n "${REGISTRY_USER:-}" ]; then
+    curl -u "$REGISTRY_USER:$REGISTRY_PASSWORD" "$@"
+  else
+    curl "$@"
+  fi
 }
 
 registry_log_tail() {

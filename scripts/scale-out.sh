@@ -43,6 +43,13 @@ done
 lib_tmpdir WORK scale-out
 IMG="$WORK/images"
 
+# Authentication is on, as in production: the nodes share the admin (created by whichever node
+# starts first) and the token signing key (kept in the shared database), so a token or login
+# from one node is honoured by the others. rcurl (lib.sh) sends these credentials.
+export REGISTRY_USER=admin
+REGISTRY_PASSWORD="pw-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+export REGISTRY_PASSWORD
+
 # --- client isolation (as in clients.sh) ---------------------------------------------------------
 export DOCKER_CONFIG="$WORK/docker" REGISTRY_AUTH_FILE="$WORK/auth.json"
 export CONTAINERS_REGISTRIES_CONF="$WORK/containers/registries.conf"
@@ -95,7 +102,8 @@ node_start() {
     NODE_URL[i]="http://${NODE_HOST[$i]}"
     NODE_LOG[i]="$dir/berth.log"
     printf -- '--- start %s\n' "$(date +%T)" >>"${NODE_LOG[$i]}"
-    setsid env -u BERTH_BACKEND "${BERTH_BACKEND_ENV[@]}" "$BERTH_BIN" serve --listen "${NODE_HOST[$i]}" \
+    setsid env -u BERTH_BACKEND "${BERTH_BACKEND_ENV[@]}" BERTH_AUTH__MODE=token BERTH_ADMIN_PASSWORD="$REGISTRY_PASSWORD" \
+      "$BERTH_BIN" serve --listen "${NODE_HOST[$i]}" \
       --data-dir "$dir/data" --database-url "$BERTH_BACKEND_DB_URL" --storage "$BERTH_BACKEND_STORAGE_URL" \
       >>"${NODE_LOG[$i]}" 2>&1 </dev/null &
     NODE_PID[i]=$!
@@ -103,7 +111,7 @@ node_start() {
     disown "${NODE_PID[$i]}" # its SIGKILL in a check is no job notice here
     deadline=$((SECONDS + 60))
     while [ "$SECONDS" -lt "$deadline" ] && kill -0 "${NODE_PID[$i]}" 2>/dev/null; do
-      if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "${NODE_URL[$i]}/v2/")" = 200 ]; then
+      if [ "$(rcurl -s -o /dev/null -w '%{http_code}' --max-time 2 "${NODE_URL[$i]}/v2/")" = 200 ]; then
         log "node $i ready at ${NODE_URL[$i]} (pid ${NODE_PID[$i]})"
         return 0
       fi
@@ -133,7 +141,7 @@ req() {
   local node=$1 method=$2 path=$3 m
   shift 3
   if [ "$method" = HEAD ]; then m=(--head); else m=(-X "$method"); fi
-  curl -s -o "$T/b" -D "$T/h" -w '%{http_code}' --max-time "${REQ_TIMEOUT:-60}" "${m[@]}" "$@" \
+  rcurl -s -o "$T/b" -D "$T/h" -w '%{http_code}' --max-time "${REQ_TIMEOUT:-60}" "${m[@]}" "$@" \
     "${NODE_URL[$node]}$path" || true
 }
 # hdr NAME: a header of the last req
@@ -531,12 +539,12 @@ check_kill_node_mid_upload() {
   loc="$(hdr location)"; loc="/v2/${loc#*/v2/}"
   # in flight when node 3 dies: the next 20 MiB chunk, and a streamed monolithic blob push
   slice "$T/big.bin" "$part1" "$part2" >"$T/c2"
-  curl -s -o /dev/null --max-time 60 --limit-rate 3M -X PATCH -H "Content-Range: $part1-$((part1 + part2 - 1))" \
+  rcurl -s -o /dev/null --max-time 60 --limit-rate 3M -X PATCH -H "Content-Range: $part1-$((part1 + part2 - 1))" \
     -H 'Content-Type: application/octet-stream' --data-binary "@$T/c2" "${NODE_URL[3]}$loc" &
   pid_patch=$!
   rand_file "$T/stream.bin" $((16 * MIB))
   d_stream="$(sha "$T/stream.bin")"
-  curl -s -o /dev/null --max-time 60 --limit-rate 3M -X POST -H 'Content-Type: application/octet-stream' \
+  rcurl -s -o /dev/null --max-time 60 --limit-rate 3M -X POST -H 'Content-Type: application/octet-stream' \
     --data-binary "@$T/stream.bin" "${NODE_URL[3]}/v2/scale/kill/blobs/uploads/?digest=$d_stream" &
   pid_stream=$!
   sleep 4
@@ -580,10 +588,10 @@ traffic() {
     i=$((i + 1))
     printf 'traffic %s %s %s' "$node" "$i" "$RANDOM" >"$T/blob"
     {
-      echo "tag-get $(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 20 -H "$ACCEPT" "$base/manifests/$FAULT_TAG")"
-      echo "tags-list $(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 20 "$base/tags/list")"
-      echo "blob-head $(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 20 --head "$base/blobs/$FAULT_LAYER_DIGEST")"
-      echo "blob-push $(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 20 -X POST \
+      echo "tag-get $(rcurl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 20 -H "$ACCEPT" "$base/manifests/$FAULT_TAG")"
+      echo "tags-list $(rcurl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 20 "$base/tags/list")"
+      echo "blob-head $(rcurl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 20 --head "$base/blobs/$FAULT_LAYER_DIGEST")"
+      echo "blob-push $(rcurl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 20 -X POST \
         -H 'Content-Type: application/octet-stream' --data-binary "@$T/blob" "$base/blobs/uploads/?digest=$(sha "$T/blob")")"
     } >>"$dir/log"
     sleep 0.05
@@ -794,6 +802,12 @@ services_start
 record_pid s3 "$SVC_S3_PID"
 berth_pg_s3_backend scale-out
 for i in 1 2 3; do node_start "$i" || die "node $i did not start"; done
+for i in 1 2 3; do
+  printf '%s' "$REGISTRY_PASSWORD" | t skopeo login --tls-verify=false -u "$REGISTRY_USER" --password-stdin "${NODE_HOST[$i]}" >/dev/null ||
+    die "skopeo login to node $i failed"
+  t crane auth login "${NODE_HOST[$i]}" -u "$REGISTRY_USER" -p "$REGISTRY_PASSWORD" >/dev/null 2>&1 ||
+    die "crane login to node $i failed"
+done
 log "setup done in $((SECONDS - start_all))s"
 
 passed=0 failed=0 failed_names=()

@@ -49,6 +49,9 @@ pub trait BlobIndex: Send + Sync {
     /// Size of `digest` if any repository can see it (for automatic mounts).
     async fn find_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError>;
 
+    /// Repositories (sorted, at most `limit`) in which `digest` is visible.
+    async fn repos_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<String>, MetaError>;
+
     /// Records a verified blob and makes it visible in `repo` (creating the repository).
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), MetaError>;
 

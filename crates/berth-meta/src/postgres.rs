@@ -134,6 +134,18 @@ impl BlobIndex for PostgresMeta {
         Ok(size.map(|s| s as u64))
     }
 
+    async fn repos_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<String>, MetaError> {
+        let names = sqlx::query_scalar(
+            "SELECT r.name FROM repository_blobs b JOIN repositories r ON r.id = b.repo_id
+             WHERE b.digest = $1 ORDER BY r.name LIMIT $2",
+        )
+        .bind(digest.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names)
+    }
+
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), MetaError> {
         let now = now_unix();
         let mut tx = self.pool.begin().await?;

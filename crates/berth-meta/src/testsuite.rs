@@ -222,6 +222,8 @@ async fn blobs_are_visible_per_repository(meta: &dyn Metadata) {
     assert_eq!(meta.blob_in_repo(&b, &d).await.unwrap(), None);
     assert_eq!(meta.find_blob(&d).await.unwrap(), Some(4));
     meta.link_blob(&b, &d, 4).await.unwrap();
+    assert_eq!(meta.repos_with_blob(&d, 10).await.unwrap(), vec!["suite/a", "suite/b"]);
+    assert_eq!(meta.repos_with_blob(&d, 1).await.unwrap(), vec!["suite/a"]);
     assert!(meta.unlink_blob(&a, &d).await.unwrap());
     assert!(!meta.unlink_blob(&a, &d).await.unwrap());
     assert_eq!(meta.blob_in_repo(&a, &d).await.unwrap(), None);

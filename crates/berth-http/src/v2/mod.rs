@@ -155,13 +155,40 @@ async fn authorize(
     }
     // A cross-repository mount may only read from a repository the caller can pull;
     // otherwise it falls back to a plain upload session, as the spec allows.
-    if let (E::UploadStart { .. }, Some(from)) = (endpoint, req.param("from").map(str::to_owned)) {
-        let readable = state.access.repo_perms(&principal, &from).await.map(|p| p.pull).unwrap_or(false);
-        if !readable {
-            req.query.retain(|(k, _)| k != "mount" && k != "from");
+    if let E::UploadStart { .. } = endpoint {
+        match (req.param("mount").map(str::to_owned), req.param("from").map(str::to_owned)) {
+            (Some(_), Some(from)) => {
+                let readable = state.access.repo_perms(&principal, &from).await.map(|p| p.pull).unwrap_or(false);
+                if !readable {
+                    req.query.retain(|(k, _)| k != "mount" && k != "from");
+                }
+            }
+            (Some(mount), None) => {
+                // Automatic mount: only from a repository the caller could pull the blob from.
+                if let Some(from) = readable_source(state, &principal, &mount).await {
+                    req.query.push(("from".into(), from));
+                }
+            }
+            _ => {}
         }
     }
     Ok(principal)
+}
+
+/// A repository holding `digest` that `principal` may pull, for an automatic mount.
+async fn readable_source(
+    state: &AppState,
+    principal: &berth_registry::access::Principal,
+    digest: &str,
+) -> Option<String> {
+    let digest: Digest = digest.parse().ok()?;
+    let candidates = state.access.meta().repos_with_blob(&digest, 20).await.ok()?;
+    for repo in candidates {
+        if state.access.repo_perms(principal, &repo).await.is_ok_and(|p| p.pull) {
+            return Some(repo);
+        }
+    }
+    None
 }
 
 /// The audit event of a successful `/v2` change, if it is one.

@@ -465,11 +465,7 @@ impl AccessService {
         })
     }
 
-    async fn project_access(
-        &self,
-        project: &str,
-        user_id: Option<i64>,
-    ) -> Result<Option<ProjectView>, AuthError> {
+    async fn project_access(&self, project: &str, user_id: Option<i64>) -> Result<Option<ProjectView>, AuthError> {
         let key = (project.to_owned(), user_id);
         if let Some(found) = self.projects.get(&key) {
             return Ok(found);

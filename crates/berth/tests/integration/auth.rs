@@ -477,6 +477,20 @@ async fn authorization_matrix() {
     assert!(outsider.contains(&"pub/app".to_owned()) && !outsider.contains(&"team/app".to_owned()), "{outsider:?}");
     let guest = catalog(&w, Who::Guest).await;
     assert!(guest.contains(&"team/app".to_owned()), "{guest:?}");
+
+    // Mounts read only from what the caller can pull: with `from`, and automatically without it.
+    let layer = ImageFixture::new(1, &[100]).layers[0].digest.clone();
+    for (who, from, want) in [
+        (Who::Guest, Some("team/app"), 201),
+        (Who::Guest, None, 201),
+        (Who::Outsider, Some("team/app"), 202),
+        (Who::Outsider, None, 202),
+    ] {
+        let from = from.map(|f| format!("&from={f}")).unwrap_or_default();
+        let path = format!("/v2/new-{who:?}-mount/app/blobs/uploads/?mount={layer}{from}").to_lowercase();
+        let r = w.v2(who, Method::POST, &path).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{who:?} {path}");
+    }
 }
 
 async fn catalog(w: &World, who: Who) -> Vec<String> {
