@@ -93,7 +93,10 @@ fn write_queued(
 ) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(offset))?;
     let syncer = if durable { Some(Syncer::start(file.try_clone()?)) } else { None };
-    let mut unsynced = 0u64;
+    // Count from the last sync boundary of the whole upload, not of this append:
+    // chunked uploads (many small appends) then flush as they go, like monolithic
+    // ones, instead of leaving the whole blob to the final fsync.
+    let mut unsynced = offset % SYNC_EVERY;
     while let Some(chunk) = rx.blocking_recv() {
         file.write_all(&chunk)?;
         unsynced += chunk.len() as u64;
