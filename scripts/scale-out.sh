@@ -102,7 +102,7 @@ node_start() {
     NODE_URL[i]="http://${NODE_HOST[$i]}"
     NODE_LOG[i]="$dir/berth.log"
     printf -- '--- start %s\n' "$(date +%T)" >>"${NODE_LOG[$i]}"
-    setsid env -u BERTH_BACKEND "${BERTH_BACKEND_ENV[@]}" BERTH_AUTH__MODE=token BERTH_ADMIN_PASSWORD="$REGISTRY_PASSWORD" \
+    setsid env -u BERTH_BACKEND "${BERTH_BACKEND_ENV[@]}" BERTH_AUTH__MODE=token BERTH_ADMIN_PASSWORD="$REGISTRY_PASSWORD" BERTH_RATE_LIMIT__ENABLED=false \
       "$BERTH_BIN" serve --listen "${NODE_HOST[$i]}" \
       --data-dir "$dir/data" --database-url "$BERTH_BACKEND_DB_URL" --storage "$BERTH_BACKEND_STORAGE_URL" \
       >>"${NODE_LOG[$i]}" 2>&1 </dev/null &

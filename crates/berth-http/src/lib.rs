@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod health;
+pub mod ratelimit;
 mod token;
 pub mod v2;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub external_url: Option<String>,
     /// Whether berth itself terminates TLS (Secure cookies, https realm).
     pub tls: bool,
+    /// Request-count limits per user or IP.
+    pub rate_limits: Arc<ratelimit::RateLimits>,
 }
 
 /// The whole HTTP application.
@@ -64,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2", axum::routing::any(v2::handle))
         .route("/v2/", axum::routing::any(v2::handle))
         .route("/v2/{*path}", axum::routing::any(v2::handle))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit_api))
         .layer(axum::middleware::from_fn(access_log::log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)

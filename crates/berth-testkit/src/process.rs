@@ -35,7 +35,13 @@ impl BerthProcess {
     /// The plain constructors turn authentication off, because the protocol
     /// tests exercise the registry itself; the auth tests use this one.
     pub fn start_with_auth(bin: impl AsRef<Path>, admin_password: &str, env: &[(&str, &str)]) -> Self {
-        let mut all = vec![("BERTH_AUTH__MODE", "token"), ("BERTH_ADMIN_PASSWORD", admin_password)];
+        // Rate limits are off here (the tests make hundreds of requests from one IP);
+        // the rate-limit test turns them on with small budgets.
+        let mut all = vec![
+            ("BERTH_AUTH__MODE", "token"),
+            ("BERTH_ADMIN_PASSWORD", admin_password),
+            ("BERTH_RATE_LIMIT__ENABLED", "false"),
+        ];
         all.extend_from_slice(env);
         Self::start_with_env(bin, &[], &all)
     }

@@ -31,6 +31,7 @@ const KNOWN_KEYS: &[&str] = &[
     "database",
     "registry",
     "auth",
+    "rate_limit",
     "log",
 ];
 
@@ -55,7 +56,35 @@ pub struct Config {
     pub database: DatabaseSection,
     pub registry: RegistrySection,
     pub auth: AuthSection,
+    pub rate_limit: RateLimitSection,
     pub log: LogConfig,
+}
+
+/// Request-count limits per user (or IP), API.md §3.2. Active with `auth.mode = "token"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSection {
+    pub enabled: bool,
+    /// `/v2` manifest, catalog, tag-list and upload-start requests per user per hour (0: no limit).
+    pub registry_per_hour: u32,
+    /// … and per minute (the burst).
+    pub registry_per_minute: u32,
+    /// `/auth` and `/api` requests per client IP per hour (0: no limit).
+    pub api_per_hour: u32,
+    /// … and per minute.
+    pub api_per_minute: u32,
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        RateLimitSection {
+            enabled: true,
+            registry_per_hour: 1000,
+            registry_per_minute: 100,
+            api_per_hour: 1000,
+            api_per_minute: 100,
+        }
+    }
 }
 
 /// Authentication and access control.
@@ -199,6 +228,7 @@ impl Default for Config {
             database: DatabaseSection::default(),
             registry: RegistrySection::default(),
             auth: AuthSection::default(),
+            rate_limit: RateLimitSection::default(),
             log: LogConfig::default(),
         }
     }

@@ -67,6 +67,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION"),
         external_url: config.external_url.clone(),
         tls: config.tls.cert.is_some(),
+        rate_limits: Arc::new(rate_limits(&config)),
     });
 
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -98,6 +99,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     meta.close().await;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// The request-count limiters: on with authentication (they key on identities), off otherwise.
+fn rate_limits(config: &Config) -> berth_http::ratelimit::RateLimits {
+    use berth_access::ratelimit::RatePolicy;
+    let r = &config.rate_limit;
+    if !r.enabled || config.auth.mode == "none" {
+        return berth_http::ratelimit::RateLimits::default();
+    }
+    berth_http::ratelimit::RateLimits::new(
+        Some(RatePolicy { per_hour: r.registry_per_hour, per_minute: r.registry_per_minute }),
+        Some(RatePolicy { per_hour: r.api_per_hour, per_minute: r.api_per_minute }),
+    )
 }
 
 /// Identifies this process among the nodes sharing a database (for leases).

@@ -81,10 +81,32 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     let mut request = V2Request { method: parts.method, headers: parts.headers, query };
 
     let mut info = RequestInfo::default();
+    let mut rate = None;
     let result = match OciEndpoint::parse(&decoded) {
         Some(endpoint) => {
             info.endpoint = endpoint.name();
-            match authorize(&state, &endpoint, &mut request, &ip).await {
+            let authorized = authorize(&state, &endpoint, &mut request, &ip).await;
+            rate = counted(&endpoint, &request.method)
+                .then(|| {
+                    let key = match &authorized {
+                        Ok(p) if p.user.is_some() => format!("user:{}", p.user_id().unwrap_or_default()),
+                        _ => format!("ip:{ip}"),
+                    };
+                    crate::ratelimit::check_registry(&state, &key)
+                })
+                .flatten();
+            let authorized = match rate {
+                Some(decision) if !decision.allowed => {
+                    let mut e = ApiError::new(
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        berth_core::ErrorCode::TooManyRequests,
+                    );
+                    e = e.header(header::RETRY_AFTER, decision.retry_after_secs.max(1).to_string());
+                    Err(e)
+                }
+                _ => authorized,
+            };
+            match authorized {
                 Ok(principal) => {
                     // Changes are audited once they succeed (auth off: nobody to account for).
                     let audit = audit_event(&endpoint, &request.method)
@@ -105,6 +127,9 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     };
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     response.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    if let Some(decision) = &rate {
+        crate::ratelimit::add_headers(response.headers_mut(), decision);
+    }
     response.extensions_mut().insert(info);
     response
 }
@@ -189,6 +214,16 @@ async fn readable_source(
         }
     }
     None
+}
+
+/// Whether a request counts against the rate limit (API.md C13): manifests,
+/// the catalog, tag lists and upload starts; never blob transfers.
+fn counted(endpoint: &OciEndpoint, method: &Method) -> bool {
+    match endpoint {
+        OciEndpoint::Manifest { .. } | OciEndpoint::Catalog | OciEndpoint::TagsList { .. } => true,
+        OciEndpoint::UploadStart { .. } => *method == Method::POST,
+        _ => false,
+    }
 }
 
 /// The audit event of a successful `/v2` change, if it is one.

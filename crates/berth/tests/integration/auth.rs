@@ -967,3 +967,54 @@ async fn first_start_generates_an_admin_password_that_must_change() {
     let secret_lines: Vec<&str> = log.lines().filter(|l| l.contains(&password)).collect();
     assert_eq!(secret_lines.len(), 1, "{secret_lines:?}");
 }
+
+#[tokio::test]
+async fn rate_limits_count_manifests_not_blobs() {
+    let berth = BerthProcess::start_with_auth(
+        BIN,
+        ADMIN_PASSWORD,
+        &[
+            ("BERTH_RATE_LIMIT__ENABLED", "true"),
+            ("BERTH_RATE_LIMIT__REGISTRY_PER_MINUTE", "5"),
+            ("BERTH_RATE_LIMIT__API_PER_MINUTE", "3"),
+        ],
+    );
+    let c = client();
+    let base = berth.url();
+    let catalog = || c.get(format!("{base}/v2/_catalog")).basic_auth("admin", Some(ADMIN_PASSWORD)).send();
+    for i in 0..5 {
+        let r = catalog().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "request {i}");
+        assert_eq!(r.headers()["x-ratelimit-limit"], "1000");
+        assert_eq!(
+            r.headers()["x-ratelimit-remaining"].to_str().unwrap(),
+            (4 - i).to_string(),
+            "the burst is the tighter budget"
+        );
+        assert!(r.headers().contains_key("x-ratelimit-reset"));
+    }
+    let r = catalog().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(crate::common::error_code(r).await, "TOOMANYREQUESTS");
+    // Blob requests are not counted: a pull of many layers is never throttled.
+    for _ in 0..10 {
+        let r = c
+            .head(format!("{base}/v2/any/thing/blobs/{ZERO_DIGEST}"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    // Anonymous callers are counted by IP, separately from the user.
+    assert_eq!(c.get(format!("{base}/v2/_catalog")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // The API counts every request per IP.
+    for _ in 0..3 {
+        let r = c.get(format!("{base}/api/v1/system/lock/status")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = c.get(format!("{base}/api/v1/system/lock/status")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "rate_limit_exceeded");
+}
