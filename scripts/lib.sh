@@ -566,6 +566,7 @@ berth_pg_s3_backend() {
   pg_psql -c "CREATE DATABASE $db" || { log "cannot create database $db on $BERTH_TEST_POSTGRES_URL"; return 1; }
   BERTH_BACKEND_DB_URL="${BERTH_TEST_POSTGRES_URL%/*}/$db"
   BERTH_BACKEND_STORAGE_URL="s3://${BERTH_TEST_S3_BUCKET:-berth-test}/${db//_/-}?endpoint=$BERTH_TEST_S3_ENDPOINT&path_style=true"
-  BERTH_BACKEND_ENV=(AWS_ACCESS_KEY_ID="${BERTH_TEST_S3_ACCESS_KEY:-}" AWS_SECRET_ACCESS_KEY="${BERTH_TEST_S3_SECRET_KEY:-}")
+  BERTH_BACKEND_ENV=(AWS_ACCESS_KEY_ID="${BERTH_TEST_S3_ACCESS_KEY:-}" AWS_SECRET_ACCESS_KEY="${BERTH_TEST_S3_SECRET_KEY:-}"
+    BERTH_SECRETS__KEY="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')")
   log "berth backends: database $BERTH_BACKEND_DB_URL, storage $BERTH_BACKEND_STORAGE_URL"
 }

@@ -23,6 +23,7 @@ pub mod password;
 pub mod permissions;
 pub mod ratelimit;
 pub mod scope;
+pub mod sealed;
 pub mod secret;
 pub mod totp;
 

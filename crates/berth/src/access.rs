@@ -22,7 +22,12 @@ const LOCAL_CACHE_TTL: Duration = Duration::from_secs(30);
 /// The access service for `config`, bootstrapped (first admin, recovery key).
 pub async fn open(config: &Config, meta: &MetaBackend) -> anyhow::Result<AccessService> {
     let auth = &config.auth;
-    let signer = signer(config, meta).await?;
+    // Without authentication no token is ever issued: an in-memory key will do.
+    let signer = if auth.mode == "none" {
+        TokenSigner::generate().context("cannot generate a token key")?
+    } else {
+        signer(config, meta).await?
+    };
     let access_config = AccessConfig {
         mode: if auth.mode == "none" { AuthMode::None } else { AuthMode::Token },
         service: auth.service.clone(),
@@ -76,7 +81,7 @@ async fn signer(config: &Config, meta: &MetaBackend) -> anyhow::Result<TokenSign
             .with_context(|| format!("cannot load the token key {}", path.display()));
     }
     if meta.is_shared() {
-        return shared_signer(meta).await;
+        return shared_signer(config, meta).await;
     }
     let path: PathBuf = config.data_dir.join("auth").join("token-key.pem");
     if let Some(dir) = path.parent() {
@@ -86,18 +91,28 @@ async fn signer(config: &Config, meta: &MetaBackend) -> anyhow::Result<TokenSign
 }
 
 /// One key for every node sharing the database: the first node to start stores
-/// it, the others read it. (Encryption of this row at rest comes with the
-/// secrets key; until then protect the database as you protect the key.)
-async fn shared_signer(meta: &MetaBackend) -> anyhow::Result<TokenSigner> {
-    use base64::Engine;
-    let engine = base64::engine::general_purpose::STANDARD;
+/// it, sealed with the secrets key (so a database dump alone cannot mint
+/// tokens), and the others read it.
+async fn shared_signer(config: &Config, meta: &MetaBackend) -> anyhow::Result<TokenSigner> {
+    use berth_access::sealed::SecretsKey;
+    let Some(key_text) = config.secrets.key.as_deref() else {
+        anyhow::bail!(
+            "nodes sharing a database keep the token key in it, encrypted with secrets.key: set the same key on \
+             every node, e.g. BERTH_SECRETS__KEY_FILE=/run/secrets/berth-key holding `openssl rand -hex 32` \
+             (here is one: {}), or set auth.token_key_file to a key file every node can read",
+            SecretsKey::generate_text()
+        );
+    };
+    let secrets = SecretsKey::parse(key_text).map_err(|e| anyhow::anyhow!("secrets.key: {e}"))?;
     let meta = meta.as_dyn();
     if meta.setting(KEY_SETTING).await?.is_none() {
         let der = TokenSigner::generate_pkcs8_der().context("cannot generate a token key")?;
         // Insert-if-absent: if two nodes race, both read back the winner below.
-        meta.put_setting_if_absent(KEY_SETTING, &engine.encode(&der)).await?;
+        meta.put_setting_if_absent(KEY_SETTING, &secrets.seal(KEY_SETTING, &der)).await?;
     }
     let stored = meta.setting(KEY_SETTING).await?.context("token key missing from the database")?;
-    let der = engine.decode(stored.trim()).context("token key in the database is not base64")?;
+    let der = secrets.open(KEY_SETTING, stored.trim()).map_err(|e| {
+        anyhow::anyhow!("cannot decrypt the token key in the database ({e}): is secrets.key the same on every node?")
+    })?;
     TokenSigner::from_pkcs8_der(&der).context("token key in the database is not a PKCS#8 EC key")
 }

@@ -32,6 +32,7 @@ const KNOWN_KEYS: &[&str] = &[
     "registry",
     "auth",
     "rate_limit",
+    "secrets",
     "log",
 ];
 
@@ -57,7 +58,18 @@ pub struct Config {
     pub registry: RegistrySection,
     pub auth: AuthSection,
     pub rate_limit: RateLimitSection,
+    pub secrets: SecretsSection,
     pub log: LogConfig,
+}
+
+/// The key that encrypts secrets berth keeps in its database.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsSection {
+    /// 32 bytes as 64 hex digits or base64 (`openssl rand -hex 32`). Required when
+    /// nodes share a database; give it as `BERTH_SECRETS__KEY_FILE=/run/secrets/berth-key`.
+    #[serde(skip_serializing)]
+    pub key: Option<String>,
 }
 
 /// Request-count limits per user (or IP), API.md §3.2. Active with `auth.mode = "token"`.
@@ -229,6 +241,7 @@ impl Default for Config {
             registry: RegistrySection::default(),
             auth: AuthSection::default(),
             rate_limit: RateLimitSection::default(),
+            secrets: SecretsSection::default(),
             log: LogConfig::default(),
         }
     }

@@ -1018,3 +1018,56 @@ async fn rate_limits_count_manifests_not_blobs() {
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "rate_limit_exceeded");
 }
+
+/// Nodes sharing PostgreSQL keep the token key in it, sealed with `secrets.key`;
+/// two nodes with the same key honour each other's tokens; without the key a
+/// node refuses to start.
+#[tokio::test]
+async fn shared_token_key_is_sealed_in_the_database() {
+    let Some((meta, db_url)) = berth_meta::postgres::test_database().await else {
+        eprintln!("BERTH_TEST_POSTGRES_URL not set; skipping");
+        return;
+    };
+    let key = "11".repeat(32);
+    let env = [("BERTH_SECRETS__KEY", key.as_str())];
+    let a = BerthProcess::start_with_env(
+        BIN,
+        &["--database-url", &db_url],
+        &[("BERTH_AUTH__MODE", "token"), ("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD), env[0]],
+    );
+    let b = BerthProcess::start_with_env(
+        BIN,
+        &["--database-url", &db_url],
+        &[("BERTH_AUTH__MODE", "token"), ("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD), env[0]],
+    );
+    use berth_meta::AccessStore as _;
+    let stored = meta.setting("token_signing_key_pkcs8").await.unwrap().expect("key row");
+    assert!(stored.starts_with("sealed:v1:"), "stored in clear: {}", &stored[..20.min(stored.len())]);
+    // A token from node A works on node B.
+    let c = client();
+    let token: Value = c
+        .get(format!("{}/auth?service=berth&scope=repository:x/y:pull", a.url()))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = c.get(format!("{}/v2/", b.url())).bearer_auth(token["token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Without the key (or with another one) a node does not start, and says why.
+    for bad in [None, Some("22".repeat(32))] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db_url, "--data-dir"])
+            .arg(tempfile::tempdir().unwrap().path())
+            .env("BERTH_AUTH__MODE", "token")
+            .env_remove("BERTH_SECRETS__KEY");
+        if let Some(bad) = &bad {
+            cmd.env("BERTH_SECRETS__KEY", bad);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && text.contains("secrets.key"), "{text}");
+    }
+}
