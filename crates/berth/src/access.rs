@@ -41,6 +41,7 @@ pub async fn open(config: &Config, meta: &MetaBackend) -> anyhow::Result<AccessS
         cache_ttl: if meta.is_shared() { SHARED_CACHE_TTL } else { LOCAL_CACHE_TTL },
         lock_after_ip_failures: auth.lock_after_ip_failures,
         account_lock_after: auth.account_lock_after,
+        lock_blocks_pulls: auth.lock_blocks_pulls,
         failure_window: auth.failure_window,
         ..AccessConfig::default()
     };

@@ -133,6 +133,8 @@ pub struct AuthSection {
     pub lock_after_ip_failures: u32,
     /// Failed logins on one account (within `failure_window`) that lock the account.
     pub account_lock_after: u32,
+    /// While the system is locked, `/v2` is read-only; with this on, pulls are refused too.
+    pub lock_blocks_pulls: bool,
     /// The window failed logins are counted over; a locked account is released
     /// once its failures age out of it.
     #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
@@ -153,6 +155,7 @@ impl Default for AuthSection {
             bind_session_ip: true,
             lock_after_ip_failures: 5,
             account_lock_after: 10,
+            lock_blocks_pulls: false,
             failure_window: Duration::from_secs(900),
         }
     }

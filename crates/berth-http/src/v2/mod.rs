@@ -13,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::{Digest, RepoName};
-use berth_registry::ByteStream;
+use berth_registry::{ByteStream, RegistryError};
 use futures_util::TryStreamExt;
 
 use crate::AppState;
@@ -169,6 +169,15 @@ async fn authorize(
     let principal = crate::auth::authorize_v2(&state.access, &base, &req.headers, ip, need, repo).await?;
     if !state.access.enabled() {
         return Ok(principal);
+    }
+    // While the system is locked the registry is read-only (or closed, if configured).
+    let writes = matches!(need, Need::Push | Need::Delete);
+    if (writes || (need != Need::Nothing && state.access.config().lock_blocks_pulls))
+        && state.access.is_locked().await.map_err(|e| ApiError::from(RegistryError::Unavailable(e.to_string())))?
+    {
+        return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, berth_core::ErrorCode::Denied)
+            .message("the system is locked")
+            .detail(serde_json::json!({ "reason": "system_locked" })));
     }
     if let (Need::Push, Some(repo)) = (need, repo) {
         let actor = crate::auth::actor(&principal, ip, &req.headers);

@@ -208,6 +208,16 @@ impl AccessService {
         Ok(status)
     }
 
+    /// Whether the system is locked, from a short cache (for the `/v2` hot path).
+    pub async fn is_locked(&self) -> Result<bool, AuthError> {
+        if let Some(locked) = self.locked.get(&()) {
+            return Ok(locked);
+        }
+        let locked = self.lock_status().await?.is_locked;
+        self.locked.insert((), locked);
+        Ok(locked)
+    }
+
     /// Locks the system by hand (admin).
     pub async fn lock(&self, reason: &str, actor: &Actor) -> Result<(), AuthError> {
         let status = LockStatus {
@@ -256,6 +266,7 @@ impl AccessService {
         let mut draft = actor.draft(event, action, "system:lock");
         draft.detail["lock"] = serde_json::to_value(status).unwrap_or_default();
         self.meta.put_setting(LOCK_SETTING, &value, Some(&draft)).await?;
+        self.locked.invalidate(&());
         Ok(())
     }
 

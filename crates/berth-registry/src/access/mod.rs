@@ -69,6 +69,8 @@ pub struct AccessConfig {
     pub lock_after_ip_failures: u32,
     /// Failures on one account, within the window, that lock that account.
     pub account_lock_after: u32,
+    /// While the system is locked, refuse `/v2` pulls too (not only writes).
+    pub lock_blocks_pulls: bool,
     /// How long a locked account stays locked.
     pub account_lock_duration: Duration,
     /// The window failures are counted over.
@@ -90,6 +92,7 @@ impl Default for AccessConfig {
             cache_ttl: Duration::from_secs(5),
             captcha_after: 3,
             lock_after_ip_failures: 5,
+            lock_blocks_pulls: false,
             account_lock_after: 10,
             account_lock_duration: Duration::from_secs(900),
             failure_window: Duration::from_secs(900),
@@ -206,6 +209,8 @@ pub struct AccessService {
     projects: Cache<(String, Option<i64>), Option<ProjectView>>,
     /// Live login sessions: id → (user id, ip, expires at).
     sessions: Cache<String, Option<(i64, String, i64)>>,
+    /// Whether the system is locked, re-read every `cache_ttl` (checked on every `/v2` write).
+    locked: Cache<(), bool>,
 }
 
 impl std::fmt::Debug for AccessService {
@@ -225,6 +230,7 @@ impl AccessService {
             pats: short_cache(10_000, ttl),
             projects: short_cache(100_000, ttl),
             sessions: short_cache(10_000, ttl),
+            locked: short_cache(1, ttl),
             config,
         }
     }

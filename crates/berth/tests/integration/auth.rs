@@ -884,6 +884,17 @@ async fn brute_force_locks_the_system_until_recovery() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "management writes answer system_locked");
+    // The registry is read-only while locked.
+    let r = c
+        .post(format!("{base}/v2/team/app/blobs/uploads/"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["detail"]["reason"], "system_locked");
+    let r = c.get(format!("{base}/v2/_catalog")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "reads keep working");
     let r = c
         .post(format!("{base}/api/v1/system/lock/unlock"))
         .json(&json!({"password": ADMIN_PASSWORD}))
