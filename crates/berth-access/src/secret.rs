@@ -39,14 +39,14 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Fills a buffer of `len` bytes from the thread-local CSPRNG (ChaCha, seeded from the OS).
-pub(crate) fn random_bytes(len: usize) -> Vec<u8> {
+pub fn random_bytes(len: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; len];
     rand::fill(&mut bytes[..]);
     bytes
 }
 
 /// `len` characters drawn uniformly (no modulo bias) from `alphabet`.
-pub(crate) fn random_string(alphabet: &[u8], len: usize) -> String {
+pub fn random_string(alphabet: &[u8], len: usize) -> String {
     let mut rng = rand::rng();
     (0..len).map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())])).collect()
 }

@@ -70,6 +70,10 @@ struct JsonLogin {
     password: String,
     #[serde(default)]
     otp: Option<String>,
+    #[serde(default)]
+    captcha_id: Option<String>,
+    #[serde(default)]
+    captcha: Option<String>,
 }
 
 async fn json_login(state: &AppState, headers: &HeaderMap, ip: &str, body: &Bytes) -> Response {
@@ -80,6 +84,8 @@ async fn json_login(state: &AppState, headers: &HeaderMap, ip: &str, body: &Byte
         username: login.username,
         password: login.password,
         otp: login.otp,
+        captcha_id: login.captcha_id,
+        captcha: login.captcha,
         ip: ip.to_owned(),
         user_agent: user_agent(headers),
         ttl: Duration::from_secs(86_400),
@@ -87,6 +93,12 @@ async fn json_login(state: &AppState, headers: &HeaderMap, ip: &str, body: &Byte
     match state.access.login(&request).await {
         Ok(outcome) => token_response(&outcome.token, None, None),
         Err(LoginFailure::SystemLocked) => ghost_error(StatusCode::FORBIDDEN, "FORBIDDEN", "system_locked"),
+        Err(LoginFailure::CaptchaRequired { .. }) => {
+            ghost_reason(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "captcha required", "captcha_required")
+        }
+        Err(LoginFailure::CaptchaInvalid { .. }) => {
+            ghost_reason(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "wrong, expired or used captcha", "captcha_invalid")
+        }
         Err(LoginFailure::Backend(e)) => {
             tracing::error!(error = %e, "login failed on a backend error");
             ghost_error(StatusCode::SERVICE_UNAVAILABLE, "INTERNAL_ERROR", "try again")
@@ -234,6 +246,11 @@ fn token_response(token: &IssuedToken, scope: Option<&str>, refresh: Option<&str
 /// Seed 004's error shape for its JSON login.
 fn ghost_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({"error": {"code": code, "message": message, "details": {}}}))).into_response()
+}
+
+fn ghost_reason(status: StatusCode, code: &str, message: &str, reason: &str) -> Response {
+    let body = json!({"error": {"code": code, "message": message, "details": {"reason": reason}}});
+    (status, Json(body)).into_response()
 }
 
 fn user_agent(headers: &HeaderMap) -> String {

@@ -227,6 +227,24 @@ pub trait AccessStore: Send + Sync {
 
     /// Stores a setting unless one of that name exists. True when stored.
     async fn put_setting_if_absent(&self, name: &str, value: &str) -> Result<bool, MetaError>;
+    /// Deletes a setting and returns its value, atomically: of several concurrent
+    /// callers (on any node) only one gets the value. For single-use secrets.
+    async fn take_setting(&self, name: &str) -> Result<Option<String>, MetaError>;
+    /// Deletes the settings whose name starts with `prefix` last written before `before`.
+    async fn purge_settings(&self, prefix: &str, before: i64) -> Result<u64, MetaError>;
+    /// Stores the integer `value` under `name` unless the stored value is already
+    /// at least `value`. True when stored: a monotonic claim (TOTP replay guard).
+    async fn advance_setting(&self, name: &str, value: i64) -> Result<bool, MetaError>;
+    /// Replaces a user's recovery codes if they still are `expected` (compare and
+    /// swap, so a code is consumed once across nodes), auditing in the same
+    /// transaction. False when they changed meanwhile or the user is gone.
+    async fn replace_recovery_codes(
+        &self,
+        id: i64,
+        expected: &str,
+        codes: &str,
+        audit: &AuditDraft,
+    ) -> Result<bool, MetaError>;
 
     async fn record_login_failure(&self, username: &str, ip: &str, at: i64) -> Result<(), MetaError>;
     /// Failures since `since` for this username and for this IP.

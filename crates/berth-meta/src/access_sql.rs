@@ -665,6 +665,65 @@ macro_rules! access_impl {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn take_setting(&self, name: &str) -> Result<Option<String>, MetaError> {
+                Ok(sqlx::query_scalar("DELETE FROM settings WHERE name = $1 RETURNING value")
+                    .bind(name)
+                    .fetch_optional(&self.$writer)
+                    .await?)
+            }
+
+            async fn purge_settings(&self, prefix: &str, before: i64) -> Result<u64, MetaError> {
+                // A range on the name instead of LIKE: the prefix may hold `%` or `_`.
+                let done = sqlx::query(
+                    "DELETE FROM settings WHERE name >= $1 AND substr(name, 1, $2) = $1 AND updated_at < $3",
+                )
+                .bind(prefix)
+                .bind(i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX))
+                .bind(before)
+                .execute(&self.$writer)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn advance_setting(&self, name: &str, value: i64) -> Result<bool, MetaError> {
+                let done = sqlx::query(
+                    "INSERT INTO settings (name, value, updated_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+                     WHERE CAST(settings.value AS BIGINT) < CAST(excluded.value AS BIGINT)",
+                )
+                .bind(name)
+                .bind(value.to_string())
+                .bind(now_unix())
+                .execute(&self.$writer)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn replace_recovery_codes(
+                &self,
+                id: i64,
+                expected: &str,
+                codes: &str,
+                audit: &AuditDraft,
+            ) -> Result<bool, MetaError> {
+                let mut tx = self.$writer.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE users SET recovery_codes = $3, updated_at = $4 WHERE id = $1 AND recovery_codes = $2",
+                )
+                .bind(id)
+                .bind(expected)
+                .bind(codes)
+                .bind(now_unix())
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                audit_in_tx(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
             async fn record_login_failure(&self, username: &str, ip: &str, at: i64) -> Result<(), MetaError> {
                 sqlx::query("INSERT INTO login_failures (username, ip, at) VALUES ($1, $2, $3)")
                     .bind(username)

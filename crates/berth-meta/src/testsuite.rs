@@ -164,6 +164,38 @@ async fn projects_tokens_sessions_settings(meta: &dyn Metadata) {
     assert!(!meta.put_setting_if_absent("k", "v3").await.unwrap());
     assert!(meta.put_setting_if_absent("k2", "v3").await.unwrap());
 
+    // Single-use settings: only one taker gets the value.
+    meta.put_setting("captcha:c_1", "h", None).await.unwrap();
+    assert_eq!(meta.take_setting("captcha:c_1").await.unwrap().as_deref(), Some("h"));
+    assert_eq!(meta.take_setting("captcha:c_1").await.unwrap(), None);
+    meta.put_setting("captcha:c_2", "h", None).await.unwrap();
+    meta.put_setting("captchaX", "h", None).await.unwrap();
+    assert_eq!(meta.purge_settings("captcha:", 0).await.unwrap(), 0, "nothing older than 0");
+    assert_eq!(meta.purge_settings("captcha:", i64::MAX).await.unwrap(), 1);
+    assert_eq!(meta.setting("captchaX").await.unwrap().as_deref(), Some("h"), "other prefixes stay");
+    // A monotonic claim: equal or smaller values are refused.
+    assert!(meta.advance_setting("step", 10).await.unwrap());
+    assert!(!meta.advance_setting("step", 10).await.unwrap());
+    assert!(!meta.advance_setting("step", 9).await.unwrap());
+    assert!(meta.advance_setting("step", 11).await.unwrap());
+    assert_eq!(meta.setting("step").await.unwrap().as_deref(), Some("11"));
+    // Recovery codes are swapped only from the expected value.
+    let codes =
+        crate::UserUpdate { totp: Some((Some("S".into()), true, Some("[\"a\",\"b\"]".into()))), ..Default::default() };
+    meta.update_user(owner.id, &codes, &draft("2fa_enabled")).await.unwrap();
+    assert!(
+        meta.replace_recovery_codes(owner.id, "[\"a\",\"b\"]", "[\"b\"]", &draft("2fa_recovery_code_used"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !meta
+            .replace_recovery_codes(owner.id, "[\"a\",\"b\"]", "[\"a\"]", &draft("2fa_recovery_code_used"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(meta.user_by_id(owner.id).await.unwrap().unwrap().recovery_codes.as_deref(), Some("[\"b\"]"));
+
     meta.record_login_failure("carol", "10.0.0.9", 100).await.unwrap();
     meta.record_login_failure("carol", "10.0.0.8", 101).await.unwrap();
     meta.record_login_failure("erin", "10.0.0.9", 102).await.unwrap();

@@ -39,6 +39,7 @@ pub async fn open(config: &Config, meta: &MetaBackend) -> anyhow::Result<AccessS
         pat_default_ttl: auth.token_default_ttl,
         bind_session_ip: auth.bind_session_ip,
         cache_ttl: if meta.is_shared() { SHARED_CACHE_TTL } else { LOCAL_CACHE_TTL },
+        captcha_after: auth.captcha_after,
         lock_after_ip_failures: auth.lock_after_ip_failures,
         account_lock_after: auth.account_lock_after,
         lock_blocks_pulls: auth.lock_blocks_pulls,

@@ -129,6 +129,9 @@ pub struct AuthSection {
     pub token_default_ttl: Duration,
     /// Reject a login session used from another IP than it was opened from.
     pub bind_session_ip: bool,
+    /// Failed logins (per account or per IP, within `failure_window`) after which
+    /// a login needs a captcha; 0 turns captchas off.
+    pub captcha_after: u32,
     /// Failed logins from one IP (within `failure_window`) that lock the system.
     pub lock_after_ip_failures: u32,
     /// Failed logins on one account (within `failure_window`) that lock the account.
@@ -153,6 +156,7 @@ impl Default for AuthSection {
             refresh_token_ttl: Duration::from_secs(90 * 86_400),
             token_default_ttl: Duration::from_secs(90 * 86_400),
             bind_session_ip: true,
+            captcha_after: 3,
             lock_after_ip_failures: 5,
             account_lock_after: 10,
             lock_blocks_pulls: false,

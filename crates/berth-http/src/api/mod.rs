@@ -6,9 +6,11 @@
 //! cookie, which needs the CSRF header on unsafe methods. Scoped registry tokens
 //! are for `/v2` only. Errors keep each seed's shape ([`Surface`]).
 
+pub mod allowlist;
 pub mod audit;
 pub mod projects;
 pub mod security;
+pub mod twofactor;
 pub mod users;
 
 use axum::Json;
@@ -124,6 +126,8 @@ pub struct Caller {
     pub actor: Actor,
     /// Authenticated by the browser cookie (CSRF applies).
     pub via_cookie: bool,
+    /// False for an admin calling from outside the admin IP allow-list.
+    pub admin_ip_allowed: bool,
 }
 
 impl Caller {
@@ -136,8 +140,20 @@ impl Caller {
         self.principal.restriction == Restriction::Full
     }
 
+    /// Admins only, and only from the allow-listed addresses when the list is on (API.md §6.4).
     pub fn require_admin(&self, surface: Surface) -> Result<(), Problem> {
-        if self.principal.is_admin() { Ok(()) } else { Err(Problem::forbidden(surface)) }
+        if !self.principal.is_admin() {
+            return Err(Problem::forbidden(surface));
+        }
+        if !self.admin_ip_allowed {
+            return Err(Problem::new(
+                surface,
+                StatusCode::FORBIDDEN,
+                "ip_not_allowed",
+                "admin access is not allowed from this IP address",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -197,8 +213,10 @@ pub async fn caller(state: &AppState, parts: &Parts, surface: Surface) -> Result
             return Err(Problem::new(surface, StatusCode::FORBIDDEN, "csrf_invalid", "invalid CSRF token"));
         }
     }
+    let admin_ip_allowed =
+        !principal.is_admin() || state.access.admin_ip_allowed(&ip).await.map_err(|e| Problem::internal(surface, e))?;
     let actor = crate::auth::actor(&principal, &ip, &parts.headers);
-    Ok(Caller { principal, actor, via_cookie })
+    Ok(Caller { principal, actor, via_cookie, admin_ip_allowed })
 }
 
 /// Refuses management writes while the system is locked (API.md §3.3).

@@ -26,6 +26,10 @@ struct LoginBody {
     password: String,
     #[serde(default)]
     otp: Option<String>,
+    #[serde(default)]
+    captcha_id: Option<String>,
+    #[serde(default)]
+    captcha: Option<String>,
 }
 
 /// `POST /api/v1/auth/login`.
@@ -37,6 +41,8 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
         username: body.username,
         password: body.password,
         otp: body.otp,
+        captcha_id: body.captcha_id,
+        captcha: body.captcha,
         ip: ip.clone(),
         user_agent: user_agent(&parts.headers),
         ttl: state.access.config().login_token_ttl,
@@ -51,6 +57,14 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
         Err(LoginFailure::AccountLocked) => {
             return Err(unauthorized("login_failure", "Account temporarily locked after repeated failures")
                 .with("account_locked", json!(true)));
+        }
+        Err(LoginFailure::CaptchaRequired { remaining_attempts }) => {
+            return Err(unauthorized("captcha_required", "captcha required after repeated failures")
+                .with("remaining_attempts", json!(remaining_attempts)));
+        }
+        Err(LoginFailure::CaptchaInvalid { remaining_attempts }) => {
+            return Err(unauthorized("captcha_invalid", "wrong, expired or used captcha")
+                .with("remaining_attempts", json!(remaining_attempts)));
         }
         Err(LoginFailure::OtpRequired) => return Err(unauthorized("otp_required", "two-factor code required")),
         Err(LoginFailure::OtpInvalid) => return Err(unauthorized("otp_invalid", "invalid two-factor code")),
@@ -83,6 +97,15 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
             response.headers_mut().append(header::SET_COOKIE, v);
         }
     }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `GET /api/v1/auth/captcha`: a new single-use challenge (API.md §6.4).
+pub async fn captcha(State(state): State<AppState>) -> Result<Response, Problem> {
+    let captcha = state.access.new_captcha().await.map_err(|e| Problem::internal(S, e))?;
+    let body = json!({ "captcha_id": captcha.id, "image": captcha.image, "expires_in": captcha.expires_in });
+    let mut response = Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }

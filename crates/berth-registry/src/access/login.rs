@@ -15,6 +15,9 @@ use super::{AccessService, Actor, AuthError, IssuedToken, user_info};
 
 /// The settings row that holds the system lock.
 const LOCK_SETTING: &str = "system_lock";
+/// The settings row holding when the system was last unlocked: the lock rule
+/// forgives failures before it (else the next failure would lock again at once).
+const UNLOCKED_SETTING: &str = "system_unlocked_at";
 
 /// A login attempt.
 #[derive(Debug, Clone)]
@@ -22,6 +25,9 @@ pub struct LoginRequest {
     pub username: String,
     pub password: String,
     pub otp: Option<String>,
+    /// The captcha challenge answered, once failures require one.
+    pub captcha_id: Option<String>,
+    pub captcha: Option<String>,
     pub ip: String,
     pub user_agent: String,
     /// Login token lifetime (JSON `/auth` asks for 24 h, like the management login).
@@ -43,7 +49,17 @@ pub struct LoginOutcome {
 /// Why a login failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginFailure {
-    InvalidCredentials { remaining_attempts: u32 },
+    InvalidCredentials {
+        remaining_attempts: u32,
+    },
+    /// Too many recent failures: answer a captcha (`GET /api/v1/auth/captcha`).
+    CaptchaRequired {
+        remaining_attempts: u32,
+    },
+    /// The captcha answer was wrong, expired or already used.
+    CaptchaInvalid {
+        remaining_attempts: u32,
+    },
     OtpRequired,
     OtpInvalid,
     InactiveUser,
@@ -92,9 +108,14 @@ impl AccessService {
         let now = berth_meta::now_unix();
         let since = now - self.config.failure_window.as_secs() as i64;
         let (account_failures, _) = self.meta.login_failures(&req.username, &req.ip, since).await?;
+        let ip_failures = self.ip_failures(&req.username, &req.ip, since).await?;
         if account_failures >= i64::from(self.config.account_lock_after) {
             self.audit(actor.failure("login_failure", "auth.login", "/api/v1/auth/login", "account_locked")).await;
             return Err(LoginFailure::AccountLocked);
+        }
+        let captcha_after = i64::from(self.config.captcha_after);
+        if captcha_after > 0 && account_failures.max(ip_failures) >= captcha_after {
+            self.check_login_captcha(req, &actor).await?;
         }
         let user = self.meta.user_by_name(&req.username).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
@@ -106,7 +127,10 @@ impl AccessService {
         .map_err(|e| LoginFailure::Backend(e.to_string()))?;
         let user = match user {
             Some(user) if ok => user,
-            _ => return Err(self.fail(&actor, "invalid_credentials").await),
+            _ => {
+                let remaining_attempts = self.fail(&actor, "invalid_credentials").await?;
+                return Err(LoginFailure::InvalidCredentials { remaining_attempts });
+            }
         };
         let actor = Actor { user_id: Some(user.id), ..actor };
         if !user.is_active {
@@ -117,9 +141,8 @@ impl AccessService {
             let Some(code) = req.otp.as_deref().filter(|c| !c.is_empty()) else {
                 return Err(LoginFailure::OtpRequired);
             };
-            let secret = user.totp_secret.as_deref().unwrap_or_default();
-            if berth_access::totp::verify(secret, code, now).is_none() {
-                self.fail(&actor, "otp_invalid").await;
+            if !self.check_second_factor(&user, code, &actor).await? {
+                self.fail(&actor, "otp_invalid").await?;
                 return Err(LoginFailure::OtpInvalid);
             }
         }
@@ -131,18 +154,28 @@ impl AccessService {
         Ok(LoginOutcome { user, token, session_id, csrf, lock_warning: account_failures > 0 })
     }
 
-    /// Records a failed attempt and fires the lock rule when the IP crossed its limit.
-    async fn fail(&self, actor: &Actor, reason: &str) -> LoginFailure {
+    /// Requires a solved captcha; a missing or wrong answer counts as a failure.
+    async fn check_login_captcha(&self, req: &LoginRequest, actor: &Actor) -> Result<(), LoginFailure> {
+        let nonempty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let (Some(id), Some(answer)) = (nonempty(&req.captcha_id), nonempty(&req.captcha)) else {
+            let remaining_attempts = self.fail(actor, "captcha_required").await?;
+            return Err(LoginFailure::CaptchaRequired { remaining_attempts });
+        };
+        if !self.solve_captcha(&id, &answer).await? {
+            let remaining_attempts = self.fail(actor, "captcha_invalid").await?;
+            return Err(LoginFailure::CaptchaInvalid { remaining_attempts });
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt and fires the lock rule when the IP crossed its
+    /// limit; returns the attempts left before the lock.
+    async fn fail(&self, actor: &Actor, reason: &str) -> Result<u32, LoginFailure> {
         let now = berth_meta::now_unix();
         let since = now - self.config.failure_window.as_secs() as i64;
         self.audit(actor.failure("login_failure", "auth.login", "/api/v1/auth/login", reason)).await;
-        if let Err(e) = self.meta.record_login_failure(&actor.username, &actor.ip, now).await {
-            return LoginFailure::Backend(e.to_string());
-        }
-        let ip_failures = match self.meta.login_failures(&actor.username, &actor.ip, since).await {
-            Ok((_, ip)) => ip,
-            Err(e) => return LoginFailure::Backend(e.to_string()),
-        };
+        self.meta.record_login_failure(&actor.username, &actor.ip, now).await?;
+        let ip_failures = self.ip_failures(&actor.username, &actor.ip, since).await?;
         let limit = i64::from(self.config.lock_after_ip_failures);
         if limit > 0 && ip_failures >= limit {
             let status = LockStatus {
@@ -154,12 +187,17 @@ impl AccessService {
                 locked_by_user: String::new(),
                 require_manual: true,
             };
-            if let Err(e) = self.set_lock(&status, &Actor::system(), "system_locked", "system.lock").await {
-                return LoginFailure::Backend(e.to_string());
-            }
+            self.set_lock(&status, &Actor::system(), "system_locked", "system.lock").await?;
             tracing::warn!(ip = actor.ip.as_str(), failures = ip_failures, "lock rule fired: system locked");
         }
-        LoginFailure::InvalidCredentials { remaining_attempts: (limit - ip_failures).max(0) as u32 }
+        Ok((limit - ip_failures).max(0) as u32)
+    }
+
+    /// Failures from `ip` since `since` or the last unlock, whichever is later.
+    async fn ip_failures(&self, username: &str, ip: &str, since: i64) -> Result<i64, LoginFailure> {
+        let unlocked_at = self.meta.setting(UNLOCKED_SETTING).await?.and_then(|v| v.parse::<i64>().ok());
+        let since = since.max(unlocked_at.unwrap_or(0));
+        Ok(self.meta.login_failures(username, ip, since).await?.1)
     }
 
     async fn open_session(&self, user: &UserRecord, ip: &str, ttl: Duration) -> Result<(String, String), LoginFailure> {
@@ -258,6 +296,9 @@ impl AccessService {
             return Ok(false);
         }
         self.set_lock(&LockStatus::default(), actor, "system_unlocked", "system.unlock").await?;
+        // Failures counted until now (this second included) no longer count towards the lock rule.
+        let forgiven_before = berth_meta::now_unix() + 1;
+        self.meta.put_setting(UNLOCKED_SETTING, &forgiven_before.to_string(), None).await?;
         Ok(true)
     }
 

@@ -10,10 +10,15 @@
 //! short caches so that a `docker pull` of many layers costs one argon2
 //! verification, not one per request.
 
+mod allowlist;
 mod audit;
 mod bootstrap;
+mod captcha;
 mod login;
+#[cfg(test)]
+mod tests;
 mod tokens;
+mod twofactor;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +32,13 @@ use berth_access::secret;
 use berth_meta::{AuditDraft, Metadata, TokenRecord, UserRecord};
 use moka::sync::Cache;
 
+pub use allowlist::{AllowList, AllowListError, Cidr};
 pub use audit::Actor;
 pub use bootstrap::Bootstrap;
+pub use captcha::{CAPTCHA_TTL_SECS, Captcha};
 pub use login::{LoginFailure, LoginOutcome, LoginRequest};
 pub use tokens::IssuedToken;
+pub use twofactor::{RECOVERY_CODES, TotpSetup, TwoFactorError};
 
 /// How berth authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +219,8 @@ pub struct AccessService {
     sessions: Cache<String, Option<(i64, String, i64)>>,
     /// Whether the system is locked, re-read every `cache_ttl` (checked on every `/v2` write).
     locked: Cache<(), bool>,
+    /// The admin IP allow-list (one entry).
+    allowlist: Cache<(), Arc<AllowList>>,
 }
 
 impl std::fmt::Debug for AccessService {
@@ -231,6 +241,7 @@ impl AccessService {
             projects: short_cache(100_000, ttl),
             sessions: short_cache(10_000, ttl),
             locked: short_cache(1, ttl),
+            allowlist: short_cache(1, ttl),
             config,
         }
     }

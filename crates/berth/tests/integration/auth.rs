@@ -833,14 +833,28 @@ async fn brute_force_locks_the_system_until_recovery() {
         c.post(format!("{base}/api/v1/auth/login")).json(&json!({"username": "admin", "password": password})).send()
     };
     let mut remaining = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..3 {
         let r = attempt("guess").await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["code"], "login_failure");
         remaining.push(body["remaining_attempts"].as_i64().unwrap());
     }
-    assert_eq!(remaining, vec![4, 3, 2, 1, 0]);
+    assert_eq!(remaining, vec![4, 3, 2]);
+    // From the 4th attempt a captcha is needed; missing and wrong answers still count.
+    let r = attempt("guess").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!((body["code"].as_str(), body["remaining_attempts"].as_i64()), (Some("captcha_required"), Some(1)));
+    let captcha = fetch_captcha(&c, &base).await;
+    let r = c
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": "guess", "captcha_id": captcha, "captcha": "000000"}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!((body["code"].as_str(), body["remaining_attempts"].as_i64()), (Some("captcha_invalid"), Some(0)));
     let status: Value = c.get(format!("{base}/api/v1/system/lock/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["is_locked"], true);
     assert_eq!(status["lock_type"], "rule_triggered");
@@ -859,7 +873,18 @@ async fn brute_force_locks_the_system_until_recovery() {
     let r =
         c.post(format!("{base}/api/v1/system/lock/unlock")).json(&json!({"recovery_key": key})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = attempt(ADMIN_PASSWORD).await.unwrap();
+    // The failures are still counted after the unlock: the next login needs a captcha,
+    // but the unlock forgave them for the lock rule, so this failure does not lock again.
+    assert_eq!(attempt(ADMIN_PASSWORD).await.unwrap().json::<Value>().await.unwrap()["code"], "captcha_required");
+    let status: Value = c.get(format!("{base}/api/v1/system/lock/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["is_locked"], false);
+    let (id, answer) = plant_captcha(&berth).await;
+    let r = c
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD, "captcha_id": id, "captcha": answer}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["lock_warning"], true, "this account had failures since its last success");
@@ -917,6 +942,235 @@ async fn brute_force_locks_the_system_until_recovery() {
     for event in ["login_failure", "system_locked", "system_unlocked", "login_success", "system_unlock_failed"] {
         assert!(events.contains(&event), "audit lacks {event}: {events:?}");
     }
+}
+
+/// `GET /api/v1/auth/captcha`: checks the shape, returns the id.
+async fn fetch_captcha(c: &Client, base: &str) -> String {
+    let r = c.get(format!("{base}/api/v1/auth/captcha")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["expires_in"], 300);
+    let image = body["image"].as_str().unwrap();
+    let svg = image.strip_prefix("data:image/svg+xml;base64,").expect("an SVG data URL");
+    let svg = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(svg).unwrap()).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<path") && svg.contains("<line"), "{svg}");
+    assert!(!svg.contains("<text"), "the answer is drawn, never written");
+    let id = body["captcha_id"].as_str().unwrap();
+    assert!(id.starts_with("c_"), "{id}");
+    id.to_owned()
+}
+
+/// A challenge with a known answer, written into the database the way the
+/// server stores one (the test cannot read the image).
+async fn plant_captcha(berth: &BerthProcess) -> (String, String) {
+    let (id, answer) = ("c_planted".to_owned(), "HKT4MN".to_owned());
+    let hash = berth_access::secret::hash_pat(&format!("{id}:{answer}"));
+    let expires_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 300;
+    let db = berth.data_dir().join("berth.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query("INSERT OR REPLACE INTO settings (name, value, updated_at) VALUES ($1, $2, $3)")
+        .bind(format!("captcha:{id}"))
+        .bind(format!("{hash}:{expires_at}"))
+        .bind(expires_at as i64 - 300)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    (id, answer)
+}
+
+#[tokio::test]
+async fn captcha_is_required_after_repeated_failures() {
+    // A high lock limit, so the captcha rules can be walked through without locking.
+    let berth = BerthProcess::start_with_auth(BIN, ADMIN_PASSWORD, &[("BERTH_AUTH__LOCK_AFTER_IP_FAILURES", "50")]);
+    let c = client();
+    let base = berth.url();
+    let login_with = |body: Value| c.post(format!("{base}/api/v1/auth/login")).json(&body).send();
+    let code_of = |body: &Value| body["code"].as_str().unwrap_or_default().to_owned();
+    for _ in 0..3 {
+        let r = login_with(json!({"username": "admin", "password": "guess"})).await.unwrap();
+        assert_eq!(code_of(&r.json().await.unwrap()), "login_failure");
+    }
+    // The right password alone is no longer enough.
+    let r = login_with(json!({"username": "admin", "password": ADMIN_PASSWORD})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(code_of(&r.json().await.unwrap()), "captcha_required");
+    // A wrong answer fails and burns the challenge; so does any reuse.
+    let id = fetch_captcha(&c, &base).await;
+    for answer in ["000000", "000000"] {
+        let body = json!({"username": "admin", "password": ADMIN_PASSWORD, "captcha_id": id, "captcha": answer});
+        let r = login_with(body).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(code_of(&r.json().await.unwrap()), "captcha_invalid");
+    }
+    let body = json!({"username": "admin", "password": ADMIN_PASSWORD, "captcha_id": "c_nope", "captcha": "AAAAAA"});
+    assert_eq!(code_of(&login_with(body).await.unwrap().json().await.unwrap()), "captcha_invalid");
+    // A solved challenge lets the right password in, once.
+    let (id, answer) = plant_captcha(&berth).await;
+    let body = json!({"username": "admin", "password": ADMIN_PASSWORD, "captcha_id": id, "captcha": answer});
+    let r = login_with(body.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The success cleared the account's failures, but reusing the challenge is still refused later.
+    for _ in 0..3 {
+        login_with(json!({"username": "admin", "password": "guess"})).await.unwrap();
+    }
+    assert_eq!(code_of(&login_with(body).await.unwrap().json().await.unwrap()), "captcha_invalid");
+    // The JSON `/auth` login applies the same rule, in the GhostDock envelope.
+    let r = c
+        .post(format!("{base}/auth"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "UNAUTHORIZED");
+    assert_eq!(body["error"]["details"]["reason"], "captcha_required");
+    let status: Value = c.get(format!("{base}/api/v1/system/lock/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["is_locked"], false);
+}
+
+#[tokio::test]
+async fn totp_two_factor_enrolment_login_and_recovery() {
+    use berth_access::totp::code_at;
+    let berth = BerthProcess::start_with_auth(BIN, ADMIN_PASSWORD, &[]);
+    let c = client();
+    let base = berth.url();
+    let admin = admin_jwt(&c, &base).await;
+    let alice_id = create_user(&c, &base, &admin, "alice").await;
+    let jwt = login(&c, &base, "alice", "password-alice").await["token"].as_str().unwrap().to_owned();
+    let (_, pat) = create_pat(&c, &base, &jwt, json!({"name": "ci", "permissions": ["pull"]})).await;
+    let post = |path: &str, auth: &str, body: Value| {
+        c.post(format!("{base}/api/v1/auth/2fa/{path}")).bearer_auth(auth).json(&body).send()
+    };
+    let code_of = |body: &Value| body["code"].as_str().unwrap_or_default().to_owned();
+
+    // Enrolment: only a login may start it; enabling needs no setup first to fail.
+    assert_eq!(post("setup", &pat, json!({})).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let r = post("enable", &jwt, json!({"code": "123456"})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "no setup yet");
+    let r = post("setup", &jwt, json!({})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let setup: Value = r.json().await.unwrap();
+    let secret = setup["secret"].as_str().unwrap().to_owned();
+    assert!(setup["otpauth_url"].as_str().unwrap().starts_with("otpauth://totp/berth:alice?secret="));
+    assert!(setup["qr_image"].is_null());
+    let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let code = |offset: i64| code_at(&secret, t0 + offset).unwrap();
+    let r = post("enable", &jwt, json!({"code": "12345"})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(code_of(&r.json().await.unwrap()), "otp_invalid");
+    let r = post("enable", &jwt, json!({"code": code(0)})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let enabled: Value = r.json().await.unwrap();
+    assert_eq!(enabled["message"], "Two-factor authentication enabled");
+    let recovery: Vec<String> =
+        enabled["recovery_codes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    assert_eq!(recovery.len(), 10);
+    assert_eq!(post("setup", &jwt, json!({})).await.unwrap().status(), StatusCode::BAD_REQUEST, "already on");
+
+    // Logins need the code; a code is good once (the enabling one is used up).
+    let attempt = |otp: Option<String>| {
+        let mut body = json!({"username": "alice", "password": "password-alice"});
+        if let Some(otp) = otp {
+            body["otp"] = json!(otp);
+        }
+        c.post(format!("{base}/api/v1/auth/login")).json(&body).send()
+    };
+    let r = attempt(None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(code_of(&r.json().await.unwrap()), "otp_required");
+    assert_eq!(code_of(&attempt(Some(code(0))).await.unwrap().json().await.unwrap()), "otp_invalid", "replay");
+    assert_eq!(attempt(Some(code(30))).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(code_of(&attempt(Some(code(30))).await.unwrap().json().await.unwrap()), "otp_invalid", "replay");
+    // A recovery code works once.
+    assert_eq!(attempt(Some(recovery[0].clone())).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(code_of(&attempt(Some(recovery[0].clone())).await.unwrap().json().await.unwrap()), "otp_invalid");
+
+    // Basic with the password is refused on /v2; the PAT works.
+    let r = c.get(format!("{base}/v2/")).basic_auth("alice", Some("password-alice")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c.get(format!("{base}/v2/")).basic_auth("alice", Some(&pat)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Disabling needs the password and a code; others need an admin.
+    let r = post("disable", &jwt, json!({"password": "nope", "code": code(60)})).await.unwrap();
+    assert_eq!((r.status(), code_of(&r.json().await.unwrap())), (StatusCode::UNAUTHORIZED, "login_failure".into()));
+    let r = post("disable", &jwt, json!({"password": "password-alice", "code": "000000x"})).await.unwrap();
+    assert_eq!((r.status(), code_of(&r.json().await.unwrap())), (StatusCode::UNAUTHORIZED, "otp_invalid".into()));
+    let admin_id = login(&c, &base, "admin", ADMIN_PASSWORD).await["user"]["id"].as_i64().unwrap();
+    let r = post("disable", &jwt, json!({"user_id": admin_id})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "a user cannot disable someone else's 2FA");
+    let r = post("disable", &jwt, json!({"password": "password-alice", "code": recovery[1]})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["message"], "Two-factor authentication disabled");
+    assert_eq!(attempt(None).await.unwrap().status(), StatusCode::OK, "no code needed any more");
+    // An admin may turn it off for another user; an unknown user is a bad request.
+    assert_eq!(post("disable", &admin, json!({"user_id": 9999})).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    assert_eq!(post("disable", &admin, json!({"user_id": alice_id})).await.unwrap().status(), StatusCode::OK);
+
+    let logs: Value = c
+        .get(format!("{base}/api/v1/audit/logs?page_size=100"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events: Vec<&str> = logs["logs"].as_array().unwrap().iter().map(|l| l["event"].as_str().unwrap()).collect();
+    for event in ["2fa_setup", "2fa_enabled", "2fa_recovery_code_used", "2fa_disabled"] {
+        assert!(events.contains(&event), "audit lacks {event}: {events:?}");
+    }
+}
+
+#[tokio::test]
+async fn admin_ip_allowlist_is_validated_and_enforced() {
+    let berth = BerthProcess::start_with_auth(BIN, ADMIN_PASSWORD, &[]);
+    let c = client();
+    let base = berth.url();
+    let admin = admin_jwt(&c, &base).await;
+    create_user(&c, &base, &admin, "bob").await;
+    let bob = login(&c, &base, "bob", "password-bob").await["token"].as_str().unwrap().to_owned();
+    let url = format!("{base}/api/v1/system/allowlist");
+    let put = |body: Value| c.put(&url).bearer_auth(&admin).json(&body).send();
+
+    let r = c.get(&url).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"enabled": false, "cidrs": []}));
+    let r = c.get(&url).bearer_auth(&bob).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "permission_denied");
+    for bad in [json!(["10.0.0.0/33"]), json!(["not-an-ip"]), json!(["10.0.0.0/8", "::1/x"])] {
+        let r = put(json!({"enabled": true, "cidrs": bad})).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_request");
+    }
+    // The test client is 127.0.0.1: a list of only ::1 would lock this admin out.
+    let r = put(json!({"enabled": true, "cidrs": ["::1/128"]})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("127.0.0.1"));
+    let list = json!({"enabled": true, "cidrs": ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]});
+    let r = put(list.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap(), list);
+    assert_eq!(c.get(&url).bearer_auth(&admin).send().await.unwrap().json::<Value>().await.unwrap(), list);
+    // Admin endpoints keep working from an allowed address, on both surfaces.
+    for path in ["/api/v1/users", "/api/v1/audit/logs", "/api/v1/audit"] {
+        let r = c.get(format!("{base}{path}")).bearer_auth(&admin).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+    let r = put(json!({"enabled": false, "cidrs": []})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let logs: Value = c
+        .get(format!("{base}/api/v1/audit/logs?event_type=allowlist_updated"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(logs["total"], 2);
 }
 
 #[tokio::test]
