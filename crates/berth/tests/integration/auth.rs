@@ -1336,3 +1336,77 @@ async fn shared_token_key_is_sealed_in_the_database() {
         assert!(!out.status.success() && text.contains("secrets.key"), "{text}");
     }
 }
+
+/// `berth user …` and `berth token …` on the server's own database, while it runs.
+#[tokio::test]
+async fn cli_manages_users_and_tokens() {
+    use std::io::Write as _;
+    let berth = BerthProcess::start_with_auth(BIN, ADMIN_PASSWORD, &[]);
+    let c = client();
+    let base = berth.url();
+    let cli = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(berth.data_dir())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = cli(&["user", "add", "alice", "--password-stdin"], Some("password-alice\n"));
+    assert!(ok, "{out}{err}");
+    let body = login(&c, &base, "alice", "password-alice").await;
+    assert_eq!(body["must_change_password"], false);
+    let (ok, _, err) = cli(&["user", "add", "alice", "--password-stdin"], Some("password-alice\n"));
+    assert!(!ok && err.contains("exists"), "{err}");
+    let (ok, _, err) = cli(&["user", "add", "bob", "--password-stdin"], Some("short\n"));
+    assert!(!ok, "a too-short password is refused: {err}");
+
+    let (ok, out, _) = cli(&["user", "passwd", "alice"], None);
+    assert!(ok);
+    let generated = out.lines().find_map(|l| l.strip_prefix("password: ")).expect("new password printed").to_owned();
+    let body = login(&c, &base, "alice", &generated).await;
+    assert_eq!(body["must_change_password"], true);
+
+    let (ok, token, err) =
+        cli(&["token", "create", "--user", "alice", "--name", "ci", "--permissions", "pull,push"], None);
+    assert!(ok, "{err}");
+    let token = token.trim().to_owned();
+    let r = c.get(format!("{base}/v2/")).basic_auth("alice", Some(&token)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (ok, _, err) = cli(&["token", "create", "--user", "alice", "--name", "x", "--permissions", "admin"], None);
+    assert!(!ok, "unknown permission refused: {err}");
+
+    let (ok, _, err) = cli(&["user", "disable", "alice"], None);
+    assert!(ok, "{err}");
+    let r = c
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": "alice", "password": generated}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "inactive_user");
+    let (ok, _, err) = cli(&["user", "disable", "admin"], None);
+    assert!(!ok && err.contains("admin"), "the last admin cannot be disabled: {err}");
+
+    // Every CLI change is in the audit log as the actor `cli`.
+    let jwt = admin_jwt(&c, &base).await;
+    let logs: Value =
+        c.get(format!("{base}/api/v1/audit?user=cli")).bearer_auth(&jwt).send().await.unwrap().json().await.unwrap();
+    let actions: Vec<&str> = logs["logs"].as_array().unwrap().iter().map(|l| l["action"].as_str().unwrap()).collect();
+    for action in ["user.create", "user.password", "token.create", "user.update"] {
+        assert!(actions.contains(&action), "{actions:?}");
+    }
+}
