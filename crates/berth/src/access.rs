@@ -43,6 +43,7 @@ pub async fn open(config: &Config, meta: &MetaBackend) -> anyhow::Result<AccessS
         lock_after_ip_failures: auth.lock_after_ip_failures,
         account_lock_after: auth.account_lock_after,
         lock_blocks_pulls: auth.lock_blocks_pulls,
+        audit_pulls: auth.audit_pulls,
         failure_window: auth.failure_window,
         ..AccessConfig::default()
     };

@@ -138,6 +138,8 @@ pub struct AuthSection {
     pub account_lock_after: u32,
     /// While the system is locked, `/v2` is read-only; with this on, pulls are refused too.
     pub lock_blocks_pulls: bool,
+    /// Audit every manifest pull as well (pushes and deletes always are).
+    pub audit_pulls: bool,
     /// The window failed logins are counted over; a locked account is released
     /// once its failures age out of it.
     #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
@@ -160,6 +162,7 @@ impl Default for AuthSection {
             lock_after_ip_failures: 5,
             account_lock_after: 10,
             lock_blocks_pulls: false,
+            audit_pulls: false,
             failure_window: Duration::from_secs(900),
         }
     }

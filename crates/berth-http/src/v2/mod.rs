@@ -109,7 +109,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
             match authorized {
                 Ok(principal) => {
                     // Changes are audited once they succeed (auth off: nobody to account for).
-                    let audit = audit_event(&endpoint, &request.method)
+                    let audit = audit_event(&endpoint, &request.method, state.access.config().audit_pulls)
                         .filter(|_| state.access.enabled())
                         .map(|event| (event, crate::auth::actor(&principal, &ip, &request.headers)));
                     let result = dispatch(&state, endpoint, request, body, &mut info, &principal).await;
@@ -236,8 +236,9 @@ fn counted(endpoint: &OciEndpoint, method: &Method) -> bool {
 }
 
 /// The audit event of a successful `/v2` change, if it is one.
-fn audit_event(endpoint: &OciEndpoint, method: &Method) -> Option<(&'static str, &'static str)> {
+fn audit_event(endpoint: &OciEndpoint, method: &Method, pulls: bool) -> Option<(&'static str, &'static str)> {
     match (endpoint, method) {
+        (OciEndpoint::Manifest { .. }, &Method::GET) if pulls => Some(("image_pulled", "repository.pull")),
         (OciEndpoint::Manifest { .. }, &Method::PUT) => Some(("image_pushed", "repository.push")),
         (OciEndpoint::Manifest { .. }, &Method::DELETE) => Some(("manifest_deleted", "repository.delete")),
         (OciEndpoint::Blob { .. }, &Method::DELETE) => Some(("blob_deleted", "repository.delete")),

@@ -79,6 +79,8 @@ pub struct AccessConfig {
     pub account_lock_after: u32,
     /// While the system is locked, refuse `/v2` pulls too (not only writes).
     pub lock_blocks_pulls: bool,
+    /// Write an audit entry for every manifest pull too (pushes and deletes always are).
+    pub audit_pulls: bool,
     /// How long a locked account stays locked.
     pub account_lock_duration: Duration,
     /// The window failures are counted over.
@@ -101,6 +103,7 @@ impl Default for AccessConfig {
             captcha_after: 3,
             lock_after_ip_failures: 5,
             lock_blocks_pulls: false,
+            audit_pulls: false,
             account_lock_after: 10,
             account_lock_duration: Duration::from_secs(900),
             failure_window: Duration::from_secs(900),

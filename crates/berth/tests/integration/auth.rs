@@ -501,7 +501,7 @@ async fn catalog(w: &World, who: Who) -> Vec<String> {
 /// The Docker token flow end to end: challenge → `/auth` → Bearer, scoped.
 #[tokio::test]
 async fn docker_token_flow_and_scopes() {
-    let berth = BerthProcess::start_with_auth(BIN, ADMIN_PASSWORD, &[]);
+    let berth = BerthProcess::start_with_auth(BIN, ADMIN_PASSWORD, &[("BERTH_AUTH__AUDIT_PULLS", "true")]);
     let c = client();
     let base = berth.url();
     let r = c.get(format!("{base}/v2/team/app/tags/list")).send().await.unwrap();
@@ -579,6 +579,8 @@ async fn docker_token_flow_and_scopes() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+    let r = c.get(format!("{base}/v2/team/app/manifests/latest")).bearer_auth(push).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 
     // OAuth2: password grant with a refresh token, then the refresh grant.
     let r = c
