@@ -35,6 +35,8 @@ pub struct FsStore {
     /// fsync staged data before it becomes a blob (the default). Off trades
     /// durability on power loss for speed; a process crash is safe either way.
     durable: bool,
+    /// Uploads whose background flush failed.
+    failed_syncs: FailedSyncs,
 }
 
 impl FsStore {
@@ -48,7 +50,7 @@ impl FsStore {
         let root = root.into();
         fs::create_dir_all(root.join("blobs")).await?;
         fs::create_dir_all(root.join("uploads")).await?;
-        Ok(FsStore { root, durable })
+        Ok(FsStore { root, durable, failed_syncs: FailedSyncs::default() })
     }
 
     /// Where a committed blob lives.
@@ -90,6 +92,8 @@ fn write_queued(
     offset: u64,
     mut rx: tokio::sync::mpsc::Receiver<Bytes>,
     durable: bool,
+    failed_syncs: FailedSyncs,
+    id: String,
 ) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(offset))?;
     let syncer = if durable { Some(Syncer::start(file.try_clone()?)) } else { None };
@@ -107,10 +111,13 @@ fn write_queued(
             unsynced = 0;
         }
     }
-    match syncer {
-        Some(syncer) => syncer.finish(),
-        None => Ok(()),
+    // Do not wait for a flush still running: the next chunk of a chunked upload
+    // can arrive meanwhile, and the commit's own fsync covers everything. A failed
+    // background flush is remembered and fails that commit.
+    if let Some(syncer) = syncer {
+        syncer.detach(failed_syncs, id);
     }
+    Ok(())
 }
 
 /// A thread that runs `fdatasync` on request, coalescing requests that arrive
@@ -137,12 +144,22 @@ impl Syncer {
         let _ = self.requests.try_send(());
     }
 
-    /// Waits for outstanding syncs and reports the first failure.
-    fn finish(self) -> std::io::Result<()> {
+    /// Lets outstanding syncs finish in the background; a failure marks upload `id`
+    /// in `failed` so its commit refuses to make the blob visible.
+    fn detach(self, failed: FailedSyncs, id: String) {
         drop(self.requests);
-        self.thread.join().map_err(|_| std::io::Error::other("sync thread panicked"))?
+        let thread = self.thread;
+        std::thread::spawn(move || {
+            if !matches!(thread.join(), Ok(Ok(()))) {
+                tracing::error!(upload = id.as_str(), "background fdatasync failed");
+                failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id);
+            }
+        });
     }
 }
+
+/// Uploads whose background flush failed (their commit must fail too).
+type FailedSyncs = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
 /// Streams `len` bytes of `file` from `start`. A blocking reader thread stays one
 /// chunk ahead of the network (a bounded queue of [`READ_AHEAD`] chunks), and
@@ -266,8 +283,8 @@ impl BlobStore for FsStore {
         let file = std::fs::OpenOptions::new().write(true).open(self.upload_path(id))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
         let writer = tokio::task::spawn_blocking({
-            let durable = self.durable;
-            move || write_queued(file, offset, rx, durable)
+            let (durable, failed, id) = (self.durable, self.failed_syncs.clone(), id.to_owned());
+            move || write_queued(file, offset, rx, durable, failed, id)
         });
         let mut written = 0u64;
         let mut failure = None;
@@ -337,6 +354,12 @@ impl BlobStore for FsStore {
         }
         if self.durable {
             fs::File::open(&staged).await?.sync_all().await?;
+            // A background flush that failed earlier may have consumed the error
+            // this sync would otherwise report: never publish such a file.
+            let failed = self.failed_syncs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+            if failed {
+                return Err(std::io::Error::other("an earlier flush of this upload failed").into());
+            }
         }
         let dir = target.parent().expect("blob paths have a parent");
         fs::create_dir_all(dir).await?;
@@ -351,6 +374,7 @@ impl BlobStore for FsStore {
         if !is_safe_id(id) {
             return Ok(());
         }
+        self.failed_syncs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
         match fs::remove_file(self.upload_path(id)).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),

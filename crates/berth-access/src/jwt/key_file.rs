@@ -13,10 +13,7 @@ use std::{
     path::Path,
 };
 
-use aws_lc_rs::{
-    rand::SystemRandom,
-    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair},
-};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 
 use super::{TokenSigner, pem};
 use crate::error::AccessError;
@@ -26,9 +23,32 @@ const PRIVATE_KEY_LABELS: [&str; 2] = ["PRIVATE KEY", "EC PRIVATE KEY"];
 
 /// A new P-256 private key as PKCS#8 DER.
 pub(super) fn generate_pkcs8() -> Result<Vec<u8>, AccessError> {
-    let document = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-        .map_err(|_| AccessError::KeyGeneration)?;
-    Ok(document.as_ref().to_vec())
+    // The private scalar comes from the process CSPRNG (ChaCha seeded by the OS)
+    // rather than aws-lc's own generator: the first use of aws-lc's RNG seeds a
+    // CPU-jitter entropy pool for ~50 ms, which would be paid at every start.
+    // A uniformly random 256-bit value is a valid P-256 scalar unless it is 0 or
+    // ≥ n (probability ~2⁻³²); aws-lc rejects those and we draw again.
+    for _ in 0..8 {
+        let mut scalar = [0u8; 32];
+        rand::fill(&mut scalar);
+        let sec1 = sec1_private_key(&scalar);
+        if let Ok(key_pair) = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &sec1) {
+            let pkcs8 = key_pair.to_pkcs8v1().map_err(|_| AccessError::KeyGeneration)?;
+            return Ok(pkcs8.as_ref().to_vec());
+        }
+    }
+    Err(AccessError::KeyGeneration)
+}
+
+/// RFC 5915 `ECPrivateKey` for P-256 without the optional public key:
+/// `SEQUENCE { INTEGER 1, OCTET STRING scalar, [0] OID prime256v1 }`.
+fn sec1_private_key(scalar: &[u8; 32]) -> Vec<u8> {
+    const PRIME256V1: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let mut der = vec![0x30, 0x31, 0x02, 0x01, 0x01, 0x04, 0x20];
+    der.extend_from_slice(scalar);
+    der.extend_from_slice(&[0xa0, 0x0a]);
+    der.extend_from_slice(&PRIME256V1);
+    der
 }
 
 pub(super) fn load_or_generate(path: &Path) -> Result<TokenSigner, AccessError> {

@@ -272,17 +272,25 @@ impl AccessService {
                 }
                 Ok(principal)
             }
-            Credential::Basic { username, secret } => self.authenticate_password(username, secret).await,
+            Credential::Basic { username, secret } => self.authenticate_password(username, secret, ip).await,
             Credential::Bearer(token) if secret::looks_like_pat(token) => self.authenticate_pat(token).await,
             Credential::Bearer(token) => self.authenticate_jwt(token, ip).await,
         }
     }
 
-    async fn authenticate_password(&self, username: &str, password: &str) -> Result<Principal, AuthError> {
+    async fn authenticate_password(&self, username: &str, password: &str, ip: &str) -> Result<Principal, AuthError> {
         let key = secret::hash_credential_cache_key(username, password);
         let user = match self.verified_passwords.get(&key) {
             Some(id) => self.user(id).await?.ok_or(AuthError::InvalidCredentials)?,
             None => {
+                // Basic auth is a login too: a locked account stays locked here, and
+                // failures count towards the lockout, so `/v2` is no way around it.
+                let now = berth_meta::now_unix();
+                let since = now - self.config.failure_window.as_secs() as i64;
+                let (account_failures, _) = self.meta.login_failures(username, ip, since).await?;
+                if self.config.account_lock_after > 0 && account_failures >= i64::from(self.config.account_lock_after) {
+                    return Err(AuthError::InvalidCredentials);
+                }
                 let user = self.meta.user_by_name(username).await?;
                 // Verify even for unknown users, so response time does not reveal which names exist.
                 let hash = user.as_ref().map(|u| u.password_hash.clone());
@@ -292,7 +300,10 @@ impl AccessService {
                 })
                 .await
                 .map_err(|e| AuthError::Backend(e.to_string()))?;
-                let user = user.filter(|_| ok).ok_or(AuthError::InvalidCredentials)?;
+                let Some(user) = user.filter(|_| ok) else {
+                    self.meta.record_login_failure(username, ip, now).await?;
+                    return Err(AuthError::InvalidCredentials);
+                };
                 self.verified_passwords.insert(key, user.id);
                 let user = Arc::new(user);
                 self.users.insert(user.id, user.clone());

@@ -1412,3 +1412,28 @@ async fn cli_manages_users_and_tokens() {
         assert!(actions.contains(&action), "{actions:?}");
     }
 }
+
+/// Wrong Basic passwords on `/v2` count towards the account lockout like failed logins.
+#[tokio::test]
+async fn basic_auth_failures_lock_the_account_too() {
+    let berth = BerthProcess::start_with_auth(BIN, ADMIN_PASSWORD, &[("BERTH_AUTH__ACCOUNT_LOCK_AFTER", "3")]);
+    let c = client();
+    let base = berth.url();
+    let probe = |password: &'static str| c.get(format!("{base}/v2/")).basic_auth("admin", Some(password)).send();
+    assert_eq!(probe(ADMIN_PASSWORD).await.unwrap().status(), StatusCode::OK);
+    // A different wrong password each time (a verified one would come from the cache).
+    for password in ["guess-1", "guess-2", "guess-3"] {
+        assert_eq!(probe(password).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    // Locked: the right password no longer works on a fresh verification…
+    let r = c.get(format!("{base}/v2/")).basic_auth("admin", Some("guess-4")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // … and the failures are visible to the login rules (same counters).
+    let r = c
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
