@@ -196,7 +196,8 @@ async fn authorize(
     if let E::UploadStart { .. } = endpoint {
         match (req.param("mount").map(str::to_owned), req.param("from").map(str::to_owned)) {
             (Some(_), Some(from)) => {
-                let readable = state.access.repo_perms(&principal, &from).await.map(|p| p.pull).unwrap_or(false);
+                let source_viewer = mount_source_viewer(&principal);
+                let readable = state.access.repo_perms(&source_viewer, &from).await.map(|p| p.pull).unwrap_or(false);
                 if !readable {
                     req.query.retain(|(k, _)| k != "mount" && k != "from");
                 }
@@ -213,12 +214,27 @@ async fn authorize(
     Ok(principal)
 }
 
-/// A repository holding `digest` that `principal` may pull, for an automatic mount.
+/// Whose rights decide which repositories a mount may read from. A scoped
+/// registry token is judged by its user's own rights: clients scope their token
+/// for the target repository (the challenge names only that one), and the blob
+/// only becomes visible in a repository the token may already push to.
+fn mount_source_viewer(principal: &berth_registry::access::Principal) -> berth_registry::access::Principal {
+    use berth_registry::access::{Principal, Restriction};
+    match &principal.restriction {
+        Restriction::Scoped(_) if principal.user.is_some() => {
+            Principal { restriction: Restriction::Full, ..principal.clone() }
+        }
+        _ => principal.clone(),
+    }
+}
+
+/// A repository holding `digest` that the caller may pull, for an automatic mount.
 async fn readable_source(
     state: &AppState,
     principal: &berth_registry::access::Principal,
     digest: &str,
 ) -> Option<String> {
+    let principal = &mount_source_viewer(principal);
     let digest: Digest = digest.parse().ok()?;
     let candidates = state.access.meta().repos_with_blob(&digest, 20).await.ok()?;
     for repo in candidates {
