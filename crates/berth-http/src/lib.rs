@@ -32,7 +32,7 @@ pub struct AppState {
     /// berth's version, reported by `/v2/` and `/health`.
     pub version: &'static str,
     /// The URL clients reach berth at (the token realm); the request's Host when unset.
-    pub external_url: Option<String>,
+    pub external_url: Option<Arc<str>>,
     /// Whether berth itself terminates TLS (Secure cookies, https realm).
     pub tls: bool,
     /// Request-count limits per user or IP.

@@ -65,7 +65,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         registry: registry.clone(),
         access,
         version: env!("CARGO_PKG_VERSION"),
-        external_url: config.external_url.clone(),
+        external_url: config.external_url.as_deref().map(Arc::from),
         tls: config.tls.cert.is_some(),
         rate_limits: Arc::new(rate_limits(&config)),
     });

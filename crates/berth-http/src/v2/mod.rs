@@ -77,7 +77,8 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy().into_owned();
     let query =
         parts.uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
-    let ip = crate::auth::client_ip(&parts.extensions);
+    // Only authentication and rate limits need the client's address as text.
+    let ip = if state.access.enabled() { crate::auth::client_ip(&parts.extensions) } else { String::new() };
     let mut request = V2Request { method: parts.method, headers: parts.headers, query };
 
     let mut info = RequestInfo::default();
