@@ -106,7 +106,7 @@ pub async fn authorize_v2(
         Ok(Some(credential)) => match access.authenticate(&credential, ip).await {
             Ok(principal) => principal,
             Err(AuthError::Backend(detail)) => {
-                return Err(ApiError::from(berth_registry::RegistryError::Unavailable(detail)));
+                return Err(ApiError::unavailable(detail));
             }
             Err(e) => {
                 let error = if matches!(credential, Credential::Bearer(_)) { Some("invalid_token") } else { None };
@@ -124,7 +124,7 @@ pub async fn authorize_v2(
         },
         (_, None) => !anonymous_credential,
         (need, Some(repo)) => {
-            let perms = access.repo_perms(&principal, repo).await.map_err(backend)?;
+            let perms = access.repo_perms(&principal, repo).await.map_err(ApiError::unavailable)?;
             match need {
                 Need::Pull => perms.pull,
                 Need::Push => perms.push,
@@ -145,10 +145,6 @@ pub async fn authorize_v2(
             .message("requested access to the resource is denied")
             .detail(json!({ "repository": repo, "action": need.scope_actions() })),
     })
-}
-
-fn backend(e: AuthError) -> ApiError {
-    ApiError::from(berth_registry::RegistryError::Unavailable(e.to_string()))
 }
 
 fn unauthorized(challenge: String, why: &AuthError) -> ApiError {

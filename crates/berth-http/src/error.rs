@@ -61,6 +61,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NameUnknown).message("no such registry endpoint")
     }
 
+    /// 503 for a backend (database, store) that cannot answer now; the client may retry.
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        RegistryError::Unavailable(detail.to_string()).into()
+    }
+
     pub fn method_not_allowed(allow: &'static str) -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported)
             .message("method not allowed on this endpoint")

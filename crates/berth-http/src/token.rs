@@ -209,7 +209,7 @@ fn parse_scopes<'a>(values: impl Iterator<Item = &'a str>) -> Result<Vec<Resourc
 
 fn auth_error(e: AuthError) -> ApiError {
     match e {
-        AuthError::Backend(detail) => ApiError::from(berth_registry::RegistryError::Unavailable(detail)),
+        AuthError::Backend(detail) => ApiError::unavailable(detail),
         other => ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
             .message("authentication required")
             .detail(json!({ "reason": other.to_string() })),
@@ -221,10 +221,7 @@ fn bad_request(message: &str) -> ApiError {
 }
 
 fn token_response(token: &IssuedToken, scope: Option<&str>, refresh: Option<&str>) -> Response {
-    let issued_at = time::OffsetDateTime::from_unix_timestamp(token.issued_at)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
+    let issued_at = berth_meta::rfc3339(token.issued_at);
     let mut body = json!({
         "token": token.token,
         "access_token": token.token,

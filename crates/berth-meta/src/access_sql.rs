@@ -11,17 +11,11 @@ use berth_access::audit_chain::{ChainEntry, chain_hash};
 
 use crate::{AuditDraft, MetaError};
 
-/// RFC 3339 UTC with whole seconds: the audit timestamp format (it is hashed, so it never changes).
-pub(crate) fn audit_timestamp(at: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
 /// The chained fields of an entry about to be written as `id` after `prev_hash`.
 pub(crate) fn chained(draft: &AuditDraft, id: i64, at: i64, prev_hash: &str) -> (String, String) {
     let entry = ChainEntry {
         id,
-        timestamp: audit_timestamp(at),
+        timestamp: crate::rfc3339(at),
         level: draft.level.to_owned(),
         event: draft.event.clone(),
         action: draft.action.clone(),

@@ -150,6 +150,14 @@ impl<T> Metadata for T where
 {
 }
 
+/// Unix seconds as RFC 3339 UTC with whole seconds (`2026-11-23T12:00:00Z`): the
+/// audit log's timestamp form (it is hashed into the chain, so it never changes)
+/// and the form every API shows.
+pub fn rfc3339(at: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
 /// The current time as unix seconds, the unit every timestamp column uses.
 pub fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()

@@ -263,13 +263,7 @@ pub fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
     parts.uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
 
-/// RFC 3339 UTC of a unix time.
-pub fn rfc3339(at: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use berth_meta::rfc3339;
 
 /// Reads a JSON body (at most 64 KiB) into `T`.
 pub async fn json_body<T: serde::de::DeserializeOwned>(body: axum::body::Body, surface: Surface) -> Result<T, Problem> {

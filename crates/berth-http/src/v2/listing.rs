@@ -94,11 +94,7 @@ pub(super) async fn catalog(state: &AppState, req: &V2Request, principal: &Princ
     };
     let mut visible = Vec::with_capacity(repositories.len());
     for repo in repositories {
-        let perms = state
-            .access
-            .repo_perms(&viewer, repo)
-            .await
-            .map_err(|e| ApiError::from(berth_registry::RegistryError::Unavailable(e.to_string())))?;
+        let perms = state.access.repo_perms(&viewer, repo).await.map_err(ApiError::unavailable)?;
         if perms.pull {
             visible.push(repo.clone());
         }

@@ -13,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::{Digest, RepoName};
-use berth_registry::{ByteStream, RegistryError};
+use berth_registry::ByteStream;
 use futures_util::TryStreamExt;
 
 use crate::AppState;
@@ -178,7 +178,7 @@ async fn authorize(
     // While the system is locked the registry is read-only (or closed, if configured).
     let writes = matches!(need, Need::Push | Need::Delete);
     if (writes || (need != Need::Nothing && state.access.config().lock_blocks_pulls))
-        && state.access.is_locked().await.map_err(|e| ApiError::from(RegistryError::Unavailable(e.to_string())))?
+        && state.access.is_locked().await.map_err(ApiError::unavailable)?
     {
         return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, berth_core::ErrorCode::Denied)
             .message("the system is locked")
@@ -186,11 +186,7 @@ async fn authorize(
     }
     if let (Need::Push, Some(repo)) = (need, repo) {
         let actor = crate::auth::actor(&principal, ip, &req.headers);
-        state
-            .access
-            .ensure_project(repo, &actor)
-            .await
-            .map_err(|e| ApiError::from(berth_registry::RegistryError::Unavailable(e.to_string())))?;
+        state.access.ensure_project(repo, &actor).await.map_err(ApiError::unavailable)?;
     }
     // A cross-repository mount may only read from a repository the caller can pull;
     // otherwise it falls back to a plain upload session, as the spec allows.

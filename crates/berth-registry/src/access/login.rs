@@ -334,6 +334,5 @@ impl AccessService {
 
 /// Now as RFC 3339 UTC, whole seconds.
 pub(crate) fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    berth_meta::rfc3339(berth_meta::now_unix())
 }
