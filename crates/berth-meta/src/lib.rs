@@ -13,6 +13,8 @@ mod error;
 mod migrate;
 mod model;
 pub mod postgres;
+mod proxy;
+mod proxy_sql;
 pub mod sqlite;
 pub mod testsuite;
 pub mod transfer;
@@ -24,6 +26,7 @@ pub use access::*;
 pub use error::MetaError;
 pub use model::*;
 pub use postgres::PostgresMeta;
+pub use proxy::*;
 pub use sqlite::SqliteMeta;
 
 /// Repositories and the catalog.
@@ -141,12 +144,20 @@ pub trait JobLeases: Send + Sync {
 
 /// Everything berth stores as metadata, behind one object-safe facade.
 pub trait Metadata:
-    RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + AccessStore + AuditLog + std::fmt::Debug
+    RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + AccessStore + AuditLog + ProxyStore + std::fmt::Debug
 {
 }
 
 impl<T> Metadata for T where
-    T: RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + AccessStore + AuditLog + std::fmt::Debug
+    T: RepoStore
+        + BlobIndex
+        + ManifestStore
+        + UploadStore
+        + JobLeases
+        + AccessStore
+        + AuditLog
+        + ProxyStore
+        + std::fmt::Debug
 {
 }
 

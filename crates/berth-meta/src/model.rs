@@ -17,6 +17,9 @@ pub struct NewManifest {
     pub blob_refs: Vec<Digest>,
     /// Manifests that must exist in the repository (index children).
     pub manifest_refs: Vec<Digest>,
+    /// Whether the references must already be there. Pushes need them; the
+    /// pull-through cache stores a manifest before fetching what it references.
+    pub require_references: bool,
 }
 
 /// A stored manifest.

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "upload_progress", include_str!("../migrations/postgres/0002_upload_progress.sql")),
     (3, "leases", include_str!("../migrations/postgres/0003_leases.sql")),
     (4, "access", include_str!("../migrations/postgres/0004_access.sql")),
+    (5, "proxy", include_str!("../migrations/postgres/0005_proxy.sql")),
 ];
 
 /// Metadata in a PostgreSQL database.
@@ -197,7 +198,8 @@ impl ManifestStore for PostgresMeta {
         let mut tx = self.pool.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo).await?;
         let mut missing = Vec::new();
-        for blob in &m.blob_refs {
+        let checked = if m.require_references { m.blob_refs.as_slice() } else { &[] };
+        for blob in checked {
             let seen: Option<i64> =
                 sqlx::query_scalar("SELECT 1::BIGINT FROM repository_blobs WHERE repo_id = $1 AND digest = $2")
                     .bind(repo_id)
@@ -208,7 +210,8 @@ impl ManifestStore for PostgresMeta {
                 missing.push(blob.clone());
             }
         }
-        for child in &m.manifest_refs {
+        let checked = if m.require_references { m.manifest_refs.as_slice() } else { &[] };
+        for child in checked {
             let seen: Option<i64> =
                 sqlx::query_scalar("SELECT 1::BIGINT FROM manifests WHERE repo_id = $1 AND digest = $2")
                     .bind(repo_id)
@@ -506,4 +509,9 @@ mod tests {
 /// Users, projects, tokens, sessions, settings and the audit log (shared SQL).
 mod access {
     crate::access_sql::access_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+}
+
+/// Upstreams and cache bookkeeping of the pull-through cache (shared SQL).
+mod proxy {
+    crate::proxy_sql::proxy_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
 }

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "upload_progress", include_str!("../migrations/sqlite/0002_upload_progress.sql")),
     (3, "leases", include_str!("../migrations/sqlite/0003_leases.sql")),
     (4, "access", include_str!("../migrations/sqlite/0004_access.sql")),
+    (5, "proxy", include_str!("../migrations/sqlite/0005_proxy.sql")),
 ];
 
 /// Metadata in a SQLite database file.
@@ -212,7 +213,8 @@ impl ManifestStore for SqliteMeta {
         let mut tx = self.writer.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo).await?;
         let mut missing = Vec::new();
-        for blob in &m.blob_refs {
+        let checked = if m.require_references { m.blob_refs.as_slice() } else { &[] };
+        for blob in checked {
             let seen: Option<i64> =
                 sqlx::query_scalar("SELECT 1 FROM repository_blobs WHERE repo_id = ? AND digest = ?")
                     .bind(repo_id)
@@ -223,7 +225,8 @@ impl ManifestStore for SqliteMeta {
                 missing.push(blob.clone());
             }
         }
-        for child in &m.manifest_refs {
+        let checked = if m.require_references { m.manifest_refs.as_slice() } else { &[] };
+        for child in checked {
             let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?")
                 .bind(repo_id)
                 .bind(child.as_str())
@@ -531,4 +534,9 @@ mod tests {
 /// Users, projects, tokens, sessions, settings and the audit log (shared SQL).
 mod access {
     crate::access_sql::access_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+}
+
+/// Upstreams and cache bookkeeping of the pull-through cache (shared SQL).
+mod proxy {
+    crate::proxy_sql::proxy_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
 }

@@ -22,6 +22,7 @@ fn manifest(body: &str, blobs: &[&Digest], subject: Option<&Digest>, artifact_ty
         payload: body.as_bytes().to_vec(),
         blob_refs: blobs.iter().map(|d| (*d).clone()).collect(),
         manifest_refs: vec![],
+        require_references: true,
     }
 }
 
@@ -36,6 +37,7 @@ pub async fn run_all(meta: &dyn Metadata) {
     users_keep_an_admin(meta).await;
     projects_tokens_sessions_settings(meta).await;
     audit_entries_chain(meta).await;
+    proxy_records(meta).await;
 }
 
 fn draft(event: &str) -> crate::AuditDraft {
@@ -352,4 +354,91 @@ async fn uploads_round_trip(meta: &dyn Metadata) {
     assert!(meta.stale_uploads(crate::now_unix() - 10, 10).await.unwrap().is_empty());
     assert!(meta.delete_upload("u-1").await.unwrap());
     assert!(meta.get_upload(&r, "u-1").await.unwrap().is_none());
+}
+
+fn upstream(name: &str, priority: i64) -> crate::UpstreamRecord {
+    crate::UpstreamRecord {
+        name: name.into(),
+        url: format!("https://{name}.example"),
+        priority,
+        enabled: true,
+        namespace: "mirror.example".into(),
+        mirror: true,
+        library_prefix: false,
+        username: None,
+        password_sealed: None,
+        timeout_secs: 30,
+        max_concurrent: 8,
+        max_size: 0,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+async fn proxy_records(meta: &dyn Metadata) {
+    // Upstreams: unique names, ordered by priority, updatable, deletable.
+    assert!(meta.insert_upstream(&upstream("second", 2)).await.unwrap());
+    assert!(meta.insert_upstream(&upstream("first", 1)).await.unwrap());
+    assert!(!meta.insert_upstream(&upstream("first", 5)).await.unwrap(), "duplicate names are refused");
+    let names: Vec<String> = meta.list_upstreams().await.unwrap().into_iter().map(|u| u.name).collect();
+    assert_eq!(names, ["first", "second"]);
+    let mut changed = upstream("second", 0);
+    changed.enabled = false;
+    changed.password_sealed = Some("sealed".into());
+    assert!(meta.update_upstream(&changed).await.unwrap());
+    let listed = meta.list_upstreams().await.unwrap();
+    assert_eq!(listed[0], changed);
+    assert!(!meta.update_upstream(&upstream("absent", 1)).await.unwrap());
+
+    // Cache entries: recorded, touched in batches, totals, LRU order, pins.
+    meta.record_cache_entry("sha256:aa", "first", 100, 10).await.unwrap();
+    meta.record_cache_entry("sha256:bb", "second", 50, 20).await.unwrap();
+    meta.record_cache_entry("sha256:cc", "first", 25, 30).await.unwrap();
+    meta.touch_cache_entries(&[("sha256:aa".into(), 40, 3), ("sha256:bb".into(), 5, 1)]).await.unwrap();
+    let aa = meta.cache_entry("sha256:aa").await.unwrap().unwrap();
+    assert_eq!((aa.last_access, aa.access_count), (40, 4));
+    let bb = meta.cache_entry("sha256:bb").await.unwrap().unwrap();
+    assert_eq!((bb.last_access, bb.access_count), (20, 2), "an older touch never moves last_access back");
+    assert_eq!(meta.cache_totals(None).await.unwrap(), crate::CacheTotals { entries: 3, bytes: 175 });
+    assert_eq!(meta.cache_totals(Some("first")).await.unwrap(), crate::CacheTotals { entries: 2, bytes: 125 });
+    let lru: Vec<String> = meta.eviction_candidates(None, 10).await.unwrap().into_iter().map(|e| e.digest).collect();
+    assert_eq!(lru, ["sha256:bb", "sha256:cc", "sha256:aa"]);
+    assert!(meta.set_cache_pin("sha256:bb", true).await.unwrap());
+    let lru: Vec<String> =
+        meta.eviction_candidates(Some("first"), 1).await.unwrap().into_iter().map(|e| e.digest).collect();
+    assert_eq!(lru, ["sha256:cc"]);
+    let idle: Vec<String> = meta.idle_cache_entries(35, 10).await.unwrap().into_iter().map(|e| e.digest).collect();
+    assert_eq!(idle, ["sha256:cc"], "pinned entries are never idle candidates");
+    let recent: Vec<String> = meta.list_cache_entries(2, 0).await.unwrap().into_iter().map(|e| e.digest).collect();
+    assert_eq!(recent, ["sha256:aa", "sha256:cc"]);
+    assert!(meta.delete_cache_entry("sha256:cc").await.unwrap());
+    assert!(!meta.delete_cache_entry("sha256:cc").await.unwrap());
+
+    // Cached tags.
+    let tag = crate::CachedTag { upstream: "first".into(), digest: "sha256:m1".into(), validated_at: 7 };
+    meta.put_cached_tag("mirror.example/app", "v1", &tag).await.unwrap();
+    let moved = crate::CachedTag { digest: "sha256:m2".into(), validated_at: 9, ..tag };
+    meta.put_cached_tag("mirror.example/app", "v1", &moved).await.unwrap();
+    assert_eq!(meta.cached_tag("mirror.example/app", "v1").await.unwrap(), Some(moved));
+    assert_eq!(meta.cached_tag("mirror.example/app", "v2").await.unwrap(), None);
+
+    // Emptying a namespace: links go, a blob still linked elsewhere stays known.
+    let cached: RepoName = "mirror.example/app".parse().unwrap();
+    let local: RepoName = "local/app".parse().unwrap();
+    let shared = Digest::sha256(b"shared layer");
+    let only_cached = Digest::sha256(b"cached layer");
+    meta.link_blob(&cached, &shared, 12).await.unwrap();
+    meta.link_blob(&local, &shared, 12).await.unwrap();
+    meta.link_blob(&cached, &only_cached, 12).await.unwrap();
+    assert_eq!(meta.unlink_blob_in_project("mirror.example", only_cached.as_str()).await.unwrap(), 1);
+    assert!(meta.forget_unlinked_blob(only_cached.as_str()).await.unwrap());
+    assert_eq!(meta.delete_project_repositories("mirror.example").await.unwrap(), 1);
+    assert!(!meta.repo_exists(&cached).await.unwrap());
+    assert_eq!(meta.cached_tag("mirror.example/app", "v1").await.unwrap(), None);
+    assert!(!meta.forget_unlinked_blob(shared.as_str()).await.unwrap(), "still linked in local/app");
+    assert_eq!(meta.find_blob(&shared).await.unwrap(), Some(12));
+
+    assert!(meta.delete_upstream("first").await.unwrap());
+    assert!(meta.delete_upstream("second").await.unwrap());
+    assert!(!meta.delete_upstream("second").await.unwrap());
 }

@@ -143,6 +143,7 @@ struct Table {
     columns: &'static [(&'static str, Col)],
 }
 
+/// Tables copied row for row: access control and the pull-through cache's own records.
 const ACCESS_TABLES: &[Table] = {
     use Col::{Int, Text};
     &[
@@ -233,6 +234,44 @@ const ACCESS_TABLES: &[Table] = {
             ],
         },
         Table { name: "settings", key: "name", columns: &[("name", Text), ("value", Text), ("updated_at", Int)] },
+        Table {
+            name: "upstreams",
+            key: "name",
+            columns: &[
+                ("name", Text),
+                ("url", Text),
+                ("priority", Int),
+                ("enabled", Int),
+                ("namespace", Text),
+                ("mirror", Int),
+                ("library_prefix", Int),
+                ("username", Text),
+                ("password_sealed", Text),
+                ("timeout_secs", Int),
+                ("max_concurrent", Int),
+                ("max_size", Int),
+                ("created_at", Int),
+                ("updated_at", Int),
+            ],
+        },
+        Table {
+            name: "cache_entries",
+            key: "digest",
+            columns: &[
+                ("digest", Text),
+                ("upstream", Text),
+                ("size", Int),
+                ("created_at", Int),
+                ("last_access", Int),
+                ("access_count", Int),
+                ("pinned", Int),
+            ],
+        },
+        Table {
+            name: "cached_tags",
+            key: "repo || ':' || tag",
+            columns: &[("repo", Text), ("tag", Text), ("upstream", Text), ("digest", Text), ("validated_at", Int)],
+        },
     ]
 };
 
@@ -404,6 +443,7 @@ mod tests {
             payload: b"m".to_vec(),
             blob_refs: vec![config.clone()],
             manifest_refs: vec![],
+            require_references: true,
         };
         let tag: Tag = "v1".parse().unwrap();
         src.put_manifest(&repo, m.clone(), std::slice::from_ref(&tag)).await.unwrap();

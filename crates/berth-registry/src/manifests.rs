@@ -72,6 +72,7 @@ impl Registry {
             payload: body,
             blob_refs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
             manifest_refs: parsed.children.into_iter().map(|d| d.digest).collect(),
+            require_references: true,
         };
         self.meta.put_manifest(repo, manifest, &tags).await?;
         self.cache.invalidate(repo);
