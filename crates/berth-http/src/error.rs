@@ -149,3 +149,30 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+impl ApiError {
+    /// A pull-through cache failure on `/v2`; `manifest` picks the not-found code.
+    pub fn from_proxy(e: berth_proxy::ProxyError, manifest: bool) -> Self {
+        use berth_proxy::ProxyError as P;
+        let not_found = if manifest { ErrorCode::ManifestUnknown } else { ErrorCode::BlobUnknown };
+        match e {
+            P::NotFound => Self::new(StatusCode::NOT_FOUND, not_found).message("not found in the cache or upstream"),
+            P::Offline => Self::new(StatusCode::NOT_FOUND, not_found)
+                .message("not cached, and the cache is offline")
+                .detail(json!({"reason": "CACHE_OFFLINE"})),
+            // A bad or unreachable upstream is a gateway failure (5xx use UNKNOWN, API.md O15).
+            P::Upstream(m) | P::InvalidManifest(m) | P::Corrupt(m) => {
+                tracing::warn!(error = %m, "upstream failure");
+                Self::new(StatusCode::BAD_GATEWAY, ErrorCode::Unknown)
+                    .message("the upstream registry failed")
+                    .detail(json!({"reason": "UPSTREAM_ERROR", "error": m}))
+            }
+            P::Registry(e) => e.into(),
+            P::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, ErrorCode::NameInvalid).detail(json!({"reason": m})),
+            P::UnknownUpstream | P::Internal(_) => {
+                tracing::error!(error = %e, "cache failure");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown)
+            }
+        }
+    }
+}

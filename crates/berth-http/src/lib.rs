@@ -37,6 +37,10 @@ pub struct AppState {
     pub tls: bool,
     /// Request-count limits per user or IP.
     pub rate_limits: Arc<ratelimit::RateLimits>,
+    /// The pull-through cache.
+    pub proxy: Arc<berth_proxy::Proxy>,
+    /// Renders the Prometheus metrics (`GET /metrics`), when a recorder is installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// The whole HTTP application.
@@ -69,6 +73,21 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/projects/{name}/members/{username}",
             axum::routing::put(api::projects::put_member).delete(api::projects::delete_member),
         )
+        .route("/api/accel/upstreams", get(api::accel::list_upstreams).post(api::accel::add_upstream))
+        .route(
+            "/api/accel/upstreams/{name}",
+            axum::routing::put(api::accel::update_upstream).delete(api::accel::delete_upstream),
+        )
+        .route("/api/accel/upstreams/{name}/enable", post(api::accel::enable_upstream))
+        .route("/api/accel/upstreams/{name}/disable", post(api::accel::disable_upstream))
+        .route("/api/accel/upstreams/{name}/health", get(api::accel::upstream_health))
+        .route("/api/accel/cache", axum::routing::delete(api::accel::clear_cache))
+        .route("/api/accel/cache/stats", get(api::accel::cache_stats))
+        .route("/api/accel/cache/entries", get(api::accel::cache_entries))
+        .route("/api/accel/cache/{digest}", axum::routing::delete(api::accel::delete_entry))
+        .route("/api/accel/cache/{digest}/pin", axum::routing::put(api::accel::pin_entry).delete(api::accel::pin_entry))
+        .route("/api/accel/pull/{*path}", get(api::accel::pull))
+        .route("/metrics", get(metrics))
         .route("/v2", axum::routing::any(v2::handle))
         .route("/v2/", axum::routing::any(v2::handle))
         .route("/v2/{*path}", axum::routing::any(v2::handle))
@@ -76,4 +95,15 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(access_log::log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match &state.metrics {
+        Some(handle) => {
+            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+        }
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
 }

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_core::RepoName;
 use berth_meta::Metadata;
 use berth_storage::BlobStore;
 
@@ -73,6 +74,21 @@ impl Registry {
 
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    /// The metadata backend, for services layered on the registry (the cache).
+    pub fn meta(&self) -> &Arc<dyn Metadata> {
+        &self.meta
+    }
+
+    /// The blob store, for services layered on the registry (the cache).
+    pub fn blob_store(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// Drops cached reads of `repo` after a change made around the registry.
+    pub fn invalidate(&self, repo: &RepoName) {
+        self.cache.invalidate(repo);
     }
 
     /// Repository names for `/v2/_catalog`, strictly after `last`.

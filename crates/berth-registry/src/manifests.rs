@@ -61,6 +61,43 @@ impl Registry {
             }
         };
         tags.dedup();
+        self.store_manifest(repo, digest, parsed, body, tags, true).await
+    }
+
+    /// Stores a manifest fetched from another registry (the pull-through cache):
+    /// the body must hash to `digest` and parse, but what it references may
+    /// arrive later. Tags it with `tag` when given.
+    pub async fn ingest_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        tag: Option<Tag>,
+    ) -> Result<ManifestPut, RegistryError> {
+        if body.len() > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES });
+        }
+        let actual = Digest::compute(digest.algorithm(), &body);
+        if &actual != digest {
+            return Err(RegistryError::DigestInvalid(format!("manifest body has digest {actual}, not {digest}")));
+        }
+        let parsed = ParsedManifest::parse(&body, content_type).map_err(|e| match e {
+            ManifestError::UnsupportedMediaType(t) => RegistryError::ManifestUnsupported(t),
+            other => RegistryError::ManifestInvalid(other.to_string()),
+        })?;
+        self.store_manifest(repo, actual, parsed, body, tag.into_iter().collect(), false).await
+    }
+
+    async fn store_manifest(
+        &self,
+        repo: &RepoName,
+        digest: Digest,
+        parsed: ParsedManifest,
+        body: Vec<u8>,
+        tags: Vec<Tag>,
+        require_references: bool,
+    ) -> Result<ManifestPut, RegistryError> {
         let annotations_json =
             parsed.annotations.as_ref().map(|a| serde_json::to_string(a).expect("string maps always serialise"));
         let manifest = NewManifest {
@@ -72,7 +109,7 @@ impl Registry {
             payload: body,
             blob_refs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
             manifest_refs: parsed.children.into_iter().map(|d| d.digest).collect(),
-            require_references: true,
+            require_references,
         };
         self.meta.put_manifest(repo, manifest, &tags).await?;
         self.cache.invalidate(repo);

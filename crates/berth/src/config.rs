@@ -33,6 +33,7 @@ const KNOWN_KEYS: &[&str] = &[
     "auth",
     "rate_limit",
     "secrets",
+    "proxy",
     "log",
 ];
 
@@ -59,7 +60,79 @@ pub struct Config {
     pub auth: AuthSection,
     pub rate_limit: RateLimitSection,
     pub secrets: SecretsSection,
+    pub proxy: ProxySection,
     pub log: LogConfig,
+}
+
+/// The pull-through cache (docs/proxy-cache.md). Upstreams listed here are
+/// written to the database at every start; more can be added by API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Serve only what is cached; never contact an upstream.
+    pub offline: bool,
+    /// A cached tag is served without asking the upstream for this long, then revalidated.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub tag_ttl: Duration,
+    /// Bytes of cached blobs above which the least recently used are evicted (0: no limit).
+    pub max_size: u64,
+    /// Evict cached blobs not pulled for this long (0: never).
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub idle_expiry: Duration,
+    /// Where blobs being fetched are spooled (default: <data_dir>/proxy-spool).
+    pub spool_dir: Option<PathBuf>,
+    pub upstreams: Vec<UpstreamEntry>,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            offline: false,
+            tag_ttl: Duration::from_secs(300),
+            max_size: 0,
+            idle_expiry: Duration::ZERO,
+            spool_dir: None,
+            upstreams: Vec::new(),
+        }
+    }
+}
+
+/// One `[[proxy.upstreams]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamEntry {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "one")]
+    pub priority: i64,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub namespace: Option<String>,
+    #[serde(default = "yes")]
+    pub mirror: bool,
+    pub library_prefix: Option<bool>,
+    pub username: Option<String>,
+    #[serde(skip_serializing)]
+    pub password: Option<String>,
+    #[serde(default = "thirty_secs", deserialize_with = "duration", serialize_with = "duration_out")]
+    pub timeout: Duration,
+    #[serde(default = "sixteen")]
+    pub max_concurrent: i64,
+    #[serde(default)]
+    pub max_size: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn thirty_secs() -> Duration {
+    Duration::from_secs(30)
+}
+fn sixteen() -> i64 {
+    16
 }
 
 /// The key that encrypts secrets berth keeps in its database.
@@ -252,6 +325,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             rate_limit: RateLimitSection::default(),
             secrets: SecretsSection::default(),
+            proxy: ProxySection::default(),
             log: LogConfig::default(),
         }
     }
@@ -428,6 +502,32 @@ mod tests {
         assert_eq!(parsed.data_dir, d.data_dir);
         assert_eq!(parsed.registry.upload_expiry, d.registry.upload_expiry);
         assert_eq!(parsed.registry.deletes_enabled, d.registry.deletes_enabled);
+        assert_eq!(parsed.proxy.tag_ttl, d.proxy.tag_ttl);
+        assert_eq!(parsed.proxy.max_size, d.proxy.max_size);
+        assert!(parsed.proxy.upstreams.is_empty());
+    }
+
+    #[test]
+    fn upstreams_from_toml() {
+        let text = r#"
+            [proxy]
+            tag_ttl = "1m"
+            [[proxy.upstreams]]
+            name = "hub"
+            url = "https://registry-1.docker.io"
+            [[proxy.upstreams]]
+            name = "ghcr"
+            url = "https://ghcr.io"
+            priority = 2
+            timeout = "10s"
+        "#;
+        let parsed: Config =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text)).extract().unwrap();
+        assert_eq!(parsed.proxy.tag_ttl, Duration::from_secs(60));
+        assert_eq!(parsed.proxy.upstreams.len(), 2);
+        assert_eq!(parsed.proxy.upstreams[0].priority, 1);
+        assert!(parsed.proxy.upstreams[0].mirror);
+        assert_eq!(parsed.proxy.upstreams[1].timeout, Duration::from_secs(10));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod backends;
 mod cli;
 mod config;
 mod migrate;
+mod proxy;
 mod serve;
 mod telemetry;
 

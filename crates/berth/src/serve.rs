@@ -61,14 +61,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ..registry_config
     };
     let registry = Arc::new(Registry::new(blobs, meta.as_dyn(), registry_config));
-    let app = berth_http::router(AppState {
+    let proxy = crate::proxy::open(&config, registry.clone()).await?;
+    let state = AppState {
         registry: registry.clone(),
         access,
         version: env!("CARGO_PKG_VERSION"),
         external_url: config.external_url.as_deref().map(Arc::from),
         tls: config.tls.cert.is_some(),
         rate_limits: Arc::new(rate_limits(&config)),
-    });
+        proxy: proxy.clone(),
+        metrics: crate::telemetry::metrics_recorder(),
+    };
+    crate::proxy::apply_config(&config, &state).await?;
+    let maintenance = proxy.spawn_maintenance();
+    let app = berth_http::router(state);
 
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     listener.set_nonblocking(true)?;
@@ -96,6 +102,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         _ => axum_server::from_tcp(listener)?.handle(handle).serve(service).await?,
     }
     sweeper.abort();
+    maintenance.abort();
     meta.close().await;
     tracing::info!("shut down cleanly");
     Ok(())

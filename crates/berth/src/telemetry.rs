@@ -28,3 +28,15 @@ pub fn init(config: &LogConfig) -> WorkerGuard {
     }
     guard
 }
+
+/// Installs the Prometheus recorder behind the `metrics` facade; `/metrics`
+/// renders it. `None` (and no `/metrics`) if another recorder is installed.
+pub fn metrics_recorder() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics are not exported");
+            None
+        }
+    }
+}

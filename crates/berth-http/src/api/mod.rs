@@ -6,8 +6,10 @@
 //! cookie, which needs the CSRF header on unsafe methods. Scoped registry tokens
 //! are for `/v2` only. Errors keep each seed's shape ([`Surface`]).
 
+pub mod accel;
 pub mod allowlist;
 pub mod audit;
+pub mod envelope;
 pub mod projects;
 pub mod security;
 pub mod twofactor;

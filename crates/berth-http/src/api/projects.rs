@@ -172,3 +172,25 @@ async fn set_member(
     state.access.forget_project(project);
     Ok(())
 }
+
+/// Creates the project of a pull-through cache namespace if it is missing:
+/// public when the upstream needs no credentials (it mirrors public content),
+/// private otherwise. An existing project is left as its owners set it.
+pub async fn ensure_cache_project(
+    state: &AppState,
+    namespace: &str,
+    public: bool,
+    actor: &berth_registry::access::Actor,
+) -> Result<(), berth_meta::MetaError> {
+    let meta = state.access.meta();
+    if meta.project(namespace).await?.is_some() {
+        return Ok(());
+    }
+    let draft = actor.draft("project_created", "project.create", &format!("project:{namespace}"));
+    meta.ensure_project(namespace, actor.user_id, &draft).await?;
+    let visibility = if public { "public" } else { "private" };
+    let draft = actor.draft("project_updated", "project.update", &format!("project:{namespace}"));
+    meta.update_project(namespace, Some(visibility), Some("pull-through cache"), &draft).await?;
+    state.access.forget_project(namespace);
+    Ok(())
+}

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 
 /// Reads a reference for GET/HEAD/DELETE. A malformed tag cannot name anything
 /// stored, so it is simply unknown (404); a malformed digest is a client error.
-fn lookup_reference(reference: &str) -> Result<Reference, ApiError> {
+pub(super) fn lookup_reference(reference: &str) -> Result<Reference, ApiError> {
     if Digest::looks_like_digest(reference) {
         reference.parse::<Digest>().map(Reference::Digest).map_err(ApiError::digest_invalid)
     } else {

@@ -4,6 +4,7 @@ mod blobs;
 pub mod endpoint;
 mod listing;
 mod manifests;
+mod proxied;
 mod uploads;
 
 use std::io;
@@ -84,9 +85,13 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     let mut info = RequestInfo::default();
     let mut rate = None;
     let result = match OciEndpoint::parse(&decoded) {
-        Some(endpoint) => {
+        Some(mut endpoint) => {
             info.endpoint = endpoint.name();
-            let authorized = authorize(&state, &endpoint, &mut request, &ip).await;
+            let route = proxied::route(&state, &mut endpoint, &request).await;
+            let (route, authorized) = match route {
+                Ok(route) => (route, authorize(&state, &endpoint, &mut request, &ip).await),
+                Err(e) => (None, Err(e)),
+            };
             rate = counted(&endpoint, &request.method)
                 .then(|| {
                     let key = match &authorized {
@@ -113,7 +118,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
                     let audit = audit_event(&endpoint, &request.method, state.access.config().audit_pulls)
                         .filter(|_| state.access.enabled())
                         .map(|event| (event, crate::auth::actor(&principal, &ip, &request.headers)));
-                    let result = dispatch(&state, endpoint, request, body, &mut info, &principal).await;
+                    let result = dispatch(&state, endpoint, request, body, &mut info, &principal, route).await;
                     if let Some(((event, action), actor)) = audit.filter(|_| result.is_ok()) {
                         let resource =
                             format!("{}@{}", info.repo.as_deref().unwrap_or(""), info.digest.as_deref().unwrap_or(""));
@@ -270,9 +275,13 @@ async fn dispatch(
     body: Body,
     info: &mut RequestInfo,
     principal: &berth_registry::access::Principal,
+    route: Option<berth_proxy::Route>,
 ) -> ApiResult {
     use OciEndpoint as E;
     let m = req.method.clone();
+    if let Some(route) = route {
+        return dispatch_proxied(state, endpoint, &req, info, &route).await;
+    }
     match endpoint {
         E::Base => {
             only(&m, &[Method::GET, Method::HEAD], "GET, HEAD")?;
@@ -329,6 +338,44 @@ async fn dispatch(
             }
         }
     }
+}
+
+/// A read served through the pull-through cache (the endpoint names the cache repository).
+async fn dispatch_proxied(
+    state: &AppState,
+    endpoint: OciEndpoint,
+    req: &V2Request,
+    info: &mut RequestInfo,
+    route: &berth_proxy::Route,
+) -> ApiResult {
+    use OciEndpoint as E;
+    let mut response = match endpoint {
+        E::Manifest { name, reference } => {
+            repo_name(&name, info)?;
+            info.digest = Some(reference.clone());
+            proxied::manifest(state, route, &reference, req.method == Method::GET).await?
+        }
+        E::Blob { name, digest } => {
+            repo_name(&name, info)?;
+            let digest = digest_param(&digest, info)?;
+            proxied::blob(state, route, &digest, req).await?
+        }
+        E::TagsList { name } => {
+            let repo = repo_name(&name, info)?;
+            listing::tags(state, &repo, req).await?
+        }
+        E::Referrers { name, digest } => {
+            let repo = repo_name(&name, info)?;
+            let digest = digest_param(&digest, info)?;
+            proxied::sync_referrers(state, route, &digest).await;
+            listing::referrers(state, &repo, &digest, req).await?
+        }
+        _ => return Err(ApiError::not_found_endpoint()),
+    };
+    if let Some(ns) = req.param("ns").and_then(|ns| HeaderValue::from_str(ns).ok()) {
+        response.headers_mut().insert("oci-namespace", ns);
+    }
+    Ok(response)
 }
 
 fn only(method: &Method, allowed: &[Method], allow_header: &'static str) -> Result<(), ApiError> {

@@ -10,4 +10,5 @@ mod crash;
 mod migrate;
 mod oci_client;
 mod protocol;
+mod proxy;
 mod v1_1_1;
