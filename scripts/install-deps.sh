@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what berth's real-world tests need, when missing (idempotent; seconds when all is there):
 #   apt:  skopeo, podman (+ uidmap, fuse-overlayfs), jq, curl, python3, ca-certificates, postgresql
-#         docker-registry too when REGISTRY_IMPL=distribution or INSTALL_DISTRIBUTION=1
+#         docker-registry and containerd (the pull-through cache tests of scripts/proxy.sh)
 #   go:   crane, oras, regctl, versitygw (the S3 server of the scale-out tests; a cold build takes
 #         ~4-7 min) (pinned, `go install` into $(go env GOPATH)/bin)
 #   the two OCI conformance suites, built once and cached in ${XDG_CACHE_HOME:-$HOME/.cache}/berth-tools/
@@ -18,10 +18,9 @@ step() { log "$1 done in $((SECONDS - step_start))s"; step_start=$SECONDS; }
 declare -A APT_CMDS=(
   [skopeo]=skopeo [podman]=podman [jq]=jq [curl]=curl [python3]=python3
   [newuidmap]=uidmap [fuse-overlayfs]=fuse-overlayfs [setsid]=util-linux [timeout]=coreutils
+  # scripts/proxy.sh: CNCF distribution as an upstream (and its proxy mode), containerd as a mirror client
+  [docker-registry]=docker-registry [containerd]=containerd [ctr]=containerd
 )
-if [ "${REGISTRY_IMPL:-}" = distribution ] || [ "${INSTALL_DISTRIBUTION:-0}" = 1 ]; then
-  APT_CMDS[docker-registry]=docker-registry
-fi
 missing=()
 for cmd in "${!APT_CMDS[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${APT_CMDS[$cmd]}")

@@ -84,6 +84,12 @@ impl Proxy {
         Ok(Route { cache_repo, namespace: namespace.to_owned(), remote, candidates })
     }
 
+    /// Forgets what was memoised about `name` after a local write created or
+    /// changed it, so mirror mode never shadows a repository just pushed.
+    pub fn forget_local(&self, name: &str) {
+        self.local_repos.invalidate(name);
+    }
+
     async fn exists_locally(&self, name: &str) -> Result<bool, ProxyError> {
         if let Some(known) = self.local_repos.get(name) {
             return Ok(known);

@@ -118,7 +118,11 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
                     let audit = audit_event(&endpoint, &request.method, state.access.config().audit_pulls)
                         .filter(|_| state.access.enabled())
                         .map(|event| (event, crate::auth::actor(&principal, &ip, &request.headers)));
+                    let writes = matches!(request.method, Method::PUT | Method::POST | Method::PATCH);
                     let result = dispatch(&state, endpoint, request, body, &mut info, &principal, route).await;
+                    if let Some(repo) = info.repo.as_deref().filter(|_| writes && result.is_ok()) {
+                        state.proxy.forget_local(repo);
+                    }
                     if let Some(((event, action), actor)) = audit.filter(|_| result.is_ok()) {
                         let resource =
                             format!("{}@{}", info.repo.as_deref().unwrap_or(""), info.digest.as_deref().unwrap_or(""));
