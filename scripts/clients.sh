@@ -104,14 +104,6 @@ t() {
   esac
 }
 
-# check_eq WHAT GOT WANT
-check_eq() {
-  if [ "$2" != "$3" ]; then
-    echo "MISMATCH $1: got '$2', want '$3'"
-    return 1
-  fi
-  echo "ok: $1 = $2"
-}
 
 layout_digest() { jq -r '.manifests[0].digest' "$1/index.json"; }
 want() { jq -r "$1" "$IMG/digests.json"; }

@@ -570,3 +570,12 @@ berth_pg_s3_backend() {
     BERTH_SECRETS__KEY="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')")
   log "berth backends: database $BERTH_BACKEND_DB_URL, storage $BERTH_BACKEND_STORAGE_URL"
 }
+
+# check_eq WHAT GOT WANT: prints ok, or MISMATCH and fails.
+check_eq() {
+  if [ "$2" != "$3" ]; then
+    echo "MISMATCH $1: got '$2', want '$3'"
+    return 1
+  fi
+  echo "ok: $1 = $2"
+}

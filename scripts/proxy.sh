@@ -66,13 +66,6 @@ t() {
   esac
 }
 
-check_eq() {
-  if [ "$2" != "$3" ]; then
-    echo "MISMATCH $1: got '$2', want '$3'"
-    return 1
-  fi
-  echo "ok: $1 = $2"
-}
 # check_in WHAT GOT ALLOWED...: GOT is one of ALLOWED
 check_in() {
   local what=$1 got=$2 a

@@ -162,14 +162,6 @@ slice() {
   fi
 }
 
-# check_eq WHAT GOT WANT
-check_eq() {
-  if [ "$2" != "$3" ]; then
-    echo "MISMATCH $1: got '$2', want '$3'"
-    return 1
-  fi
-  echo "ok: $1 = $2"
-}
 
 # push_blob NODE REPO FILE: monolithic POST ?digest=; prints the status.
 push_blob() {

@@ -11,7 +11,7 @@ use crate::common::{self, client, push_image};
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
 /// A fresh PostgreSQL database URL and S3 storage URL, or None without services.
-fn scale_out_urls() -> Option<(String, String)> {
+pub(crate) fn scale_out_urls() -> Option<(String, String)> {
     let pg = std::env::var("BERTH_TEST_POSTGRES_URL").ok()?;
     let endpoint = std::env::var("BERTH_TEST_S3_ENDPOINT").ok()?;
     let bucket = std::env::var("BERTH_TEST_S3_BUCKET").unwrap_or_else(|_| "berth-test".into());
@@ -29,7 +29,7 @@ fn uuid_like() -> String {
 }
 
 /// The test S3 keys as the variables berth reads.
-fn s3_keys() -> Vec<(&'static str, String)> {
+pub(crate) fn s3_keys() -> Vec<(&'static str, String)> {
     let mut keys = Vec::new();
     if let Ok(k) = std::env::var("BERTH_TEST_S3_ACCESS_KEY") {
         keys.push(("AWS_ACCESS_KEY_ID", k));

@@ -463,3 +463,42 @@ async fn accelerator_api_needs_an_admin_when_auth_is_on() {
         .unwrap();
     assert_eq!(v["visibility"], "public", "{v}");
 }
+
+#[tokio::test]
+async fn caches_into_postgres_and_s3_and_evicts_there() {
+    let Some((database_url, storage_url)) = crate::migrate::scale_out_urls() else {
+        eprintln!("scale-out services not configured; skipping the PostgreSQL + S3 cache test");
+        return;
+    };
+    let upstream = BerthProcess::start(bin());
+    let c = client();
+    let image = ImageFixture::new(95, &[6 * 1024 * 1024, 6 * 1024 * 1024 + 7]);
+    push_image(&c, &upstream.url(), "lib/app", &image, "v1").await;
+    let keys = crate::migrate::s3_keys();
+    let mut env: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let limit = (7 * 1024 * 1024).to_string();
+    env.push(("BERTH_PROXY__MAX_SIZE", &limit));
+    let cache =
+        BerthProcess::start_with_env(bin(), &["--database-url", &database_url, "--storage", &storage_url], &env);
+    let base = cache.url();
+    add_upstream(&c, &base, json!({"name": "u", "url": upstream.url(), "namespace": "up"})).await;
+    let (status, h, body) = get(&c, format!("{base}/v2/up/lib/app/manifests/v1")).await;
+    assert_eq!((status, cache_header(&h)), (StatusCode::OK, "MISS"));
+    assert_eq!(body, image.manifest);
+    for layer in &image.layers {
+        let (status, h, body) = get(&c, format!("{base}/v2/up/lib/app/blobs/{}", layer.digest)).await;
+        assert_eq!((status, cache_header(&h)), (StatusCode::OK, "MISS"));
+        assert_eq!(Digest::sha256(&body), layer.digest);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = stats(&c, &base).await;
+    assert_eq!(s["entry_count"], 1, "one 6 MiB layer fits under 7 MiB: {s}");
+    // The survivor is served from S3; the evicted one is fetched again.
+    let (_, h, body) = get(&c, format!("{base}/v2/up/lib/app/blobs/{}", image.layers[1].digest)).await;
+    assert_eq!(cache_header(&h), "HIT");
+    assert_eq!(Digest::sha256(&body), image.layers[1].digest);
+    let (_, h, body) = get(&c, format!("{base}/v2/up/lib/app/blobs/{}", image.layers[0].digest)).await;
+    assert_eq!(cache_header(&h), "MISS");
+    assert_eq!(Digest::sha256(&body), image.layers[0].digest);
+}
