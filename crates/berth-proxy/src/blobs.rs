@@ -59,6 +59,15 @@ impl Proxy {
             return Err(ProxyError::Offline);
         }
         let flight = self.join_or_start(route, digest);
+        if flight.is_verified() {
+            // Fetched already and being stored: wait for it and serve it as cached.
+            flight.settled().await;
+            if let Some(found) = self.local_blob(route, digest, range_header, want_body).await? {
+                self.stats.hit("blob");
+                self.stats.touch(digest.as_str());
+                return Ok(found);
+            }
+        }
         self.stats.miss("blob");
         match flight.started().await {
             Ok(size) => Ok(ProxiedBlob {
@@ -128,7 +137,15 @@ impl Proxy {
                     FlightState::Failed { not_found, message }
                 }
             };
-            fetch.state.send_replace(state);
+            // Bytes already verified stay readable even if storing them failed.
+            fetch.state.send_if_modified(|current| {
+                let keep =
+                    matches!(current, FlightState::Verified { .. }) && matches!(state, FlightState::Failed { .. });
+                if !keep {
+                    *current = state;
+                }
+                !keep
+            });
             proxy.flights.lock().expect("flights lock").remove(digest.as_str());
             if let Err(e) = proxy.enforce_limits().await {
                 tracing::warn!(error = %e, "cache eviction failed");
@@ -174,6 +191,7 @@ impl Proxy {
             let mut body = download.stream;
             let mut pending = BytesMut::new();
             let mut written = 0u64;
+            let mut hasher = digest.algorithm().hasher();
             loop {
                 let next = body.next().await;
                 let end = next.is_none();
@@ -189,6 +207,7 @@ impl Proxy {
                 if pending.len() >= COALESCE || (end && !pending.is_empty()) {
                     let chunk = pending.split().freeze();
                     let len = chunk.len() as u64;
+                    hasher.update(&chunk);
                     spool_write(&spool, written, chunk.clone()).await.map_err(|e| format!("spool write: {e}"))?;
                     if tx.send(Ok(chunk)).await.is_err() {
                         return Err("the store stopped reading".to_owned());
@@ -202,12 +221,25 @@ impl Proxy {
                     });
                 }
                 if end {
+                    let actual = hasher.finish();
+                    if &actual != digest {
+                        let message = format!("{upstream_name} sent corrupt content: {actual}, not {digest}");
+                        let _ = tx.send(Err(io::Error::other(message.clone()))).await;
+                        return Err(message);
+                    }
+                    // Clients may finish now; the store makes it durable meanwhile.
+                    flight.state.send_replace(FlightState::Verified { size: written });
                     return Ok(written);
                 }
             }
         };
         let (stored, pumped) = tokio::join!(store, pump);
-        let written = pumped.map_err(|m| (false, m))?;
+        let written = pumped.map_err(|m| {
+            if m.contains("corrupt") {
+                self.stats.corrupt();
+            }
+            (false, m)
+        })?;
         match stored {
             Ok(size) => {
                 debug_assert_eq!(size, written);

@@ -3,10 +3,12 @@
 //! The fetch runs in its own task (a client hanging up does not stop it). It
 //! writes what arrives to a spool file, which each reader tails at its own
 //! pace, so no blob is held in memory however slow the readers are, and feeds
-//! the same bytes to the blob store, which hashes them. Readers never get the
-//! final byte before the digest is verified: on a mismatch their stream fails
-//! instead, so a client can never mistake corrupt content for a complete blob,
-//! and the store drops the staged copy, so nothing corrupt becomes visible.
+//! the same bytes to the blob store. The fetch hashes what arrives; readers
+//! never get the final byte before the digest is verified: on a mismatch their
+//! stream fails instead, so a client can never mistake corrupt content for a
+//! complete blob, and the store (which checks the digest again) drops the
+//! staged copy, so nothing corrupt becomes visible. Readers finish once the
+//! bytes are verified, without waiting for the store's fsync.
 
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -26,6 +28,9 @@ pub(crate) enum FlightState {
     Starting,
     /// Bytes are arriving; `size` is the upstream's Content-Length.
     Streaming { size: Option<u64>, written: u64 },
+    /// Every byte arrived and matches the digest; the store is still making it
+    /// durable. Readers may finish: what they got is verified.
+    Verified { size: u64 },
     /// Verified and stored.
     Done { size: u64 },
     /// The fetch failed; readers fail too.
@@ -59,13 +64,24 @@ impl Flight {
             match state {
                 FlightState::Starting => {}
                 FlightState::Streaming { size, .. } => return Ok(size),
-                FlightState::Done { size } => return Ok(Some(size)),
+                FlightState::Verified { size } | FlightState::Done { size } => return Ok(Some(size)),
                 failed @ FlightState::Failed { .. } => return Err(failed),
             }
             if rx.changed().await.is_err() {
                 return Err(FlightState::Failed { not_found: false, message: "fetch abandoned".into() });
             }
         }
+    }
+
+    /// Whether every byte arrived and was verified (the store may still be writing).
+    pub fn is_verified(&self) -> bool {
+        matches!(*self.state.borrow(), FlightState::Verified { .. })
+    }
+
+    /// Waits until the fetch is stored or failed.
+    pub async fn settled(&self) {
+        let mut rx = self.state.subscribe();
+        let _ = rx.wait_for(|s| matches!(s, FlightState::Done { .. } | FlightState::Failed { .. })).await;
     }
 
     /// A stream of the whole blob that follows the spool file as it grows.
@@ -105,7 +121,7 @@ impl Reader {
             let (readable, done) = match &state {
                 FlightState::Starting => (0, false),
                 FlightState::Streaming { written, .. } => (written.saturating_sub(1), false),
-                FlightState::Done { size } => (*size, true),
+                FlightState::Verified { size } | FlightState::Done { size } => (*size, true),
                 FlightState::Failed { message, .. } => {
                     return Err(io::Error::other(format!("upstream fetch failed: {message}")));
                 }
@@ -119,7 +135,8 @@ impl Reader {
             if done {
                 return Ok(None);
             }
-            if self.rx.changed().await.is_err() && !matches!(*self.rx.borrow(), FlightState::Done { .. }) {
+            let finished = |s: &FlightState| matches!(s, FlightState::Verified { .. } | FlightState::Done { .. });
+            if self.rx.changed().await.is_err() && !finished(&self.rx.borrow()) {
                 return Err(io::Error::other("upstream fetch abandoned"));
             }
         }

@@ -43,6 +43,19 @@ async fn stats(c: &Client, base: &str) -> Value {
     v["data"].clone()
 }
 
+/// Stats once `entry_count` is `entries`: clients finish as soon as the bytes
+/// are verified, and the entry is recorded when the store has them (at most 5 s).
+async fn settled_stats(c: &Client, base: &str, entries: u64) -> Value {
+    for _ in 0..50 {
+        let s = stats(c, base).await;
+        if s["entry_count"] == entries {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stats(c, base).await
+}
+
 async fn get(c: &Client, url: String) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
     let r = c.get(url).send().await.unwrap();
     let (status, headers) = (r.status(), r.headers().clone());
@@ -168,7 +181,7 @@ async fn pulls_through_namespace_and_mirror_mode_with_the_token_dance() {
     assert_eq!(cache_header(&h), "");
 
     // Stats add up: every blob fetched is one entry, sizes sum.
-    let s = stats(&c, &base).await;
+    let s = settled_stats(&c, &base, 3).await;
     assert_eq!(s["entry_count"], 3, "{s}");
     assert_eq!(s["total_size"], fetched_bytes, "{s}");
     assert!(s["hit_count"].as_u64().unwrap() >= 5, "{s}");
@@ -226,7 +239,7 @@ async fn concurrent_misses_share_one_upstream_fetch() {
     let fetches =
         upstream.log_lines().iter().filter(|l| l.contains(&format!("GET /v2/lib/big/blobs/{}", layer.digest))).count();
     assert_eq!(fetches, 1, "{CLIENTS} concurrent misses caused {fetches} upstream fetches");
-    let s = stats(&c, &base).await;
+    let s = settled_stats(&c, &base, 1).await;
     assert_eq!((s["entry_count"].clone(), s["total_size"].clone()), (json!(1), json!(layer.data.len())));
 }
 
@@ -332,6 +345,7 @@ async fn eviction_keeps_the_cache_under_max_size_and_spares_pins() {
     add_upstream(&c, &base, json!({"name": "u", "url": upstream.url(), "namespace": "up"})).await;
     let pull = |d: &Digest| get(&c, format!("{base}/v2/up/lib/data/blobs/{d}"));
     assert_eq!(pull(&blobs[0].digest).await.0, StatusCode::OK);
+    settled_stats(&c, &base, 1).await;
     let r = c.put(format!("{base}/api/accel/cache/{}/pin", blobs[0].digest)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     for b in &blobs[1..] {
@@ -340,8 +354,7 @@ async fn eviction_keeps_the_cache_under_max_size_and_spares_pins() {
         assert_eq!(Digest::sha256(&body), b.digest);
         tokio::time::sleep(Duration::from_millis(1100)).await; // distinct access seconds
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let s = stats(&c, &base).await;
+    let s = settled_stats(&c, &base, 3).await;
     assert!(s["total_size"].as_u64().unwrap() <= limit, "{s}");
     assert_eq!(s["entry_count"], 3, "{s}");
     assert!(s["evictions"].as_u64().unwrap() >= 3, "{s}");
@@ -491,8 +504,7 @@ async fn caches_into_postgres_and_s3_and_evicts_there() {
         assert_eq!(Digest::sha256(&body), layer.digest);
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let s = stats(&c, &base).await;
+    let s = settled_stats(&c, &base, 1).await;
     assert_eq!(s["entry_count"], 1, "one 6 MiB layer fits under 7 MiB: {s}");
     // The survivor is served from S3; the evicted one is fetched again.
     let (_, h, body) = get(&c, format!("{base}/v2/up/lib/app/blobs/{}", image.layers[1].digest)).await;
