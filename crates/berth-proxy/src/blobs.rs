@@ -1,12 +1,11 @@
 //! Blobs through the cache: served from the store when present anywhere,
 //! otherwise fetched once per digest while every client reads along.
 
-use std::io;
 use std::sync::Arc;
 
 use berth_core::{ByteRange, Digest};
 use berth_registry::{ByteStream, RegistryError};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::{StreamExt, stream};
 
 use crate::flight::{Flight, FlightState, spool_write};
@@ -24,6 +23,8 @@ pub struct ProxiedBlob {
 
 /// Bytes gathered before each spool write and store hand-off.
 const COALESCE: usize = 256 * 1024;
+/// Read size when the store copies the spool file.
+const STORE_CHUNK: usize = 1024 * 1024;
 
 impl Proxy {
     /// Opens `digest` for `route`, fetching it if nothing local has it. A
@@ -181,13 +182,9 @@ impl Proxy {
         let spool = Arc::new(spool);
         flight.state.send_replace(FlightState::Streaming { size: download.size, written: 0 });
 
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
-        let to_store: ByteStream =
-            Box::pin(stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
-        let store = self.registry.put_blob(&route.cache_repo, digest, download.size, to_store);
+        // Clients wait only for the transfer and the hash; the store reads the
+        // verified spool file afterwards (from the page cache).
         let pump = async {
-            // Owned here, so the store sees the end of the stream when the pump ends.
-            let tx = tx;
             let mut body = download.stream;
             let mut pending = BytesMut::new();
             let mut written = 0u64;
@@ -198,9 +195,7 @@ impl Proxy {
                 match next {
                     Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
                     Some(Err(e)) => {
-                        let message = format!("download from {upstream_name} broke off: {e}");
-                        let _ = tx.send(Err(io::Error::other(message.clone()))).await;
-                        return Err(message);
+                        return Err(format!("download from {upstream_name} broke off: {e}"));
                     }
                     None => {}
                 }
@@ -208,10 +203,7 @@ impl Proxy {
                     let chunk = pending.split().freeze();
                     let len = chunk.len() as u64;
                     hasher.update(&chunk);
-                    spool_write(&spool, written, chunk.clone()).await.map_err(|e| format!("spool write: {e}"))?;
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        return Err("the store stopped reading".to_owned());
-                    }
+                    spool_write(&spool, written, chunk).await.map_err(|e| format!("spool write: {e}"))?;
                     written += len;
                     self.stats.upstream_bytes(&upstream_name, len);
                     flight.state.send_modify(|s| {
@@ -223,9 +215,10 @@ impl Proxy {
                 if end {
                     let actual = hasher.finish();
                     if &actual != digest {
-                        let message = format!("{upstream_name} sent corrupt content: {actual}, not {digest}");
-                        let _ = tx.send(Err(io::Error::other(message.clone()))).await;
-                        return Err(message);
+                        return Err(format!("{upstream_name} sent corrupt content: {actual}, not {digest}"));
+                    }
+                    if download.size.is_some_and(|size| size != written) {
+                        return Err(format!("{upstream_name} announced {:?} bytes and sent {written}", download.size));
                     }
                     // Clients may finish now; the store makes it durable meanwhile.
                     flight.state.send_replace(FlightState::Verified { size: written });
@@ -233,13 +226,15 @@ impl Proxy {
                 }
             }
         };
-        let (stored, pumped) = tokio::join!(store, pump);
-        let written = pumped.map_err(|m| {
+        let written = pump.await.map_err(|m| {
             if m.contains("corrupt") {
                 self.stats.corrupt();
             }
             (false, m)
         })?;
+        let from_spool = tokio::fs::File::open(&flight.spool).await.map_err(|e| (false, format!("spool: {e}")))?;
+        let from_spool: ByteStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(from_spool, STORE_CHUNK));
+        let stored = self.registry.put_blob(&route.cache_repo, digest, Some(written), from_spool).await;
         match stored {
             Ok(size) => {
                 debug_assert_eq!(size, written);
