@@ -22,7 +22,7 @@ pub struct ProxiedBlob {
 }
 
 /// Bytes gathered before each spool write and store hand-off.
-const COALESCE: usize = 256 * 1024;
+const COALESCE: usize = 1024 * 1024;
 /// Read size when the store copies the spool file.
 const STORE_CHUNK: usize = 1024 * 1024;
 

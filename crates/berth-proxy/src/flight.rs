@@ -101,7 +101,7 @@ impl Flight {
     }
 }
 
-const READ_CHUNK: u64 = 256 * 1024;
+const READ_CHUNK: u64 = 1024 * 1024;
 
 struct Reader {
     flight: Arc<Flight>,
