@@ -84,6 +84,18 @@ impl Proxy {
         Ok(Route { cache_repo, namespace: namespace.to_owned(), remote, candidates })
     }
 
+    /// The cache repository mirror mode would serve `name` from (without
+    /// checking whether `name` exists locally): for authorization, which judges
+    /// a pull of a name of no project by the cache repository's project.
+    pub fn mirror_alias(&self, name: &str) -> Option<String> {
+        let upstreams = self.upstreams();
+        if self.namespace_of(name).is_some() {
+            return None;
+        }
+        let chosen = upstreams.iter().find(|u| u.record.enabled && u.record.mirror)?;
+        Some(format!("{}/{}", chosen.record.namespace, chosen.remote_name(name)))
+    }
+
     /// Forgets what was memoised about `name` after a local write created or
     /// changed it, so mirror mode never shadows a repository just pushed.
     pub fn forget_local(&self, name: &str) {

@@ -62,6 +62,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let registry = Arc::new(Registry::new(blobs, meta.as_dyn(), registry_config));
     let proxy = crate::proxy::open(&config, registry.clone()).await?;
+    let aliases = Arc::downgrade(&proxy);
+    access.set_mirror_alias(Box::new(move |name| aliases.upgrade()?.mirror_alias(name)));
     let state = AppState {
         registry: registry.clone(),
         access,

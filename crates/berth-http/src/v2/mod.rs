@@ -87,9 +87,14 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     let result = match OciEndpoint::parse(&decoded) {
         Some(mut endpoint) => {
             info.endpoint = endpoint.name();
-            let route = proxied::route(&state, &mut endpoint, &request).await;
-            let (route, authorized) = match route {
-                Ok(route) => (route, authorize(&state, &endpoint, &mut request, &ip).await),
+            // Rights are judged on the name asked for (a client's token is scoped to it;
+            // mirror-mode names borrow their cache repository's pull right), then the
+            // cache may rewrite the name to the repository it serves from.
+            let (route, authorized) = match authorize(&state, &endpoint, &mut request, &ip).await {
+                Ok(principal) => match proxied::route(&state, &mut endpoint, &request).await {
+                    Ok(route) => (route, Ok(principal)),
+                    Err(e) => (None, Err(e)),
+                },
                 Err(e) => (None, Err(e)),
             };
             rate = counted(&endpoint, &request.method)

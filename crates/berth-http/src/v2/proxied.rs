@@ -12,8 +12,8 @@ use super::{ApiResult, V2Request};
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Decides whether the cache serves this request, rewriting the endpoint's
-/// name to the cache repository (so authorization judges what is served).
+/// Decides whether the cache serves this (already authorized) request,
+/// rewriting the endpoint's name to the cache repository it is served from.
 pub(super) async fn route(
     state: &AppState,
     endpoint: &mut OciEndpoint,

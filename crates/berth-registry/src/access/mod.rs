@@ -224,7 +224,13 @@ pub struct AccessService {
     locked: Cache<(), bool>,
     /// The admin IP allow-list (one entry).
     allowlist: Cache<(), Arc<AllowList>>,
+    /// Where a name that is no project of its own is served from in the
+    /// pull-through cache's mirror mode (`library/nginx` → `docker.io/library/nginx`).
+    mirror_alias: std::sync::OnceLock<MirrorAlias>,
 }
+
+/// Maps a repository name to the cache repository mirror mode serves it from.
+pub type MirrorAlias = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl std::fmt::Debug for AccessService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -245,6 +251,7 @@ impl AccessService {
             sessions: short_cache(10_000, ttl),
             locked: short_cache(1, ttl),
             allowlist: short_cache(1, ttl),
+            mirror_alias: std::sync::OnceLock::new(),
             config,
         }
     }
@@ -467,6 +474,11 @@ impl AccessService {
     }
 
     /// What `principal` may do with repository `repo`.
+    /// Installs the mirror-mode mapping (once, at start).
+    pub fn set_mirror_alias(&self, alias: MirrorAlias) {
+        let _ = self.mirror_alias.set(alias);
+    }
+
     pub async fn repo_perms(&self, principal: &Principal, repo: &str) -> Result<Perms, AuthError> {
         if !self.enabled() {
             return Ok(Perms::all());
@@ -486,7 +498,21 @@ impl AccessService {
                 member_role: role.as_deref().and_then(MemberRole::parse),
             },
         };
-        let own = permissions::repo_perms(&subject, access);
+        let mut own = permissions::repo_perms(&subject, access);
+        // A name of no project may be pulled through the cache's mirror mode: its
+        // pull right is that of the cache repository it is served from.
+        if access == ProjectAccess::Missing
+            && let Some(alias) = self.mirror_alias.get().and_then(|f| f(repo))
+        {
+            let cached = match self.project_access(project_of(&alias), principal.user_id()).await? {
+                None => ProjectAccess::Missing,
+                Some((visibility, role)) => ProjectAccess::Existing {
+                    visibility: if visibility == "public" { Visibility::Public } else { Visibility::Private },
+                    member_role: role.as_deref().and_then(MemberRole::parse),
+                },
+            };
+            own.pull |= permissions::repo_perms(&subject, cached).pull;
+        }
         Ok(match &principal.restriction {
             Restriction::Pat { permissions: words, repositories, .. } => {
                 let words: Vec<TokenPermission> = words.iter().filter_map(|w| TokenPermission::parse(w)).collect();

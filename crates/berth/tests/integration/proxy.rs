@@ -456,24 +456,38 @@ async fn accelerator_api_needs_an_admin_when_auth_is_on() {
         .await
         .unwrap();
     let token = login["token"].as_str().expect("login token").to_owned();
-    let r = c
-        .post(format!("{base}/api/accel/upstreams"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "hub", "url": "https://registry-1.docker.io"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let upstream = BerthProcess::start(bin());
+    let image = ImageFixture::new(99, &[500]);
+    push_image(&c, &upstream.url(), "lib/app", &image, "v1").await;
+    for (name, url, priority) in [("hub", "https://registry-1.docker.io".to_owned(), 5), ("local", upstream.url(), 1)] {
+        let r = c
+            .post(format!("{base}/api/accel/upstreams"))
+            .bearer_auth(&token)
+            .json(&json!({"name": name, "url": url, "priority": priority, "namespace": format!("{name}.ns")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // An anonymous client (docker with registry-mirrors) asks a token for the name it
+    // pulls; mirror mode serves it from the public cache namespace.
+    for name in ["lib/app", "local.ns/lib/app"] {
+        let r = c.get(format!("{base}/auth?service=berth&scope=repository:{name}:pull")).send().await.unwrap();
+        let grant: Value = r.json().await.unwrap();
+        let jwt = grant["token"].as_str().unwrap().to_owned();
+        let r = c.get(format!("{base}/v2/{name}/manifests/v1")).bearer_auth(&jwt).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "anonymous mirror pull of {name}");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), image.manifest.as_slice());
+    }
+    // …but cannot push there.
+    let r = c.get(format!("{base}/auth?service=berth&scope=repository:lib/app:pull,push")).send().await.unwrap();
+    let grant: Value = r.json().await.unwrap();
+    let jwt = grant["token"].as_str().unwrap().to_owned();
+    let r = c.post(format!("{base}/v2/lib/app/blobs/uploads/")).bearer_auth(&jwt).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // The namespace became a public project: anonymous pulls may use the cache.
-    let v: Value = c
-        .get(format!("{base}/api/v1/projects/docker.io"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value =
+        c.get(format!("{base}/api/v1/projects/hub.ns")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["visibility"], "public", "{v}");
 }
 
