@@ -203,6 +203,32 @@ impl Proxy {
         }
     }
 
+    /// The upstream's tag list of the route's repository (`n`, `last` passed
+    /// on), in bytewise order; `None` when offline or no upstream answered, so
+    /// the caller lists what is cached instead.
+    pub async fn upstream_tags(&self, route: &Route, n: Option<u32>, last: Option<&str>) -> Option<Vec<String>> {
+        if self.config.offline {
+            return None;
+        }
+        for upstream in &route.candidates {
+            match upstream.client.tags(&route.remote, n, last).await {
+                Ok(Some(body)) => {
+                    let listed: serde_json::Value = serde_json::from_slice(&body).ok()?;
+                    let mut tags: Vec<String> = listed
+                        .get("tags")
+                        .and_then(|t| t.as_array())
+                        .map(|t| t.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default();
+                    tags.sort();
+                    return Some(tags);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(upstream = upstream.record.name, error = %e, "tag list unavailable"),
+            }
+        }
+        None
+    }
+
     fn ttl_secs(&self) -> i64 {
         self.config.tag_ttl.as_secs() as i64
     }

@@ -105,6 +105,24 @@ impl UpstreamClient {
         self.read_small(exchange, &context).await.map(Some)
     }
 
+    /// `GET /v2/<repo>/tags/list`, paged with `n` and `last` when given: the raw
+    /// JSON (`{"name","tags"}`). `Ok(None)` on 404.
+    pub async fn tags(&self, repo: &str, n: Option<u32>, last: Option<&str>) -> Result<Option<Bytes>, UpstreamError> {
+        let mut request = self.pull(Method::GET, repo, "tags", "list", Some("application/json"))?;
+        if n.is_some() || last.is_some() {
+            let mut query = request.url.query_pairs_mut();
+            if let Some(n) = n {
+                query.append_pair("n", &n.to_string());
+            }
+            if let Some(last) = last {
+                query.append_pair("last", last);
+            }
+        }
+        let context = self.context(&request);
+        let Some(exchange) = self.found(&request, &context).await? else { return Ok(None) };
+        self.read_small(exchange, &context).await.map(Some)
+    }
+
     /// A request needing pull access to `repo`.
     fn pull(
         &self,

@@ -115,6 +115,25 @@ pub(super) async fn tags(state: &AppState, repo: &RepoName, req: &V2Request) -> 
     Ok(with_link(TagList { name: repo.as_str(), tags }, link))
 }
 
+/// Tags of a cache repository: the upstream's list when it answers, else the cached tags.
+pub(super) async fn proxied_tags(
+    state: &AppState,
+    repo: &RepoName,
+    route: &berth_proxy::Route,
+    req: &V2Request,
+) -> ApiResult {
+    let limit = page_size(req)?;
+    let last = req.param("last");
+    match state.proxy.upstream_tags(route, limit.map(|n| n + 1), last).await {
+        Some(tags) => {
+            let tags: Vec<String> = tags.into_iter().filter(|t| last.is_none_or(|l| t.as_str() > l)).collect();
+            let (tags, link) = page(&tags, limit, &format!("/v2/{repo}/tags/list"));
+            Ok(with_link(TagList { name: repo.as_str(), tags }, link))
+        }
+        None => tags(state, repo, req).await,
+    }
+}
+
 pub(super) async fn referrers(state: &AppState, repo: &RepoName, subject: &Digest, req: &V2Request) -> ApiResult {
     let artifact_type = req.param("artifactType").filter(|t| !t.is_empty());
     let list = state.registry.referrers(repo, subject, artifact_type).await?;

@@ -371,7 +371,7 @@ async fn dispatch_proxied(
         }
         E::TagsList { name } => {
             let repo = repo_name(&name, info)?;
-            listing::tags(state, &repo, req).await?
+            listing::proxied_tags(state, &repo, route, req).await?
         }
         E::Referrers { name, digest } => {
             let repo = repo_name(&name, info)?;

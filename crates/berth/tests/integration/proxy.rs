@@ -124,6 +124,24 @@ async fn pulls_through_namespace_and_mirror_mode_with_the_token_dance() {
         assert_eq!(cache_header(&h), "HIT");
         assert_eq!(again, body);
     }
+    // Tag lists come from the upstream (v2 was never pulled), paged like local ones.
+    let r = put_manifest(
+        &seed,
+        &upstream.url(),
+        "team/app",
+        "v2",
+        berth_core::media_type::OCI_MANIFEST,
+        image.manifest.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = c.get(format!("{base}/v2/up/team/app/tags/list")).send().await.unwrap().json().await.unwrap();
+    let all: Vec<&str> = v["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert!(all.contains(&"v1") && all.contains(&"v2"), "{v}");
+    let r = c.get(format!("{base}/v2/up/team/app/tags/list?n=1")).send().await.unwrap();
+    assert!(r.headers().contains_key("link"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["tags"].as_array().unwrap().len(), 1);
     // A range of a cached blob.
     let layer = &image.layers[1];
     let r = c
@@ -287,6 +305,9 @@ async fn upstream_failures_serve_stale_copies_and_fail_over() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(Digest::sha256(&body), blob.digest);
     }
+    // The tag list falls back to what is cached.
+    let v: Value = c.get(format!("{base}/v2/up/lib/app/tags/list")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["tags"], json!(["v1"]), "{v}");
     // What was never cached fails with a clear gateway error.
     let r = c.get(format!("{base}/v2/up/lib/app/manifests/v2")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
