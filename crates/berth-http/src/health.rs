@@ -1,4 +1,4 @@
-//! `GET /health` in the management envelope (seed 000).
+//! `GET /health` and `GET /api/version` in the management envelope (seed 000).
 
 use axum::Json;
 use axum::extract::State;
@@ -24,4 +24,9 @@ pub async fn health(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
+}
+
+/// `GET /api/version` (no authentication, like `/health`).
+pub async fn version(State(state): State<AppState>) -> Response {
+    crate::api::envelope::ok(json!({"version": state.version, "full_version": state.full_version}))
 }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub access: Arc<AccessService>,
     /// berth's version, reported by `/v2/` and `/health`.
     pub version: &'static str,
+    /// The version with its commit and date, for `/api/version`.
+    pub full_version: &'static str,
     /// The URL clients reach berth at (the token realm); the request's Host when unset.
     pub external_url: Option<Arc<str>>,
     /// Whether berth itself terminates TLS (Secure cookies, https realm).
@@ -47,6 +49,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
+        .route("/api/version", get(health::version))
         .route("/auth", get(token::get_token).post(token::post_token))
         .route("/api/v1/auth/login", post(api::security::login))
         .route("/api/v1/auth/logout", post(api::security::logout))

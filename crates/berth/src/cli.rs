@@ -7,6 +7,10 @@ use clap::{Args, Parser, Subcommand};
 /// Version string: crate version and the git commit it was built from.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BERTH_GIT_COMMIT"), ")");
 
+/// Seed 000's `full_version`: `0.1.0 (<commit> @ <commit date>)`.
+pub const FULL_VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (", env!("BERTH_GIT_COMMIT"), " @ ", env!("BERTH_COMMIT_DATE"), ")");
+
 /// berth: a self-hosted OCI container image registry.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version = VERSION, about)]

@@ -68,6 +68,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         registry: registry.clone(),
         access,
         version: env!("CARGO_PKG_VERSION"),
+        full_version: crate::cli::FULL_VERSION,
         external_url: config.external_url.as_deref().map(Arc::from),
         tls: config.tls.cert.is_some(),
         rate_limits: Arc::new(rate_limits(&config)),

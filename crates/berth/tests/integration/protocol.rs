@@ -29,6 +29,12 @@ async fn base_ping_and_health() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["success"], true);
     assert_eq!(body["data"]["status"], "healthy");
+    let r = c.get(format!("{}/api/version", server.url())).send().await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["success"], true);
+    assert_eq!(body["data"]["version"], env!("CARGO_PKG_VERSION"));
+    let full = body["data"]["full_version"].as_str().unwrap();
+    assert!(full.starts_with(&format!("{} (", env!("CARGO_PKG_VERSION"))) && full.contains(" @ "), "{full}");
 }
 
 #[tokio::test]
