@@ -116,23 +116,7 @@ start_distribution() {
   for attempt in 1 2 3; do
     port="$(free_port)"
     addr="127.0.0.1:$port"
-    cat >"$dir/config.yml" <<EOF
-version: 0.1
-log:
-  level: info
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $dir/data
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: $addr
-EOF
+    _registry_write_distribution_config "$dir/config.yml" "$addr" "$dir/data"
     [ -z "$remote" ] || printf 'proxy:\n  remoteurl: %s\n' "$remote" >>"$dir/config.yml"
     : >"$dir/registry.log"
     start_bg pid "$dir/registry.log" docker-registry serve "$dir/config.yml"

@@ -40,8 +40,7 @@ impl Proxy {
         for _ in 0..2 {
             match self.local_blob(route, digest, range_header, want_body).await {
                 Ok(Some(found)) => {
-                    self.stats.hit("blob");
-                    self.stats.touch(digest.as_str());
+                    self.stats.blob_hit(digest.as_str());
                     return Ok(found);
                 }
                 Ok(None) => {}
@@ -64,8 +63,7 @@ impl Proxy {
             // Fetched already and being stored: wait for it and serve it as cached.
             flight.settled().await;
             if let Some(found) = self.local_blob(route, digest, range_header, want_body).await? {
-                self.stats.hit("blob");
-                self.stats.touch(digest.as_str());
+                self.stats.blob_hit(digest.as_str());
                 return Ok(found);
             }
         }

@@ -51,9 +51,7 @@ impl Proxy {
 
     /// Empties the cache: every cache repository and every cached blob.
     pub async fn clear(&self) -> Result<u64, ProxyError> {
-        let mut namespaces: Vec<String> = self.upstreams().iter().map(|u| u.record.namespace.clone()).collect();
-        namespaces.dedup();
-        for ns in &namespaces {
+        for ns in &self.namespaces() {
             for repo in self.repos_in(ns).await? {
                 if let Ok(name) = repo.parse() {
                     self.registry.invalidate(&name);
@@ -132,9 +130,7 @@ impl Proxy {
             return Ok(());
         };
         let holders = self.meta.repos_with_blob(&digest, 10_000).await?;
-        let mut namespaces: Vec<String> = self.upstreams().iter().map(|u| u.record.namespace.clone()).collect();
-        namespaces.dedup();
-        for ns in &namespaces {
+        for ns in &self.namespaces() {
             self.meta.unlink_blob_in_project(ns, &entry.digest).await?;
         }
         for repo in holders.iter().filter_map(|r| r.parse().ok()) {
@@ -147,6 +143,14 @@ impl Proxy {
         self.stats.evicted(reason, entry.size as u64);
         tracing::debug!(digest = entry.digest, size = entry.size, reason, "cache entry evicted");
         Ok(())
+    }
+
+    /// Every upstream namespace, once each.
+    fn namespaces(&self) -> Vec<String> {
+        let mut namespaces: Vec<String> = self.upstreams().iter().map(|u| u.record.namespace.clone()).collect();
+        namespaces.sort();
+        namespaces.dedup();
+        namespaces
     }
 
     async fn repos_in(&self, namespace: &str) -> Result<Vec<String>, ProxyError> {

@@ -58,8 +58,14 @@ impl Stats {
         metrics::counter!("berth_proxy_evicted_bytes_total", "reason" => reason).increment(bytes);
     }
 
-    /// Notes a cache hit on a blob; written to the database in batches.
-    pub fn touch(&self, digest: &str) {
+    /// A blob served from the cache: a hit, and an access for the LRU order.
+    pub fn blob_hit(&self, digest: &str) {
+        self.hit("blob");
+        self.touch(digest);
+    }
+
+    /// Notes an access to a cached blob; written to the database in batches.
+    fn touch(&self, digest: &str) {
         let mut touches = self.touches.lock().expect("touches lock");
         let entry = touches.entry(digest.to_owned()).or_insert((0, 0));
         *entry = (now_unix(), entry.1 + 1);

@@ -11,7 +11,7 @@ use berth_proxy::{ProxyError, UpstreamSpec};
 use serde_json::json;
 
 use super::envelope::{Failure, Needs, ok, require};
-use super::{Caller, query_pairs, rfc3339};
+use super::{Caller, Surface, json_body, query_pairs, rfc3339};
 use crate::AppState;
 
 type Answer = Result<Response, Failure>;
@@ -36,13 +36,6 @@ async fn audit(state: &AppState, caller: &Option<Caller>, event: &str, action: &
     }
 }
 
-async fn body_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Failure> {
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .map_err(|_| Failure::bad_request("request body too large or unreadable"))?;
-    serde_json::from_slice(&bytes).map_err(|e| Failure::bad_request(format!("invalid JSON body: {e}")))
-}
-
 /// `GET /api/accel/upstreams`.
 pub async fn list_upstreams(State(state): State<AppState>, request: Request) -> Answer {
     let (parts, _) = request.into_parts();
@@ -55,7 +48,7 @@ pub async fn list_upstreams(State(state): State<AppState>, request: Request) -> 
 pub async fn add_upstream(State(state): State<AppState>, request: Request) -> Answer {
     let (parts, body) = request.into_parts();
     let caller = require(&state, &parts, Needs::Admin).await?;
-    let spec: UpstreamSpec = body_json(body).await?;
+    let spec: UpstreamSpec = json_body(body, Surface::GhostDock).await?;
     let view = state.proxy.add_upstream(spec, false).await.map_err(failure)?;
     ensure_namespace_project(&state, &view, &caller).await?;
     audit(&state, &caller, "upstream_created", "upstream.create", &format!("upstream:{}", view.name)).await;
@@ -66,7 +59,7 @@ pub async fn add_upstream(State(state): State<AppState>, request: Request) -> An
 pub async fn update_upstream(State(state): State<AppState>, Path(name): Path<String>, request: Request) -> Answer {
     let (parts, body) = request.into_parts();
     let caller = require(&state, &parts, Needs::Admin).await?;
-    let update: UpstreamSpec = body_json(body).await?;
+    let update: UpstreamSpec = json_body(body, Surface::GhostDock).await?;
     let view = state.proxy.update_upstream(&name, update).await.map_err(failure)?;
     ensure_namespace_project(&state, &view, &caller).await?;
     audit(&state, &caller, "upstream_updated", "upstream.update", &format!("upstream:{name}")).await;

@@ -125,7 +125,9 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
                         .map(|event| (event, crate::auth::actor(&principal, &ip, &request.headers)));
                     let writes = matches!(request.method, Method::PUT | Method::POST | Method::PATCH);
                     let result = dispatch(&state, endpoint, request, body, &mut info, &principal, route).await;
-                    if let Some(repo) = info.repo.as_deref().filter(|_| writes && result.is_ok()) {
+                    if let Some(repo) =
+                        info.repo.as_deref().filter(|_| writes && result.is_ok() && state.proxy.is_active())
+                    {
                         state.proxy.forget_local(repo);
                     }
                     if let Some(((event, action), actor)) = audit.filter(|_| result.is_ok()) {
@@ -376,7 +378,8 @@ async fn dispatch_proxied(
         E::Referrers { name, digest } => {
             let repo = repo_name(&name, info)?;
             let digest = digest_param(&digest, info)?;
-            proxied::sync_referrers(state, route, &digest).await;
+            // The upstream's referrers are fetched into the cache, then listed locally.
+            state.proxy.sync_referrers(route, &digest).await;
             listing::referrers(state, &repo, &digest, req).await?
         }
         _ => return Err(ApiError::not_found_endpoint()),

@@ -88,9 +88,3 @@ pub(super) async fn blob(state: &AppState, route: &Route, digest: &Digest, req: 
     let body = if want_body { Body::from_stream(blob.stream) } else { Body::empty() };
     Ok(cache_headers(response, blob.status).body(body).expect("valid response"))
 }
-
-/// Pulls the upstream's referrers of `digest` into the cache before the local
-/// listing answers; an upstream failure leaves what is cached.
-pub(super) async fn sync_referrers(state: &AppState, route: &Route, digest: &Digest) {
-    state.proxy.sync_referrers(route, digest).await;
-}
