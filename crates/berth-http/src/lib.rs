@@ -41,6 +41,8 @@ pub struct AppState {
     pub rate_limits: Arc<ratelimit::RateLimits>,
     /// The pull-through cache.
     pub proxy: Arc<berth_proxy::Proxy>,
+    /// Webhook secrets, test deliveries and the delivery dispatcher.
+    pub webhooks: Arc<berth_webhooks::Webhooks>,
     /// Renders the Prometheus metrics (`GET /metrics`), when a recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -76,6 +78,15 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/projects/{name}/members/{username}",
             axum::routing::put(api::projects::put_member).delete(api::projects::delete_member),
         )
+        .route("/api/v1/webhooks", get(api::webhooks::list).post(api::webhooks::create))
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(api::webhooks::get).put(api::webhooks::update).delete(api::webhooks::delete),
+        )
+        .route("/api/v1/webhooks/{id}/test", post(api::webhooks::test))
+        .route("/api/v1/webhooks/{id}/deliveries", get(api::webhooks::deliveries))
+        .route("/api/v1/webhooks/{id}/deliveries/{delivery}", get(api::webhooks::delivery))
+        .route("/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver", post(api::webhooks::redeliver))
         .route("/api/accel/upstreams", get(api::accel::list_upstreams).post(api::accel::add_upstream))
         .route(
             "/api/accel/upstreams/{name}",

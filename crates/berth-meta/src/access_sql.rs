@@ -173,6 +173,14 @@ macro_rules! access_impl {
             .execute(&mut **tx)
             .await?;
             sqlx::query("UPDATE audit_head SET hash = $1 WHERE one = 1").bind(&hash).execute(&mut **tx).await?;
+            // A management change is also an event, in the same transaction.
+            if let Some(kind) = $crate::EventKind::from_audit_action(&draft.action).filter(|_| draft.status == "success")
+            {
+                let actor = $crate::EventActor::new(draft.username.clone(), draft.ip_address.clone());
+                let mut event = $crate::EventDraft::new(kind, &actor);
+                event.detail = serde_json::json!({ "resource": draft.resource, "audit_id": id });
+                super::events::insert_events(tx, &[event]).await?;
+            }
             Ok(id)
         }
 

@@ -10,6 +10,8 @@
 pub mod access;
 mod access_sql;
 mod error;
+mod events;
+mod events_sql;
 mod migrate;
 mod model;
 pub mod postgres;
@@ -24,6 +26,7 @@ use berth_core::{Digest, RepoName, Tag};
 
 pub use access::*;
 pub use error::MetaError;
+pub use events::*;
 pub use model::*;
 pub use postgres::PostgresMeta;
 pub use proxy::*;
@@ -55,18 +58,27 @@ pub trait BlobIndex: Send + Sync {
     /// Repositories (sorted, at most `limit`) in which `digest` is visible.
     async fn repos_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<String>, MetaError>;
 
-    /// Records a verified blob and makes it visible in `repo` (creating the repository).
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), MetaError>;
+    /// Records a verified blob and makes it visible in `repo` (creating the
+    /// repository), writing `events` in the same transaction.
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        events: &[EventDraft],
+    ) -> Result<(), MetaError>;
 
-    /// Hides `digest` from `repo`. Returns false when it was not visible there.
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+    /// Hides `digest` from `repo`, writing `events` if it was visible there.
+    /// Returns false when it was not.
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, events: &[EventDraft]) -> Result<bool, MetaError>;
 }
 
 /// Manifests, tags and referrers.
 #[async_trait]
 pub trait ManifestStore: Send + Sync {
-    /// Stores a manifest and points `tags` at it in one transaction, after checking
-    /// that every referenced blob and child manifest is visible in the repository.
+    /// Stores a manifest and points `tags` at it in one transaction (with the
+    /// manifest's events), after checking that every referenced blob and child
+    /// manifest is visible in the repository.
     async fn put_manifest(&self, repo: &RepoName, manifest: NewManifest, tags: &[Tag]) -> Result<(), MetaError>;
 
     /// Looks a manifest up by digest, with its payload when `with_payload`.
@@ -85,11 +97,14 @@ pub trait ManifestStore: Send + Sync {
         with_payload: bool,
     ) -> Result<Option<ManifestRecord>, MetaError>;
 
-    /// Deletes a manifest and every tag pointing at it. False when absent.
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+    /// Deletes a manifest and every tag pointing at it, writing `events` in the
+    /// same transaction. False (and no events) when absent.
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest, events: &[EventDraft])
+    -> Result<bool, MetaError>;
 
-    /// Deletes one tag (the manifest stays). False when absent.
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError>;
+    /// Deletes one tag (the manifest stays), writing `events` in the same
+    /// transaction. False (and no events) when absent.
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventDraft]) -> Result<bool, MetaError>;
 
     /// Tags sorted bytewise, strictly after `last`, at most `limit` (all when `None`).
     async fn list_tags(
@@ -144,7 +159,16 @@ pub trait JobLeases: Send + Sync {
 
 /// Everything berth stores as metadata, behind one object-safe facade.
 pub trait Metadata:
-    RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + AccessStore + AuditLog + ProxyStore + std::fmt::Debug
+    RepoStore
+    + BlobIndex
+    + ManifestStore
+    + UploadStore
+    + JobLeases
+    + AccessStore
+    + AuditLog
+    + ProxyStore
+    + EventStore
+    + std::fmt::Debug
 {
 }
 
@@ -157,6 +181,7 @@ impl<T> Metadata for T where
         + AccessStore
         + AuditLog
         + ProxyStore
+        + EventStore
         + std::fmt::Debug
 {
 }

@@ -20,6 +20,8 @@ pub struct NewManifest {
     /// Whether the references must already be there. Pushes need them; the
     /// pull-through cache stores a manifest before fetching what it references.
     pub require_references: bool,
+    /// Events of this change, written in its transaction (`push`, …).
+    pub events: Vec<crate::EventDraft>,
 }
 
 /// A stored manifest.
@@ -50,6 +52,8 @@ pub struct NewUpload {
     pub algorithm: Algorithm,
     /// The blob store's initial cursor for the staged data.
     pub cursor: String,
+    /// Who started it (credited with creating the repository, if it is new).
+    pub actor: crate::EventActor,
 }
 
 /// A stored upload session.

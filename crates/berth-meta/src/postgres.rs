@@ -14,8 +14,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::{
-    BlobIndex, JobLeases, ManifestRecord, ManifestStore, MetaError, NewManifest, NewUpload, Referrer, RepoStore,
-    Upload, UploadProgress, UploadStore, now_unix,
+    BlobIndex, EventActor, EventDraft, EventKind, JobLeases, ManifestRecord, ManifestStore, MetaError, NewManifest,
+    NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "leases", include_str!("../migrations/postgres/0003_leases.sql")),
     (4, "access", include_str!("../migrations/postgres/0004_access.sql")),
     (5, "proxy", include_str!("../migrations/postgres/0005_proxy.sql")),
+    (7, "events", include_str!("../migrations/postgres/0007_events.sql")),
 ];
 
 /// Metadata in a PostgreSQL database.
@@ -60,15 +61,26 @@ fn parse_digest(s: &str) -> Result<Digest, MetaError> {
 }
 
 /// Finds or creates a repository inside a write transaction.
-async fn ensure_repo(tx: &mut Transaction<'_, Postgres>, repo: &RepoName) -> Result<i64, MetaError> {
-    sqlx::query(
+/// A new repository gets a `repository.create` event by `actor` (none without one).
+async fn ensure_repo(
+    tx: &mut Transaction<'_, Postgres>,
+    repo: &RepoName,
+    actor: Option<&EventActor>,
+) -> Result<i64, MetaError> {
+    let created = sqlx::query(
         "INSERT INTO repositories (name, project, created_at) VALUES ($1, $2, $3) ON CONFLICT(name) DO NOTHING",
     )
     .bind(repo.as_str())
     .bind(repo.project())
     .bind(now_unix())
     .execute(&mut **tx)
-    .await?;
+    .await?
+    .rows_affected()
+        > 0;
+    if let Some(actor) = actor.filter(|_| created) {
+        let create = EventDraft::new(EventKind::RepositoryCreate, actor).repository(repo.as_str());
+        events::insert_events(tx, &[create]).await?;
+    }
     let id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
         .bind(repo.as_str())
         .fetch_one(&mut **tx)
@@ -147,10 +159,16 @@ impl BlobIndex for PostgresMeta {
         Ok(names)
     }
 
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), MetaError> {
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        events: &[EventDraft],
+    ) -> Result<(), MetaError> {
         let now = now_unix();
         let mut tx = self.pool.begin().await?;
-        let repo_id = ensure_repo(&mut tx, repo).await?;
+        let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
         sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT(digest) DO NOTHING")
             .bind(digest.as_str())
             .bind(size as i64)
@@ -166,19 +184,26 @@ impl BlobIndex for PostgresMeta {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        events::insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, events: &[EventDraft]) -> Result<bool, MetaError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "DELETE FROM repository_blobs WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
         )
         .bind(repo.as_str())
         .bind(digest.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            events::insert_events(&mut tx, events).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 }
 
@@ -196,7 +221,7 @@ impl ManifestStore for PostgresMeta {
     async fn put_manifest(&self, repo: &RepoName, m: NewManifest, tags: &[Tag]) -> Result<(), MetaError> {
         let now = now_unix();
         let mut tx = self.pool.begin().await?;
-        let repo_id = ensure_repo(&mut tx, repo).await?;
+        let repo_id = ensure_repo(&mut tx, repo, m.events.first().map(|e| &e.actor)).await?;
         let mut missing = Vec::new();
         let checked = if m.require_references { m.blob_refs.as_slice() } else { &[] };
         for blob in checked {
@@ -268,6 +293,7 @@ impl ManifestStore for PostgresMeta {
             .execute(&mut *tx)
             .await?;
         }
+        events::insert_events(&mut tx, &m.events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -308,26 +334,43 @@ impl ManifestStore for PostgresMeta {
         row.map(|r| manifest_record(&r, with_payload)).transpose()
     }
 
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventDraft],
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.pool.begin().await?;
         // Tags and refs go with it through ON DELETE CASCADE.
         let done = sqlx::query(
             "DELETE FROM manifests WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
         )
         .bind(repo.as_str())
         .bind(digest.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            events::insert_events(&mut tx, events).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventDraft]) -> Result<bool, MetaError> {
+        let mut tx = self.pool.begin().await?;
         let done =
             sqlx::query("DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2")
                 .bind(repo.as_str())
                 .bind(tag.as_str())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-        Ok(done.rows_affected() > 0)
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            events::insert_events(&mut tx, events).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     async fn list_tags(
@@ -403,7 +446,7 @@ impl UploadStore for PostgresMeta {
     async fn create_upload(&self, upload: &NewUpload) -> Result<(), MetaError> {
         let now = now_unix();
         let mut tx = self.pool.begin().await?;
-        let repo_id = ensure_repo(&mut tx, &upload.repo).await?;
+        let repo_id = ensure_repo(&mut tx, &upload.repo, Some(&upload.actor)).await?;
         sqlx::query(
             "INSERT INTO uploads (id, repo_id, received, algorithm, started_at, updated_at, cursor)\n             VALUES ($1, $2, 0, $3, $4, $5, $6)",
         )
@@ -514,4 +557,9 @@ mod access {
 /// Upstreams and cache bookkeeping of the pull-through cache (shared SQL).
 mod proxy {
     crate::proxy_sql::proxy_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+}
+
+/// The event log, webhooks and deliveries (shared SQL).
+mod events {
+    crate::events_sql::events_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
 }

@@ -17,8 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    BlobIndex, JobLeases, ManifestRecord, ManifestStore, MetaError, NewManifest, NewUpload, Referrer, RepoStore,
-    Upload, UploadProgress, UploadStore, now_unix,
+    BlobIndex, EventActor, EventDraft, EventKind, JobLeases, ManifestRecord, ManifestStore, MetaError, NewManifest,
+    NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "leases", include_str!("../migrations/sqlite/0003_leases.sql")),
     (4, "access", include_str!("../migrations/sqlite/0004_access.sql")),
     (5, "proxy", include_str!("../migrations/sqlite/0005_proxy.sql")),
+    (7, "events", include_str!("../migrations/sqlite/0007_events.sql")),
 ];
 
 /// Metadata in a SQLite database file.
@@ -77,13 +78,26 @@ fn parse_digest(s: &str) -> Result<Digest, MetaError> {
 }
 
 /// Finds or creates a repository inside a write transaction.
-async fn ensure_repo(tx: &mut Transaction<'_, Sqlite>, repo: &RepoName) -> Result<i64, MetaError> {
-    sqlx::query("INSERT INTO repositories (name, project, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING")
-        .bind(repo.as_str())
-        .bind(repo.project())
-        .bind(now_unix())
-        .execute(&mut **tx)
-        .await?;
+/// A new repository gets a `repository.create` event by `actor` (none without one).
+async fn ensure_repo(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo: &RepoName,
+    actor: Option<&EventActor>,
+) -> Result<i64, MetaError> {
+    let created = sqlx::query(
+        "INSERT INTO repositories (name, project, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING",
+    )
+    .bind(repo.as_str())
+    .bind(repo.project())
+    .bind(now_unix())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        > 0;
+    if let Some(actor) = actor.filter(|_| created) {
+        let create = EventDraft::new(EventKind::RepositoryCreate, actor).repository(repo.as_str());
+        events::insert_events(tx, &[create]).await?;
+    }
     let id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
         .bind(repo.as_str())
         .fetch_one(&mut **tx)
@@ -162,10 +176,16 @@ impl BlobIndex for SqliteMeta {
         Ok(names)
     }
 
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), MetaError> {
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        events: &[EventDraft],
+    ) -> Result<(), MetaError> {
         let now = now_unix();
         let mut tx = self.writer.begin().await?;
-        let repo_id = ensure_repo(&mut tx, repo).await?;
+        let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
         sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING")
             .bind(digest.as_str())
             .bind(size as i64)
@@ -181,19 +201,26 @@ impl BlobIndex for SqliteMeta {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        events::insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, events: &[EventDraft]) -> Result<bool, MetaError> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "DELETE FROM repository_blobs WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
         )
         .bind(repo.as_str())
         .bind(digest.as_str())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            events::insert_events(&mut tx, events).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 }
 
@@ -211,7 +238,7 @@ impl ManifestStore for SqliteMeta {
     async fn put_manifest(&self, repo: &RepoName, m: NewManifest, tags: &[Tag]) -> Result<(), MetaError> {
         let now = now_unix();
         let mut tx = self.writer.begin().await?;
-        let repo_id = ensure_repo(&mut tx, repo).await?;
+        let repo_id = ensure_repo(&mut tx, repo, m.events.first().map(|e| &e.actor)).await?;
         let mut missing = Vec::new();
         let checked = if m.require_references { m.blob_refs.as_slice() } else { &[] };
         for blob in checked {
@@ -282,6 +309,7 @@ impl ManifestStore for SqliteMeta {
             .execute(&mut *tx)
             .await?;
         }
+        events::insert_events(&mut tx, &m.events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -322,26 +350,43 @@ impl ManifestStore for SqliteMeta {
         row.map(|r| manifest_record(&r, with_payload)).transpose()
     }
 
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventDraft],
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.writer.begin().await?;
         // Tags and refs go with it through ON DELETE CASCADE.
         let done = sqlx::query(
             "DELETE FROM manifests WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
         )
         .bind(repo.as_str())
         .bind(digest.as_str())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            events::insert_events(&mut tx, events).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventDraft]) -> Result<bool, MetaError> {
+        let mut tx = self.writer.begin().await?;
         let done =
             sqlx::query("DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND name = ?")
                 .bind(repo.as_str())
                 .bind(tag.as_str())
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await?;
-        Ok(done.rows_affected() > 0)
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            events::insert_events(&mut tx, events).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     async fn list_tags(
@@ -418,7 +463,7 @@ impl UploadStore for SqliteMeta {
     async fn create_upload(&self, upload: &NewUpload) -> Result<(), MetaError> {
         let now = now_unix();
         let mut tx = self.writer.begin().await?;
-        let repo_id = ensure_repo(&mut tx, &upload.repo).await?;
+        let repo_id = ensure_repo(&mut tx, &upload.repo, Some(&upload.actor)).await?;
         sqlx::query(
             "INSERT INTO uploads (id, repo_id, received, algorithm, started_at, updated_at, cursor)\n             VALUES (?, ?, 0, ?, ?, ?, ?)",
         )
@@ -524,7 +569,7 @@ mod tests {
         let path = dir.path().join("berth.db");
         let repo: RepoName = "a/b".parse().unwrap();
         let meta = SqliteMeta::open(&path).await.unwrap();
-        meta.link_blob(&repo, &Digest::sha256(b"x"), 1).await.unwrap();
+        meta.link_blob(&repo, &Digest::sha256(b"x"), 1, &[]).await.unwrap();
         meta.close().await;
         let meta = SqliteMeta::open(&path).await.unwrap();
         assert_eq!(meta.blob_in_repo(&repo, &Digest::sha256(b"x")).await.unwrap(), Some(1));
@@ -539,4 +584,9 @@ mod access {
 /// Upstreams and cache bookkeeping of the pull-through cache (shared SQL).
 mod proxy {
     crate::proxy_sql::proxy_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+}
+
+/// The event log, webhooks and deliveries (shared SQL).
+mod events {
+    crate::events_sql::events_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
 }

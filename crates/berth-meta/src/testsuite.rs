@@ -23,6 +23,7 @@ fn manifest(body: &str, blobs: &[&Digest], subject: Option<&Digest>, artifact_ty
         blob_refs: blobs.iter().map(|d| (*d).clone()).collect(),
         manifest_refs: vec![],
         require_references: true,
+        events: Vec::new(),
     }
 }
 
@@ -38,6 +39,7 @@ pub async fn run_all(meta: &dyn Metadata) {
     projects_tokens_sessions_settings(meta).await;
     audit_entries_chain(meta).await;
     proxy_records(meta).await;
+    events_feed_webhook_deliveries(meta).await;
 }
 
 fn draft(event: &str) -> crate::AuditDraft {
@@ -249,17 +251,17 @@ async fn blobs_are_visible_per_repository(meta: &dyn Metadata) {
     let d = Digest::sha256(b"blob");
     assert!(!meta.repo_exists(&a).await.unwrap());
     assert_eq!(meta.find_blob(&d).await.unwrap(), None);
-    meta.link_blob(&a, &d, 4).await.unwrap();
-    meta.link_blob(&a, &d, 4).await.unwrap();
+    meta.link_blob(&a, &d, 4, &[]).await.unwrap();
+    meta.link_blob(&a, &d, 4, &[]).await.unwrap();
     assert!(meta.repo_exists(&a).await.unwrap(), "linking creates the repository");
     assert_eq!(meta.blob_in_repo(&a, &d).await.unwrap(), Some(4));
     assert_eq!(meta.blob_in_repo(&b, &d).await.unwrap(), None);
     assert_eq!(meta.find_blob(&d).await.unwrap(), Some(4));
-    meta.link_blob(&b, &d, 4).await.unwrap();
+    meta.link_blob(&b, &d, 4, &[]).await.unwrap();
     assert_eq!(meta.repos_with_blob(&d, 10).await.unwrap(), vec!["suite/a", "suite/b"]);
     assert_eq!(meta.repos_with_blob(&d, 1).await.unwrap(), vec!["suite/a"]);
-    assert!(meta.unlink_blob(&a, &d).await.unwrap());
-    assert!(!meta.unlink_blob(&a, &d).await.unwrap());
+    assert!(meta.unlink_blob(&a, &d, &[]).await.unwrap());
+    assert!(!meta.unlink_blob(&a, &d, &[]).await.unwrap());
     assert_eq!(meta.blob_in_repo(&a, &d).await.unwrap(), None);
     assert_eq!(meta.blob_in_repo(&b, &d).await.unwrap(), Some(4), "other repositories keep it");
 }
@@ -268,14 +270,14 @@ async fn manifests_check_references_and_move_tags(meta: &dyn Metadata) {
     let r = repo("suite/m");
     let config = Digest::sha256(b"config");
     let layer = Digest::sha256(b"layer");
-    meta.link_blob(&r, &config, 6).await.unwrap();
+    meta.link_blob(&r, &config, 6, &[]).await.unwrap();
     let m1 = manifest("m1", &[&config, &layer], None, None);
     match meta.put_manifest(&r, m1.clone(), &[tag("latest")]).await {
         Err(MetaError::MissingReferences(missing)) => assert_eq!(missing, vec![layer.clone()]),
         other => panic!("expected missing layer, got {other:?}"),
     }
     assert!(meta.manifest_by_digest(&r, &m1.digest, false).await.unwrap().is_none(), "nothing stored");
-    meta.link_blob(&r, &layer, 5).await.unwrap();
+    meta.link_blob(&r, &layer, 5, &[]).await.unwrap();
     meta.put_manifest(&r, m1.clone(), &[tag("latest"), tag("v1")]).await.unwrap();
     let got = meta.manifest_by_tag(&r, &tag("latest"), true).await.unwrap().unwrap();
     assert_eq!(got.digest, m1.digest);
@@ -288,20 +290,20 @@ async fn manifests_check_references_and_move_tags(meta: &dyn Metadata) {
     assert_eq!(meta.manifest_by_tag(&r, &tag("latest"), false).await.unwrap().unwrap().digest, m2.digest);
     assert_eq!(meta.manifest_by_tag(&r, &tag("v1"), false).await.unwrap().unwrap().digest, m1.digest);
 
-    assert!(meta.delete_tag(&r, &tag("v1")).await.unwrap());
-    assert!(!meta.delete_tag(&r, &tag("v1")).await.unwrap());
+    assert!(meta.delete_tag(&r, &tag("v1"), &[]).await.unwrap());
+    assert!(!meta.delete_tag(&r, &tag("v1"), &[]).await.unwrap());
     assert!(meta.manifest_by_digest(&r, &m1.digest, false).await.unwrap().is_some(), "tag delete keeps manifest");
     meta.put_manifest(&r, m1.clone(), &[tag("v1")]).await.unwrap();
-    assert!(meta.delete_manifest(&r, &m1.digest).await.unwrap());
+    assert!(meta.delete_manifest(&r, &m1.digest, &[]).await.unwrap());
     assert!(meta.manifest_by_tag(&r, &tag("v1"), false).await.unwrap().is_none(), "its tags go too");
-    assert!(!meta.delete_manifest(&r, &m1.digest).await.unwrap());
+    assert!(!meta.delete_manifest(&r, &m1.digest, &[]).await.unwrap());
     assert_eq!(meta.list_tags(&r, None, None).await.unwrap(), vec!["latest"]);
 }
 
 async fn listings_paginate_bytewise(meta: &dyn Metadata) {
     let r = repo("suite/tags");
     let config = Digest::sha256(b"c");
-    meta.link_blob(&r, &config, 1).await.unwrap();
+    meta.link_blob(&r, &config, 1, &[]).await.unwrap();
     let tags: Vec<Tag> = ["b", "a", "C", "a1"].into_iter().map(tag).collect();
     meta.put_manifest(&r, manifest("t", &[&config], None, None), &tags).await.unwrap();
     assert_eq!(meta.list_tags(&r, None, None).await.unwrap(), vec!["C", "a", "a1", "b"]);
@@ -318,7 +320,7 @@ async fn listings_paginate_bytewise(meta: &dyn Metadata) {
 async fn referrers_filter_by_artifact_type(meta: &dyn Metadata) {
     let r = repo("suite/refs");
     let config = Digest::sha256(b"cfg");
-    meta.link_blob(&r, &config, 3).await.unwrap();
+    meta.link_blob(&r, &config, 3, &[]).await.unwrap();
     let subject = Digest::sha256(b"not pushed yet");
     let sig = manifest("sig", &[&config], Some(&subject), Some("application/x-sig"));
     let sbom = manifest("sbom", &[&config], Some(&subject), Some("application/x-sbom"));
@@ -335,7 +337,13 @@ async fn referrers_filter_by_artifact_type(meta: &dyn Metadata) {
 
 async fn uploads_round_trip(meta: &dyn Metadata) {
     let r = repo("suite/up");
-    let upload = NewUpload { id: "u-1".into(), repo: r.clone(), algorithm: Algorithm::Sha512, cursor: "c0".into() };
+    let upload = NewUpload {
+        id: "u-1".into(),
+        repo: r.clone(),
+        algorithm: Algorithm::Sha512,
+        cursor: "c0".into(),
+        actor: Default::default(),
+    };
     meta.create_upload(&upload).await.unwrap();
     assert!(meta.repo_exists(&r).await.unwrap(), "an upload creates the repository");
     let got = meta.get_upload(&r, "u-1").await.unwrap().unwrap();
@@ -427,9 +435,9 @@ async fn proxy_records(meta: &dyn Metadata) {
     let local: RepoName = "local/app".parse().unwrap();
     let shared = Digest::sha256(b"shared layer");
     let only_cached = Digest::sha256(b"cached layer");
-    meta.link_blob(&cached, &shared, 12).await.unwrap();
-    meta.link_blob(&local, &shared, 12).await.unwrap();
-    meta.link_blob(&cached, &only_cached, 12).await.unwrap();
+    meta.link_blob(&cached, &shared, 12, &[]).await.unwrap();
+    meta.link_blob(&local, &shared, 12, &[]).await.unwrap();
+    meta.link_blob(&cached, &only_cached, 12, &[]).await.unwrap();
     assert_eq!(meta.unlink_blob_in_project("mirror.example", only_cached.as_str()).await.unwrap(), 1);
     assert!(meta.forget_unlinked_blob(only_cached.as_str()).await.unwrap());
     assert_eq!(meta.delete_project_repositories("mirror.example").await.unwrap(), 1);
@@ -441,4 +449,118 @@ async fn proxy_records(meta: &dyn Metadata) {
     assert!(meta.delete_upstream("first").await.unwrap());
     assert!(meta.delete_upstream("second").await.unwrap());
     assert!(!meta.delete_upstream("second").await.unwrap());
+}
+
+/// Events are written with their change (and only when it happened), fan out
+/// into deliveries once, and deliveries move through attempts to a final state.
+async fn events_feed_webhook_deliveries(meta: &dyn Metadata) {
+    use crate::{AttemptOutcome, EventActor, EventDraft, EventKind, WebhookSpec};
+    // Earlier checks left events behind (uploads create repositories): settle them.
+    let old: Vec<i64> = meta.pending_events(100_000).await.unwrap().iter().map(|e| e.id).collect();
+    meta.fan_out(&old, &[], 0).await.unwrap();
+    assert!(meta.pending_events(10).await.unwrap().is_empty());
+
+    let alice = EventActor::new("alice", "10.0.0.7");
+    let r = repo("events/app");
+    let config = Digest::sha256(b"events-config");
+    let pushed = EventDraft::new(EventKind::BlobPush, &alice).repository(r.as_str()).digest(config.as_str()).size(13);
+    meta.link_blob(&r, &config, 13, &[pushed]).await.unwrap();
+    let mut m = manifest("events-manifest", &[&config], None, None);
+    m.events =
+        vec![EventDraft::new(EventKind::Push, &alice).repository(r.as_str()).digest(m.digest.as_str()).tag(Some("v1"))];
+    let digest = m.digest.clone();
+    meta.put_manifest(&r, m, &[tag("v1")]).await.unwrap();
+    let gone = EventDraft::new(EventKind::Delete, &alice).repository(r.as_str()).tag(Some("nope"));
+    assert!(!meta.delete_tag(&r, &tag("nope"), std::slice::from_ref(&gone)).await.unwrap(), "no such tag");
+    assert!(meta.delete_tag(&r, &tag("v1"), &[gone.clone().tag(Some("v1"))]).await.unwrap());
+
+    let pending = meta.pending_events(100).await.unwrap();
+    let kinds: Vec<&str> = pending.iter().map(|e| e.draft.kind.as_str()).collect();
+    assert_eq!(kinds, ["repository.create", "blob.push", "push", "delete"], "a refused delete records nothing");
+    assert_eq!(pending[2].draft.actor, alice);
+    assert_eq!(pending[2].draft.digest.as_deref(), Some(digest.as_str()));
+    assert_eq!(pending[3].draft.tag.as_deref(), Some("v1"));
+    assert_eq!(meta.event(pending[2].id).await.unwrap().unwrap(), pending[2]);
+
+    // A management change audited as a success is an event in the same transaction.
+    let mut audit = draft("user_created");
+    audit.action = "user.create".into();
+    meta.append_audit(&audit).await.unwrap();
+    let after = meta.pending_events(100).await.unwrap();
+    assert_eq!(after.last().unwrap().draft.kind.as_str(), "user.create");
+    assert_eq!(after.len(), 5);
+
+    let spec = WebhookSpec {
+        url: "http://127.0.0.1:9/hook".into(),
+        events: vec!["push".into(), "delete".into()],
+        repository: "events/*".into(),
+        secret_sealed: Some("sealed".into()),
+        format: "berth".into(),
+        enabled: true,
+    };
+    let hook = meta.create_webhook(&spec, "admin").await.unwrap();
+    assert_eq!((hook.events.clone(), hook.enabled), (spec.events.clone(), true));
+    let other = meta.create_webhook(&WebhookSpec { enabled: false, ..spec.clone() }, "admin").await.unwrap();
+    assert_eq!(meta.enabled_webhooks().await.unwrap().iter().map(|w| w.id).collect::<Vec<_>>(), [hook.id]);
+    let (all, total) = meta.list_webhooks(0, 1).await.unwrap();
+    assert_eq!((all.len(), total), (1, 2));
+
+    let ids: Vec<i64> = after.iter().map(|e| e.id).collect();
+    let plan = vec![(hook.id, after[2].id, "k-push".to_string()), (hook.id, after[3].id, "k-del".to_string())];
+    meta.fan_out(&ids, &plan, 1_000).await.unwrap();
+    assert!(meta.pending_events(10).await.unwrap().is_empty(), "fanned out once");
+
+    assert!(meta.claim_due_deliveries(hook.id, 999, 5_000, 10).await.unwrap().is_empty(), "not due yet");
+    let due = meta.claim_due_deliveries(hook.id, 1_000, 5_000, 10).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.delivery_key.as_str()).collect::<Vec<_>>(), ["k-push", "k-del"]);
+    assert!(meta.claim_due_deliveries(hook.id, 1_000, 5_000, 10).await.unwrap().is_empty(), "claimed");
+    let fail = AttemptOutcome {
+        at_ms: 1_100,
+        status: Some(503),
+        latency_ms: 7,
+        error: Some("receiver answered 503".into()),
+        delivered: false,
+        retry_at_ms: Some(2_000),
+    };
+    meta.record_attempt(due[0].id, &fail).await.unwrap();
+    let ok = AttemptOutcome {
+        at_ms: 2_100,
+        status: Some(200),
+        error: None,
+        delivered: true,
+        retry_at_ms: None,
+        ..fail.clone()
+    };
+    let retry = meta.claim_due_deliveries(hook.id, 2_000, 9_000, 10).await.unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!((retry[0].id, retry[0].attempts, retry[0].last_status), (due[0].id, 1, Some(503)));
+    meta.record_attempt(due[0].id, &ok).await.unwrap();
+    meta.record_attempt(due[1].id, &AttemptOutcome { retry_at_ms: None, ..fail.clone() }).await.unwrap();
+    let delivered = meta.delivery(due[0].id).await.unwrap().unwrap();
+    assert_eq!((delivered.state.as_str(), delivered.attempts, delivered.last_error.clone()), ("delivered", 2, None));
+    assert_eq!(meta.delivery(due[1].id).await.unwrap().unwrap().state, "failed");
+    let log = meta.delivery_attempts(due[0].id).await.unwrap();
+    assert_eq!(log.iter().map(|a| (a.attempt, a.status)).collect::<Vec<_>>(), [(1, Some(503)), (2, Some(200))]);
+    let (history, total) = meta.list_deliveries(hook.id, 0, 10).await.unwrap();
+    assert_eq!((history[0].id, total), (due[1].id, 2), "newest first");
+
+    let again = meta.redeliver(due[1].id, 3_000).await.unwrap().expect("redelivered");
+    let again = meta.delivery(again).await.unwrap().unwrap();
+    assert_eq!((again.state.as_str(), again.attempts, again.delivery_key.as_str()), ("pending", 0, "k-del"));
+
+    let ping = EventDraft::new(EventKind::Ping, &alice);
+    let direct = meta.create_direct_delivery(hook.id, &ping, "k-ping", i64::MAX / 2).await.unwrap();
+    assert!(meta.pending_events(10).await.unwrap().is_empty(), "a ping goes to its webhook only");
+    assert_eq!(meta.event(direct.event_id).await.unwrap().unwrap().draft.kind, EventKind::Ping);
+
+    // Pruning keeps events with pending deliveries.
+    meta.prune_events(i64::MAX, 1000).await.unwrap();
+    assert!(meta.event(after[3].id).await.unwrap().is_some(), "its redelivery is pending");
+    assert!(meta.event(after[2].id).await.unwrap().is_none(), "delivered and old");
+    assert!(meta.delivery(due[0].id).await.unwrap().is_none(), "history goes with the event");
+
+    assert!(meta.delete_webhook(hook.id).await.unwrap());
+    assert!(!meta.delete_webhook(hook.id).await.unwrap());
+    assert!(meta.delivery(again.id).await.unwrap().is_none());
+    assert!(meta.delete_webhook(other.id).await.unwrap());
 }

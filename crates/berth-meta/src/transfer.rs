@@ -119,7 +119,7 @@ pub async fn sqlite_to_postgres(
         .execute(to)
         .await?;
     // Identity columns were given explicit values: move their sequences past them.
-    for table in ["users", "tokens", "audit_log"] {
+    for table in ["users", "tokens", "audit_log", "events", "webhooks", "webhook_deliveries"] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT MAX(id) FROM {table}), 1))"
         )))
@@ -271,6 +271,70 @@ const ACCESS_TABLES: &[Table] = {
             name: "cached_tags",
             key: "repo || ':' || tag",
             columns: &[("repo", Text), ("tag", Text), ("upstream", Text), ("digest", Text), ("validated_at", Int)],
+        },
+        Table {
+            name: "events",
+            key: "id",
+            columns: &[
+                ("id", Int),
+                ("type", Text),
+                ("at_ms", Int),
+                ("actor", Text),
+                ("ip", Text),
+                ("repository", Text),
+                ("digest", Text),
+                ("tag", Text),
+                ("media_type", Text),
+                ("size", Int),
+                ("detail", Text),
+                ("pending", Int),
+            ],
+        },
+        Table {
+            name: "webhooks",
+            key: "id",
+            columns: &[
+                ("id", Int),
+                ("url", Text),
+                ("events", Text),
+                ("repository", Text),
+                ("secret_sealed", Text),
+                ("format", Text),
+                ("enabled", Int),
+                ("created_by", Text),
+                ("created_at", Int),
+                ("updated_at", Int),
+            ],
+        },
+        Table {
+            name: "webhook_deliveries",
+            key: "id",
+            columns: &[
+                ("id", Int),
+                ("webhook_id", Int),
+                ("event_id", Int),
+                ("delivery_key", Text),
+                ("state", Text),
+                ("attempts", Int),
+                ("next_attempt_ms", Int),
+                ("created_at_ms", Int),
+                ("finished_at_ms", Int),
+                ("last_status", Int),
+                ("last_error", Text),
+                ("last_latency_ms", Int),
+            ],
+        },
+        Table {
+            name: "webhook_attempts",
+            key: "delivery_id * 1000000 + attempt",
+            columns: &[
+                ("delivery_id", Int),
+                ("attempt", Int),
+                ("at_ms", Int),
+                ("status", Int),
+                ("latency_ms", Int),
+                ("error", Text),
+            ],
         },
     ]
 };
@@ -433,7 +497,7 @@ mod tests {
         let src = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
         let repo: RepoName = "team/app".parse().unwrap();
         let config = Digest::sha256(b"config");
-        src.link_blob(&repo, &config, 6).await.unwrap();
+        src.link_blob(&repo, &config, 6, &[]).await.unwrap();
         let m = NewManifest {
             digest: Digest::sha256(b"m"),
             media_type: berth_core::media_type::OCI_MANIFEST.into(),
@@ -444,6 +508,7 @@ mod tests {
             blob_refs: vec![config.clone()],
             manifest_refs: vec![],
             require_references: true,
+            events: Vec::new(),
         };
         let tag: Tag = "v1".parse().unwrap();
         src.put_manifest(&repo, m.clone(), std::slice::from_ref(&tag)).await.unwrap();

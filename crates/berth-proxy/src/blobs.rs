@@ -49,7 +49,7 @@ impl Proxy {
             // Known elsewhere in the store: make it visible here, no fetch.
             match self.meta.find_blob(digest).await? {
                 Some(size) => {
-                    self.meta.link_blob(&route.cache_repo, digest, size).await?;
+                    self.meta.link_blob(&route.cache_repo, digest, size, &[]).await?;
                     self.registry.invalidate(&route.cache_repo);
                 }
                 None => break,
@@ -232,7 +232,8 @@ impl Proxy {
         })?;
         let from_spool = tokio::fs::File::open(&flight.spool).await.map_err(|e| (false, format!("spool: {e}")))?;
         let from_spool: ByteStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(from_spool, STORE_CHUNK));
-        let stored = self.registry.put_blob(&route.cache_repo, digest, Some(written), from_spool).await;
+        let actor = berth_meta::EventActor::system("proxy");
+        let stored = self.registry.put_blob(&route.cache_repo, digest, Some(written), from_spool, &actor).await;
         match stored {
             Ok(size) => {
                 debug_assert_eq!(size, written);

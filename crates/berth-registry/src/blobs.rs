@@ -1,6 +1,7 @@
 //! Reading and deleting blobs.
 
 use berth_core::{ByteRange, Digest, RepoName};
+use berth_meta::{EventActor, EventDraft, EventKind};
 
 use crate::{ByteStream, Registry, RegistryError};
 
@@ -49,11 +50,12 @@ impl Registry {
     }
 
     /// Hides a blob from `repo`. The bytes are reclaimed by garbage collection.
-    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), RegistryError> {
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest, actor: &EventActor) -> Result<(), RegistryError> {
         if !self.config.deletes_enabled {
             return Err(RegistryError::DeletesDisabled);
         }
-        if self.meta.unlink_blob(repo, digest).await? {
+        let deleted = EventDraft::new(EventKind::BlobDelete, actor).repository(repo.as_str()).digest(digest.as_str());
+        if self.meta.unlink_blob(repo, digest, &[deleted]).await? {
             self.cache.invalidate(repo);
             Ok(())
         } else {

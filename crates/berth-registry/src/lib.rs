@@ -11,6 +11,7 @@ mod blobs;
 mod cache;
 mod error;
 mod manifests;
+mod pulls;
 mod uploads;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ pub use blobs::BlobBody;
 pub use cache::ManifestBody;
 pub use error::RegistryError;
 pub use manifests::{ManifestPut, ReferrerList};
+pub use pulls::Pull;
 pub use uploads::{MountOutcome, UploadState};
 
 /// Knobs of the registry service.
@@ -64,12 +66,14 @@ pub struct Registry {
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
     /// Read caches for manifests and blob stats.
     cache: cache::Caches,
+    /// Pull events waiting to be written.
+    pulls: pulls::PullQueue,
 }
 
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn Metadata>, config: RegistryConfig) -> Self {
         let cache = cache::Caches::new(config.cache_ttl);
-        Registry { blobs, meta, config, sessions: Mutex::new(HashMap::new()), cache }
+        Registry { blobs, meta, config, sessions: Mutex::new(HashMap::new()), cache, pulls: Default::default() }
     }
 
     pub fn config(&self) -> &RegistryConfig {

@@ -2,7 +2,7 @@
 
 use berth_core::manifest::MAX_MANIFEST_BYTES;
 use berth_core::{Digest, ManifestError, ParsedManifest, Reference, RepoName, Tag};
-use berth_meta::{ManifestRecord, NewManifest, Referrer};
+use berth_meta::{EventActor, EventDraft, EventKind, ManifestRecord, NewManifest, Referrer};
 
 use std::sync::Arc;
 
@@ -36,6 +36,7 @@ impl Registry {
         content_type: Option<&str>,
         body: Vec<u8>,
         extra_tags: Vec<Tag>,
+        actor: &EventActor,
     ) -> Result<ManifestPut, RegistryError> {
         if body.len() > MAX_MANIFEST_BYTES {
             return Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES });
@@ -61,7 +62,7 @@ impl Registry {
             }
         };
         tags.dedup();
-        self.store_manifest(repo, digest, parsed, body, tags, true).await
+        self.store_manifest(repo, digest, parsed, body, tags, Some(actor)).await
     }
 
     /// Stores a manifest fetched from another registry (the pull-through cache):
@@ -86,7 +87,7 @@ impl Registry {
             ManifestError::UnsupportedMediaType(t) => RegistryError::ManifestUnsupported(t),
             other => RegistryError::ManifestInvalid(other.to_string()),
         })?;
-        self.store_manifest(repo, actual, parsed, body, tag.into_iter().collect(), false).await
+        self.store_manifest(repo, actual, parsed, body, tag.into_iter().collect(), None).await
     }
 
     async fn store_manifest(
@@ -96,8 +97,23 @@ impl Registry {
         parsed: ParsedManifest,
         body: Vec<u8>,
         tags: Vec<Tag>,
-        require_references: bool,
+        pushed_by: Option<&EventActor>,
     ) -> Result<ManifestPut, RegistryError> {
+        // A push by a client needs its references and is an event; a manifest the
+        // pull-through cache stores arrives before what it references, unannounced.
+        let require_references = pushed_by.is_some();
+        let events = pushed_by
+            .map(|actor| {
+                let mut push = EventDraft::new(EventKind::Push, actor)
+                    .repository(repo.as_str())
+                    .digest(digest.as_str())
+                    .tag(tags.first().map(Tag::as_str))
+                    .media_type(parsed.media_type.clone())
+                    .size(body.len() as u64);
+                push.detail = serde_json::json!({ "tags": tags.iter().map(Tag::as_str).collect::<Vec<_>>() });
+                vec![push]
+            })
+            .unwrap_or_default();
         let annotations_json =
             parsed.annotations.as_ref().map(|a| serde_json::to_string(a).expect("string maps always serialise"));
         let manifest = NewManifest {
@@ -110,6 +126,7 @@ impl Registry {
             blob_refs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
             manifest_refs: parsed.children.into_iter().map(|d| d.digest).collect(),
             require_references,
+            events,
         };
         self.meta.put_manifest(repo, manifest, &tags).await?;
         self.cache.invalidate(repo);
@@ -143,13 +160,19 @@ impl Registry {
     }
 
     /// Deletes a tag (the manifest stays) or a manifest by digest (with its tags).
-    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(), RegistryError> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        actor: &EventActor,
+    ) -> Result<(), RegistryError> {
         if !self.config.deletes_enabled {
             return Err(RegistryError::DeletesDisabled);
         }
+        let event = EventDraft::new(EventKind::Delete, actor).repository(repo.as_str());
         let deleted = match reference {
-            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?,
-            Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d, &[event.digest(d.as_str())]).await?,
+            Reference::Tag(t) => self.meta.delete_tag(repo, t, &[event.tag(Some(t.as_str()))]).await?,
         };
         match deleted {
             true => {

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use berth_core::{Algorithm, ContentRange, Digest, Hasher, RepoName};
-use berth_meta::{NewUpload, UploadProgress};
+use berth_meta::{EventActor, EventDraft, EventKind, NewUpload, UploadProgress};
 use berth_storage::UploadCursor;
 use futures_util::StreamExt;
 
@@ -61,10 +61,16 @@ pub enum MountOutcome {
 
 impl Registry {
     /// Opens a new upload session in `repo`, creating the repository.
-    pub async fn start_upload(&self, repo: &RepoName, algorithm: Algorithm) -> Result<UploadState, RegistryError> {
+    pub async fn start_upload(
+        &self,
+        repo: &RepoName,
+        algorithm: Algorithm,
+        actor: &EventActor,
+    ) -> Result<UploadState, RegistryError> {
         let id = uuid::Uuid::new_v4().to_string();
         let cursor = self.blobs.upload_create(&id).await?;
-        let upload = NewUpload { id: id.clone(), repo: repo.clone(), algorithm, cursor: cursor.0.clone() };
+        let upload =
+            NewUpload { id: id.clone(), repo: repo.clone(), algorithm, cursor: cursor.0.clone(), actor: actor.clone() };
         if let Err(e) = self.meta.create_upload(&upload).await {
             self.blobs.upload_abort(&id, &cursor).await.ok();
             return Err(e.into());
@@ -81,6 +87,7 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
         from: Option<&RepoName>,
+        actor: &EventActor,
     ) -> Result<MountOutcome, RegistryError> {
         let size = match from {
             Some(from) => self.meta.blob_in_repo(from, digest).await?,
@@ -91,10 +98,12 @@ impl Registry {
         if let Some(size) = size
             && self.blobs.stat(digest).await? == Some(size)
         {
-            self.meta.link_blob(repo, digest, size).await?;
+            let mut mounted = blob_event(EventKind::BlobMount, actor, repo, digest, size);
+            mounted.detail = serde_json::json!({ "from": from.map(RepoName::as_str) });
+            self.meta.link_blob(repo, digest, size, &[mounted]).await?;
             return Ok(MountOutcome::Mounted { size });
         }
-        Ok(MountOutcome::Started(self.start_upload(repo, digest.algorithm()).await?))
+        Ok(MountOutcome::Started(self.start_upload(repo, digest.algorithm(), actor).await?))
     }
 
     /// Stores a whole blob sent in one request (`POST ?digest=` or a single PUT).
@@ -104,12 +113,13 @@ impl Registry {
         digest: &Digest,
         declared_len: Option<u64>,
         body: ByteStream,
+        actor: &EventActor,
     ) -> Result<u64, RegistryError> {
         let repo_existed = self.meta.repo_exists(repo).await?;
-        let upload = self.start_upload(repo, digest.algorithm()).await?;
+        let upload = self.start_upload(repo, digest.algorithm(), actor).await?;
         let result = async {
             self.append(repo, &upload.id, None, declared_len, body).await?;
-            self.complete_upload(repo, &upload.id, digest, None).await
+            self.complete_upload(repo, &upload.id, digest, None, actor).await
         }
         .await;
         if result.is_err() {
@@ -204,6 +214,7 @@ impl Registry {
         id: &str,
         digest: &Digest,
         last_chunk: Option<(Option<ContentRange>, Option<u64>, ByteStream)>,
+        actor: &EventActor,
     ) -> Result<u64, RegistryError> {
         let session = self.session_handle(id);
         let mut state = session.lock().await;
@@ -229,7 +240,8 @@ impl Registry {
             self.discard(id, &sealed).await;
             return Err(e.into());
         }
-        self.meta.link_blob(repo, digest, state.received).await?;
+        let pushed = blob_event(EventKind::BlobPush, actor, repo, digest, state.received);
+        self.meta.link_blob(repo, digest, state.received, &[pushed]).await?;
         state.closed = true;
         self.meta.delete_upload(id).await?;
         self.sessions.lock().unwrap().remove(id);
@@ -347,4 +359,15 @@ impl Registry {
     ) -> Result<Digest, RegistryError> {
         Ok(self.rehash_staged(id, sealed, algorithm.hasher(), len).await?.finish())
     }
+}
+
+/// A blob event in `repo`.
+pub(crate) fn blob_event(
+    kind: EventKind,
+    actor: &EventActor,
+    repo: &RepoName,
+    digest: &Digest,
+    size: u64,
+) -> EventDraft {
+    EventDraft::new(kind, actor).repository(repo.as_str()).digest(digest.as_str()).size(size)
 }

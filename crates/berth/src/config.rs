@@ -34,6 +34,7 @@ const KNOWN_KEYS: &[&str] = &[
     "rate_limit",
     "secrets",
     "proxy",
+    "webhooks",
     "log",
 ];
 
@@ -61,7 +62,44 @@ pub struct Config {
     pub rate_limit: RateLimitSection,
     pub secrets: SecretsSection,
     pub proxy: ProxySection,
+    pub webhooks: WebhooksSection,
     pub log: LogConfig,
+}
+
+/// Webhook delivery (docs/webhooks.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSection {
+    /// Per attempt, from connecting to the last byte of the answer.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub timeout: Duration,
+    /// Attempts before a delivery is given up (the first one included).
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled for each further one.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub retry_base: Duration,
+    /// Longest wait between two attempts.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub retry_max: Duration,
+    /// Deliveries in flight per webhook.
+    pub concurrency: usize,
+    /// How long events and delivery history are kept once delivered.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub retention: Duration,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        let d = berth_webhooks::WebhookConfig::default();
+        WebhooksSection {
+            timeout: d.timeout,
+            max_attempts: d.max_attempts,
+            retry_base: d.retry_base,
+            retry_max: d.retry_max,
+            concurrency: d.concurrency,
+            retention: d.retention,
+        }
+    }
 }
 
 /// The pull-through cache (docs/proxy-cache.md). Upstreams listed here are
@@ -326,6 +364,7 @@ impl Default for Config {
             rate_limit: RateLimitSection::default(),
             secrets: SecretsSection::default(),
             proxy: ProxySection::default(),
+            webhooks: WebhooksSection::default(),
             log: LogConfig::default(),
         }
     }

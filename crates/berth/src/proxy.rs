@@ -60,8 +60,9 @@ pub async fn apply_config(config: &Config, state: &AppState) -> anyhow::Result<(
 }
 
 /// `secrets.key`, or a key kept in the data directory (one node, or nodes that
-/// do not share upstream credentials), created on first start.
-fn secrets_key(config: &Config) -> anyhow::Result<SecretsKey> {
+/// do not share sealed secrets), created on first start. It seals upstream
+/// passwords and webhook secrets.
+pub fn secrets_key(config: &Config) -> anyhow::Result<SecretsKey> {
     if let Some(text) = config.secrets.key.as_deref() {
         return SecretsKey::parse(text).map_err(|e| anyhow::anyhow!("secrets.key: {e}"));
     }

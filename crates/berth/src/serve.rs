@@ -64,6 +64,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let proxy = crate::proxy::open(&config, registry.clone()).await?;
     let aliases = Arc::downgrade(&proxy);
     access.set_mirror_alias(Box::new(move |name| aliases.upgrade()?.mirror_alias(name)));
+    let webhooks = berth_webhooks::Webhooks::new(
+        registry.clone(),
+        crate::proxy::secrets_key(&config)?,
+        webhook_config(&config),
+        config.external_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+    );
     let state = AppState {
         registry: registry.clone(),
         access,
@@ -73,6 +79,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tls: config.tls.cert.is_some(),
         rate_limits: Arc::new(rate_limits(&config)),
         proxy: proxy.clone(),
+        webhooks: webhooks.clone(),
         metrics: crate::telemetry::metrics_recorder(),
     };
     crate::proxy::apply_config(&config, &state).await?;
@@ -83,6 +90,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let node = node_id(local);
+    let dispatcher = webhooks.spawn(node.clone());
     let sweeper = tokio::spawn(sweep_uploads(registry, meta.as_dyn(), node));
 
     let handle = axum_server::Handle::new();
@@ -106,9 +114,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     sweeper.abort();
     maintenance.abort();
+    dispatcher.abort();
+    // Queued pull events are written; everything else is already in the outbox.
+    webhooks.flush().await;
     meta.close().await;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+fn webhook_config(config: &Config) -> berth_webhooks::WebhookConfig {
+    let w = &config.webhooks;
+    berth_webhooks::WebhookConfig {
+        timeout: w.timeout,
+        max_attempts: w.max_attempts.max(1),
+        retry_base: w.retry_base,
+        retry_max: w.retry_max,
+        concurrency: w.concurrency.max(1),
+        retention: w.retention,
+        ..berth_webhooks::WebhookConfig::default()
+    }
 }
 
 /// The request-count limiters: on with authentication (they key on identities), off otherwise.

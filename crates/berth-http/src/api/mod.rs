@@ -14,6 +14,7 @@ pub mod projects;
 pub mod security;
 pub mod twofactor;
 pub mod users;
+pub mod webhooks;
 
 use axum::Json;
 use axum::http::request::Parts;

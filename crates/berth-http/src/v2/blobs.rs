@@ -16,7 +16,7 @@ pub(super) async fn handle(state: &AppState, repo: &RepoName, digest: &Digest, r
             Ok(blob_response(StatusCode::OK, digest, size).body(Body::empty()).expect("valid response"))
         }
         Method::DELETE => {
-            registry.delete_blob(repo, digest).await?;
+            registry.delete_blob(repo, digest, &req.actor).await?;
             Ok(Response::builder()
                 .status(StatusCode::ACCEPTED)
                 .header(header::CONTENT_LENGTH, 0)

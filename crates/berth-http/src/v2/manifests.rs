@@ -22,9 +22,24 @@ pub(super) fn lookup_reference(reference: &str) -> Result<Reference, ApiError> {
     }
 }
 
-pub(super) async fn get(state: &AppState, repo: &RepoName, reference: &str, with_body: bool) -> ApiResult {
+pub(super) async fn get(state: &AppState, repo: &RepoName, reference: &str, req: &V2Request) -> ApiResult {
     let reference = lookup_reference(reference)?;
     let manifest = state.registry.get_manifest(repo, &reference).await?;
+    let with_body = req.method == axum::http::Method::GET;
+    if with_body {
+        let tag = match &reference {
+            Reference::Tag(tag) => Some(tag.as_str()),
+            Reference::Digest(_) => None,
+        };
+        let pull = berth_registry::Pull {
+            repo,
+            tag,
+            digest: &manifest.digest,
+            media_type: &manifest.media_type,
+            size: manifest.payload.len() as u64,
+        };
+        state.registry.record_pull(pull, &req.actor);
+    }
     let response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, &manifest.media_type)
@@ -49,7 +64,8 @@ pub(super) async fn put(state: &AppState, repo: &RepoName, reference: &str, req:
     }
     let content_type = req.header(header::CONTENT_TYPE).map(str::to_owned);
     let body = read_limited(body).await?;
-    let put = state.registry.put_manifest(repo, &reference, content_type.as_deref(), body, extra_tags).await?;
+    let put =
+        state.registry.put_manifest(repo, &reference, content_type.as_deref(), body, extra_tags, &req.actor).await?;
     let mut response = Response::builder()
         .status(StatusCode::CREATED)
         .header(header::LOCATION, format!("/v2/{repo}/manifests/{}", put.digest))
@@ -77,9 +93,9 @@ async fn read_limited(body: Body) -> Result<Vec<u8>, ApiError> {
     }
 }
 
-pub(super) async fn delete(state: &AppState, repo: &RepoName, reference: &str) -> ApiResult {
+pub(super) async fn delete(state: &AppState, repo: &RepoName, reference: &str, req: &V2Request) -> ApiResult {
     let reference = lookup_reference(reference)?;
-    state.registry.delete_manifest(repo, &reference).await?;
+    state.registry.delete_manifest(repo, &reference, &req.actor).await?;
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .header(header::CONTENT_LENGTH, 0)

@@ -33,6 +33,8 @@ pub(crate) struct V2Request {
     pub headers: HeaderMap,
     /// Decoded query pairs, in order (keys may repeat).
     pub query: Vec<(String, String)>,
+    /// Who is asking, for the events the request causes (set once authorized).
+    pub actor: berth_meta::EventActor,
 }
 
 impl V2Request {
@@ -80,7 +82,8 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         parts.uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     // Only authentication and rate limits need the client's address as text.
     let ip = if state.access.enabled() { crate::auth::client_ip(&parts.extensions) } else { String::new() };
-    let mut request = V2Request { method: parts.method, headers: parts.headers, query };
+    let mut request =
+        V2Request { method: parts.method, headers: parts.headers, query, actor: berth_meta::EventActor::default() };
 
     let mut info = RequestInfo::default();
     let mut rate = None;
@@ -119,6 +122,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
             };
             match authorized {
                 Ok(principal) => {
+                    request.actor = event_actor(&principal, &ip, &request, &parts.extensions);
                     // Changes are audited once they succeed (auth off: nobody to account for).
                     let audit = audit_event(&endpoint, &request.method, state.access.config().audit_pulls)
                         .filter(|_| state.access.enabled())
@@ -149,6 +153,21 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     }
     response.extensions_mut().insert(info);
     response
+}
+
+/// The actor of the events a request causes. Writes always record the client's
+/// address; with authentication off, reads skip finding it (it costs per request).
+fn event_actor(
+    principal: &berth_registry::access::Principal,
+    ip: &str,
+    request: &V2Request,
+    extensions: &axum::http::Extensions,
+) -> berth_meta::EventActor {
+    let ip = match ip {
+        "" if !matches!(request.method, Method::GET | Method::HEAD) => crate::auth::client_ip(extensions),
+        known => known.to_owned(),
+    };
+    berth_meta::EventActor::new(principal.username(), ip)
 }
 
 /// What the endpoint needs, checked against the caller's rights; a push to a
@@ -321,9 +340,9 @@ async fn dispatch(
             let repo = repo_name(&name, info)?;
             info.digest = Some(reference.clone());
             match m {
-                Method::GET | Method::HEAD => manifests::get(state, &repo, &reference, m == Method::GET).await,
+                Method::GET | Method::HEAD => manifests::get(state, &repo, &reference, &req).await,
                 Method::PUT => manifests::put(state, &repo, &reference, &req, body).await,
-                Method::DELETE => manifests::delete(state, &repo, &reference).await,
+                Method::DELETE => manifests::delete(state, &repo, &reference, &req).await,
                 _ => Err(ApiError::method_not_allowed("GET, HEAD, PUT, DELETE")),
             }
         }

@@ -103,10 +103,10 @@ pub(super) async fn start(
         // An invalid `from` cannot name a repository holding the blob: fall back to a session.
         let from = req.param("from").and_then(|f| f.parse::<RepoName>().ok());
         if req.param("from").is_some() && from.is_none() {
-            let state = registry.start_upload(repo, digest.algorithm()).await?;
+            let state = registry.start_upload(repo, digest.algorithm(), &req.actor).await?;
             return Ok(session_response(StatusCode::ACCEPTED, repo, &state));
         }
-        return match registry.mount_or_start(repo, &digest, from.as_ref()).await? {
+        return match registry.mount_or_start(repo, &digest, from.as_ref(), &req.actor).await? {
             MountOutcome::Mounted { .. } => Ok(blob_created(repo, &digest)),
             MountOutcome::Started(state) => Ok(session_response(StatusCode::ACCEPTED, repo, &state)),
         };
@@ -114,14 +114,14 @@ pub(super) async fn start(
     if let Some(digest) = digest_query(req, "digest")? {
         info.digest = Some(digest.to_string());
         let declared = req.content_length();
-        registry.put_blob(repo, &digest, declared, body_stream(body)).await?;
+        registry.put_blob(repo, &digest, declared, body_stream(body), &req.actor).await?;
         return Ok(blob_created(repo, &digest));
     }
     let algorithm = match req.param("digest-algorithm") {
         Some(a) => a.parse::<Algorithm>().map_err(ApiError::digest_invalid)?,
         None => Algorithm::Sha256,
     };
-    let state = registry.start_upload(repo, algorithm).await?;
+    let state = registry.start_upload(repo, algorithm, &req.actor).await?;
     Ok(session_response(StatusCode::ACCEPTED, repo, &state))
 }
 
@@ -164,7 +164,11 @@ pub(super) async fn finish(
     } else {
         None
     };
-    state.registry.complete_upload(repo, id, &digest, last_chunk).await.map_err(|e| session_error(repo, id, e))?;
+    state
+        .registry
+        .complete_upload(repo, id, &digest, last_chunk, &req.actor)
+        .await
+        .map_err(|e| session_error(repo, id, e))?;
     Ok(blob_created(repo, &digest))
 }
 
