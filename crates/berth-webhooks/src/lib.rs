@@ -17,7 +17,7 @@
 pub mod filter;
 pub mod payload;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,8 @@ pub use payload::Format;
 const SECRET_CONTEXT: &str = "webhook-secret";
 /// Events fanned out per database round.
 const FAN_OUT_BATCH: i64 = 500;
+/// Deliveries a worker claims at once (fewer database writes under load).
+const CLAIM_BATCH: i64 = 8;
 /// How long the dispatcher lease lasts without renewal.
 const LEASE_SECS: i64 = 15;
 
@@ -85,10 +87,8 @@ pub struct Webhooks {
     config: WebhookConfig,
     /// CloudEvents `source`: berth's external URL.
     source: String,
-    /// Slots per webhook id.
+    /// Delivery slots per webhook id.
     slots: Mutex<HashMap<i64, Arc<Semaphore>>>,
-    /// Deliveries with an attempt running on this node.
-    running: Mutex<HashSet<i64>>,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -106,15 +106,7 @@ impl Webhooks {
             .user_agent(concat!("berth-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("HTTP client");
-        Arc::new(Webhooks {
-            registry,
-            secrets,
-            client,
-            config,
-            source,
-            slots: Mutex::new(HashMap::new()),
-            running: Mutex::new(HashSet::new()),
-        })
+        Arc::new(Webhooks { registry, secrets, client, config, source, slots: Mutex::new(HashMap::new()) })
     }
 
     fn meta(&self) -> &Arc<dyn Metadata> {
@@ -180,7 +172,7 @@ impl Webhooks {
         }
         self.fan_out(&webhooks).await?;
         for webhook in webhooks {
-            self.start_due(webhook).await?;
+            self.start_due(webhook);
         }
         if last_prune.elapsed() > Duration::from_secs(60) {
             *last_prune = Instant::now();
@@ -221,8 +213,10 @@ impl Webhooks {
         }
     }
 
-    /// Starts attempts for `webhook`'s due deliveries, as many as it has free slots.
-    async fn start_due(self: &Arc<Self>, webhook: WebhookRecord) -> Result<(), berth_meta::MetaError> {
+    /// Puts `webhook`'s free slots to work: each slot claims and delivers due
+    /// deliveries one after another until none is left, so a backlog drains at
+    /// the receiver's pace, not the poll interval's.
+    fn start_due(self: &Arc<Self>, webhook: WebhookRecord) {
         let slots = self
             .slots
             .lock()
@@ -230,32 +224,32 @@ impl Webhooks {
             .entry(webhook.id)
             .or_insert_with(|| Arc::new(Semaphore::new(self.config.concurrency)))
             .clone();
-        let free = slots.available_permits();
-        if free == 0 {
-            return Ok(());
-        }
-        let now = now_ms();
-        // A claim outlives the attempt's timeout, so no other round starts it again.
-        let claim_until = now + self.config.timeout.as_millis() as i64 * 2 + 5_000;
-        let due = self.meta().claim_due_deliveries(webhook.id, now, claim_until, free as i64).await?;
         let webhook = Arc::new(webhook);
-        for delivery in due {
-            if !self.running.lock().unwrap().insert(delivery.id) {
-                continue;
-            }
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                self.running.lock().unwrap().remove(&delivery.id);
-                break;
-            };
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
             let this = self.clone();
             let webhook = webhook.clone();
             tokio::spawn(async move {
-                this.deliver(&webhook, &delivery).await;
-                this.running.lock().unwrap().remove(&delivery.id);
+                loop {
+                    let now = now_ms();
+                    // A claim outlives the attempts it covers, so no other worker starts them again.
+                    let per_attempt = this.config.timeout.as_millis() as i64 + 1_000;
+                    let claim_until = now + per_attempt * CLAIM_BATCH + 5_000;
+                    match this.meta().claim_due_deliveries(webhook.id, now, claim_until, CLAIM_BATCH).await {
+                        Ok(due) if due.is_empty() => break,
+                        Ok(due) => {
+                            for delivery in due {
+                                this.deliver(&webhook, &delivery).await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, webhook = webhook.id, "cannot claim webhook deliveries");
+                            break;
+                        }
+                    }
+                }
                 drop(permit);
             });
         }
-        Ok(())
     }
 
     /// One attempt of one delivery, recorded.

@@ -12,3 +12,4 @@ mod oci_client;
 mod protocol;
 mod proxy;
 mod v1_1_1;
+mod webhooks;
