@@ -141,6 +141,12 @@ impl Proxy {
             self.registry.blob_store().delete(&digest).await.map_err(berth_registry::RegistryError::from)?;
         }
         self.stats.evicted(reason, entry.size as u64);
+        let mut event =
+            berth_meta::EventDraft::new(berth_meta::EventKind::CacheEvict, &berth_meta::EventActor::system("proxy"))
+                .digest(entry.digest.as_str())
+                .size(entry.size as u64);
+        event.detail = serde_json::json!({ "reason": reason, "upstream": entry.upstream });
+        self.meta.append_events(&[event]).await?;
         tracing::debug!(digest = entry.digest, size = entry.size, reason, "cache entry evicted");
         Ok(())
     }
