@@ -11,14 +11,16 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod health;
+pub mod openapi;
 pub mod ratelimit;
+mod routes;
 mod token;
 pub mod v2;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::get;
 use berth_registry::Registry;
 use berth_registry::access::AccessService;
 
@@ -49,66 +51,24 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/api/version", get(health::version))
+    let (management, document) = routes::management_api().finish(state.version);
+    management
         .route("/auth", get(token::get_token).post(token::post_token))
-        .route("/api/v1/auth/login", post(api::security::login))
-        .route("/api/v1/auth/logout", post(api::security::logout))
-        .route("/api/v1/auth/verify-token", post(api::security::verify_token))
-        .route("/api/v1/auth/me", get(api::security::me))
-        .route("/api/v1/auth/heartbeat", get(api::security::heartbeat))
-        .route("/api/v1/auth/captcha", get(api::security::captcha))
-        .route("/api/v1/auth/2fa/setup", post(api::twofactor::setup))
-        .route("/api/v1/auth/2fa/enable", post(api::twofactor::enable))
-        .route("/api/v1/auth/2fa/disable", post(api::twofactor::disable))
-        .route("/api/v1/system/allowlist", get(api::allowlist::get_allowlist).put(api::allowlist::put_allowlist))
-        .route("/api/v1/system/lock/status", get(api::security::lock_status))
-        .route("/api/v1/system/lock/unlock", post(api::security::unlock))
-        .route("/api/v1/system/lock/lock", post(api::security::lock))
-        .route("/api/v1/audit/logs", get(api::audit::logs))
-        .route("/api/v1/audit/logs/export", get(api::audit::export))
-        .route("/api/v1/audit", get(api::audit::ghost_audit))
-        .route("/api/v1/users", get(api::users::list_users).post(api::users::create_user))
-        .route("/api/v1/users/{id}", axum::routing::put(api::users::update_user).delete(api::users::delete_user))
-        .route("/api/v1/tokens", get(api::users::list_tokens).post(api::users::create_token))
-        .route("/api/v1/tokens/{id}", axum::routing::delete(api::users::delete_token))
-        .route("/api/v1/projects/{name}", get(api::projects::get_project).put(api::projects::put_project))
-        .route(
-            "/api/v1/projects/{name}/members/{username}",
-            axum::routing::put(api::projects::put_member).delete(api::projects::delete_member),
-        )
-        .route("/api/v1/webhooks", get(api::webhooks::list).post(api::webhooks::create))
-        .route(
-            "/api/v1/webhooks/{id}",
-            get(api::webhooks::get).put(api::webhooks::update).delete(api::webhooks::delete),
-        )
-        .route("/api/v1/webhooks/{id}/test", post(api::webhooks::test))
-        .route("/api/v1/webhooks/{id}/deliveries", get(api::webhooks::deliveries))
-        .route("/api/v1/webhooks/{id}/deliveries/{delivery}", get(api::webhooks::delivery))
-        .route("/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver", post(api::webhooks::redeliver))
-        .route("/api/accel/upstreams", get(api::accel::list_upstreams).post(api::accel::add_upstream))
-        .route(
-            "/api/accel/upstreams/{name}",
-            axum::routing::put(api::accel::update_upstream).delete(api::accel::delete_upstream),
-        )
-        .route("/api/accel/upstreams/{name}/enable", post(api::accel::enable_upstream))
-        .route("/api/accel/upstreams/{name}/disable", post(api::accel::disable_upstream))
-        .route("/api/accel/upstreams/{name}/health", get(api::accel::upstream_health))
-        .route("/api/accel/cache", axum::routing::delete(api::accel::clear_cache))
-        .route("/api/accel/cache/stats", get(api::accel::cache_stats))
-        .route("/api/accel/cache/entries", get(api::accel::cache_entries))
-        .route("/api/accel/cache/{digest}", axum::routing::delete(api::accel::delete_entry))
-        .route("/api/accel/cache/{digest}/pin", axum::routing::put(api::accel::pin_entry).delete(api::accel::pin_entry))
-        .route("/api/accel/pull/{*path}", get(api::accel::pull))
-        .route("/metrics", get(metrics))
         .route("/v2", axum::routing::any(v2::handle))
         .route("/v2/", axum::routing::any(v2::handle))
         .route("/v2/{*path}", axum::routing::any(v2::handle))
+        .layer(axum::Extension(Arc::new(document)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit_api))
         .layer(axum::middleware::from_fn(access_log::log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
+}
+
+/// `GET /api/openapi.json`: the management API's OpenAPI 3.1 document.
+async fn openapi_document(
+    axum::Extension(document): axum::Extension<Arc<serde_json::Value>>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json((*document).clone())
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -94,7 +94,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(sweep_uploads(registry, meta.as_dyn(), node));
 
     let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(handle.clone(), config.registry.shutdown_timeout));
+    // The handlers are installed before "listening" is logged: a SIGTERM right after it must not
+    // find the default action (instant death) still in place.
+    let signals = ShutdownSignals::install()?;
+    tokio::spawn(shutdown_on_signal(signals, handle.clone(), config.registry.shutdown_timeout));
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let scheme = if config.tls.cert.is_some() { "https" } else { "http" };
     tracing::info!(
@@ -190,14 +193,32 @@ async fn sweep_uploads(registry: Arc<Registry>, meta: Arc<dyn Metadata>, node: S
     }
 }
 
+/// SIGINT and SIGTERM, caught from the moment this is created.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?,
+        })
+    }
+}
+
 /// Stops accepting on SIGTERM/SIGINT and gives in-flight requests `grace` to finish.
 /// Interrupted uploads stay resumable: their sessions live in the database.
-async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>, grace: Duration) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+async fn shutdown_on_signal(
+    mut signals: ShutdownSignals,
+    handle: axum_server::Handle<std::net::SocketAddr>,
+    grace: Duration,
+) {
     tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
+        _ = signals.interrupt.recv() => {}
+        _ = signals.terminate.recv() => {}
     }
     tracing::info!(grace_secs = grace.as_secs(), "shutting down: finishing in-flight requests");
     handle.graceful_shutdown(Some(grace));

@@ -9,6 +9,7 @@ mod common;
 mod crash;
 mod migrate;
 mod oci_client;
+mod openapi;
 mod protocol;
 mod proxy;
 mod v1_1_1;

@@ -210,8 +210,10 @@ async fn deliveries_are_signed_and_survive_an_outage_and_a_crash() {
     berth.restart();
     receiver.set_status(200);
     wait_for(Duration::from_secs(60), "every delivery to /a", || receiver.delivered("/a").len() >= 4).await;
-    wait_for(Duration::from_secs(30), "the delete at /b", || {
-        receiver.delivered("/b").iter().any(|r| r.json()["data"]["event"] == "delete")
+    let count_at_b =
+        |event: &str| receiver.delivered("/b").iter().filter(|r| r.json()["data"]["event"] == event).count();
+    wait_for(Duration::from_secs(60), "every registry event at /b", || {
+        count_at_b("push") >= 4 && count_at_b("delete") >= 1 && count_at_b("repository.create") >= 2
     })
     .await;
 
