@@ -10,6 +10,7 @@
 #   6. scripts/clients.sh                 (skopeo/podman/crane/oras/regctl round trips)
 #      scripts/proxy.sh                   (pull-through cache: distribution upstream, skopeo, crane, containerd)
 #      scripts/api-schema.sh              (schemathesis against /api/openapi.json)
+#      scripts/import.sh                  (berth import of a real distribution data directory)
 #   7. conformance-pg-s3                  the main conformance suite against berth on PostgreSQL + S3
 #                                         (BERTH_BACKEND=pg-s3: a fresh database and bucket prefix)
 #   8. clients-pg-s3                      scripts/clients.sh against berth on PostgreSQL + S3
@@ -74,6 +75,7 @@ if [ "$built" = 1 ] || [ "$(registry_impl_name)" != berth ]; then
   if [ "$(registry_impl_name)" = berth ]; then
     run_step proxy scripts/proxy.sh || true
     run_step api-schema scripts/api-schema.sh || true
+    run_step import scripts/import.sh || true
   fi
 else
   skip_step conformance "cargo build -p berth failed"

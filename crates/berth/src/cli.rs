@@ -28,6 +28,10 @@ pub enum Command {
     StorageMigrate(MigrateArgs),
     /// Copy all metadata from SQLite into PostgreSQL; re-runnable (upserts).
     MetaMigrate(MigrateArgs),
+    /// Import a CNCF distribution (registry:2) storage directory: repositories,
+    /// blobs (every digest verified), manifests and tags. Re-runnable: what is
+    /// already imported is skipped.
+    Import(ImportArgs),
     /// Manage users (works with the server running or stopped).
     User {
         #[command(subcommand)]
@@ -168,6 +172,18 @@ pub struct ServeArgs {
     /// Blob storage: fs:///path or s3://bucket/prefix?endpoint=…&region=…&path_style=true.
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
+}
+
+/// What `berth import` reads and where it writes.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// distribution's storage root (its `rootdirectory`, e.g. /var/lib/registry),
+    /// or the `docker/registry/v2` directory in it.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// The berth to import into (the same settings as `serve`).
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// Source and destination of a migration.
