@@ -9,6 +9,8 @@
 
 pub mod access;
 mod access_sql;
+pub mod catalog;
+mod catalog_sql;
 mod error;
 mod migrate;
 mod model;
@@ -23,6 +25,7 @@ use async_trait::async_trait;
 use berth_core::{Digest, RepoName, Tag};
 
 pub use access::*;
+pub use catalog::{CatalogStore, ImagePage, ImageRow, PullTally, RepositoryRecord, Viewer};
 pub use error::MetaError;
 pub use model::*;
 pub use postgres::PostgresMeta;
@@ -144,7 +147,16 @@ pub trait JobLeases: Send + Sync {
 
 /// Everything berth stores as metadata, behind one object-safe facade.
 pub trait Metadata:
-    RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + AccessStore + AuditLog + ProxyStore + std::fmt::Debug
+    RepoStore
+    + BlobIndex
+    + ManifestStore
+    + UploadStore
+    + JobLeases
+    + AccessStore
+    + AuditLog
+    + ProxyStore
+    + CatalogStore
+    + std::fmt::Debug
 {
 }
 
@@ -157,6 +169,7 @@ impl<T> Metadata for T where
         + AccessStore
         + AuditLog
         + ProxyStore
+        + CatalogStore
         + std::fmt::Debug
 {
 }

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "leases", include_str!("../migrations/sqlite/0003_leases.sql")),
     (4, "access", include_str!("../migrations/sqlite/0004_access.sql")),
     (5, "proxy", include_str!("../migrations/sqlite/0005_proxy.sql")),
+    (6, "repository_details", include_str!("../migrations/sqlite/0006_repository_details.sql")),
 ];
 
 /// Metadata in a SQLite database file.
@@ -269,19 +270,28 @@ impl ManifestStore for SqliteMeta {
             .execute(&mut *tx)
             .await?;
         }
+        // Pushes count; manifests stored by the pull-through cache do not.
+        let pushes = i64::from(m.require_references);
         for tag in tags {
             sqlx::query(
-                "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
+                "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count) VALUES (?, ?, ?, ?, ?)
                  ON CONFLICT(repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
-                                                          updated_at = excluded.updated_at",
+                                                          updated_at = excluded.updated_at,
+                                                          push_count = tags.push_count + excluded.push_count",
             )
             .bind(repo_id)
             .bind(tag.as_str())
             .bind(m.digest.as_str())
             .bind(now)
+            .bind(pushes)
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query("UPDATE repositories SET push_count = push_count + ? WHERE id = ?")
+            .bind(pushes)
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -539,4 +549,25 @@ mod access {
 /// Upstreams and cache bookkeeping of the pull-through cache (shared SQL).
 mod proxy {
     crate::proxy_sql::proxy_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+}
+
+/// Image listings, search, repository details and usage counters (shared SQL;
+/// search through the FTS5 trigram tables of migration 0006).
+mod catalog {
+    crate::catalog_sql::catalog_impl!(
+        super::SqliteMeta,
+        sqlx::Sqlite,
+        writer,
+        reader,
+        crate::catalog_sql::SearchSql {
+            repo_substring: "SELECT rowid FROM repositories_fts WHERE repositories_fts MATCH $4",
+            repo_prefix: "SELECT id FROM repositories WHERE name >= $4 AND name < $5",
+            tag_substring: "SELECT rowid FROM tag_names_fts WHERE tag_names_fts MATCH $4",
+            tag_prefix: "SELECT id FROM tag_names WHERE lower(name) >= $4 AND lower(name) < $5",
+            trigram_form: crate::catalog::fts5_phrase,
+            explain: "EXPLAIN QUERY PLAN",
+            explain_setup: &[],
+            plan_column: 3,
+        }
+    );
 }
