@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod health;
+pub mod hostinfo;
 pub mod ratelimit;
 mod token;
 pub mod v2;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub rate_limits: Arc<ratelimit::RateLimits>,
     /// The pull-through cache.
     pub proxy: Arc<berth_proxy::Proxy>,
+    /// The data and blob directories and cached host facts (`/api/system`).
+    pub host: Arc<api::system::Host>,
     /// Renders the Prometheus metrics (`GET /metrics`), when a recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -90,6 +93,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/accel/cache/{digest}", axum::routing::delete(api::accel::delete_entry))
         .route("/api/accel/cache/{digest}/pin", axum::routing::put(api::accel::pin_entry).delete(api::accel::pin_entry))
         .route("/api/accel/pull/{*path}", get(api::accel::pull))
+        // Images, system and repository management (seed 000 §5.1/§5.3, seed 004 §7).
+        .route("/api/images", get(api::images::list_images))
+        .route("/api/images/search", get(api::images::search_images))
+        .route("/api/images/{*path}", get(api::images::get_image).delete(api::images::delete_image))
+        .route("/api/system/info", get(api::system::info))
+        .route("/api/system/refresh", get(api::system::refresh))
+        .route("/api/system/compatibility", get(api::system::compatibility))
+        .route(
+            "/api/v1/repositories/{*repository}",
+            get(api::repositories::get_repository)
+                .put(api::repositories::put_repository)
+                .delete(api::repositories::delete_repository),
+        )
         .route("/metrics", get(metrics))
         .route("/v2", axum::routing::any(v2::handle))
         .route("/v2/", axum::routing::any(v2::handle))

@@ -133,8 +133,17 @@ pub trait CatalogStore: Send + Sync {
         at: i64,
     ) -> Result<bool, MetaError>;
 
+    /// Removes a repository with every tag, manifest, blob link and upload
+    /// session in it (blobs themselves stay for garbage collection). False
+    /// when it does not exist.
+    async fn delete_repository(&self, repo: &str) -> Result<bool, MetaError>;
+
     /// Adds batched pulls to the repository and tag counters, in one transaction.
     async fn record_pulls(&self, pulls: &[PullTally]) -> Result<(), MetaError>;
+
+    /// `(applied, known)`: the newest schema migration applied to the
+    /// database and the newest this build knows. Proves the database answers.
+    async fn schema_versions(&self) -> Result<(i64, i64), MetaError>;
 
     /// The query plan of [`CatalogStore::search_images`] for `query` (one line
     /// per plan node), so tests can check that it uses the search indexes.

@@ -46,7 +46,7 @@ pub(crate) const VISIBLE: &str = "($1 IS NULL
 
 /// Expands the catalog implementation for one backend type, with its search fragments.
 macro_rules! catalog_impl {
-    ($ty:ty, $db:ty, $writer:ident, $reader:ident, $search:expr) => {
+    ($ty:ty, $db:ty, $writer:ident, $reader:ident, $migrations:expr, $search:expr) => {
         use async_trait::async_trait;
         use sqlx::Row;
 
@@ -257,6 +257,15 @@ macro_rules! catalog_impl {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn delete_repository(&self, repo: &str) -> Result<bool, MetaError> {
+                let mut tx = self.$writer.begin().await?;
+                // Manifests, their references, tags, blob links and uploads cascade.
+                let done = sqlx::query("DELETE FROM repositories WHERE name = $1").bind(repo).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM cached_tags WHERE repo = $1").bind(repo).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn record_pulls(&self, pulls: &[PullTally]) -> Result<(), MetaError> {
                 if pulls.is_empty() {
                     return Ok(());
@@ -291,6 +300,16 @@ macro_rules! catalog_impl {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn schema_versions(&self) -> Result<(i64, i64), MetaError> {
+                let applied: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = $1")
+                        .bind(true)
+                        .fetch_one(&self.$reader)
+                        .await?;
+                let known = $migrations.iter().map(|(version, _, _)| *version).max().unwrap_or(0);
+                Ok((applied.unwrap_or(0), known))
             }
 
             async fn explain_search(&self, query: &str) -> Result<Vec<String>, MetaError> {

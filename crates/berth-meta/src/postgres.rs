@@ -534,6 +534,7 @@ mod catalog {
         sqlx::Postgres,
         pool,
         pool,
+        super::MIGRATIONS,
         crate::catalog_sql::SearchSql {
             repo_substring: "SELECT id FROM repositories WHERE name ILIKE $4",
             repo_prefix: "SELECT id FROM repositories WHERE name COLLATE \"C\" >= $4 AND name COLLATE \"C\" < $5",

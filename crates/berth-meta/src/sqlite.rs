@@ -559,6 +559,7 @@ mod catalog {
         sqlx::Sqlite,
         writer,
         reader,
+        super::MIGRATIONS,
         crate::catalog_sql::SearchSql {
             repo_substring: "SELECT rowid FROM repositories_fts WHERE repositories_fts MATCH $4",
             repo_prefix: "SELECT id FROM repositories WHERE name >= $4 AND name < $5",

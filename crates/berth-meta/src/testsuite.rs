@@ -542,10 +542,20 @@ async fn catalog_views(meta: &dyn Metadata) {
     push_image(meta, "catbeta/api", "cat-api", 200, &["latest"]).await;
     assert_eq!(meta.image("catbeta/api", "latest").await.unwrap().unwrap().push_count, 2);
     assert_eq!(meta.repo_images("catalpha/web").await.unwrap().len(), 2);
+
+    let gone = repo("catalpha/web");
+    assert!(meta.delete_repository("catalpha/web").await.unwrap());
+    assert!(!meta.delete_repository("catalpha/web").await.unwrap());
+    assert!(!meta.repo_exists(&gone).await.unwrap());
+    assert!(meta.manifest_by_digest(&gone, &web.digest, false).await.unwrap().is_none());
+    assert_eq!(meta.search_images("alpha", Viewer::All, 0, 10).await.unwrap().total, 0);
 }
 
 /// Substring search reads the trigram indexes and short queries the prefix indexes.
 async fn catalog_search_uses_indexes(meta: &dyn Metadata) {
+    let (applied, known) = meta.schema_versions().await.unwrap();
+    assert_eq!(applied, known);
+    assert!(known >= 6);
     let long = meta.explain_search("alpha").await.unwrap().join("\n");
     let short = meta.explain_search("ca").await.unwrap().join("\n");
     for (plan, wanted) in [

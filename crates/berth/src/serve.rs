@@ -73,6 +73,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tls: config.tls.cert.is_some(),
         rate_limits: Arc::new(rate_limits(&config)),
         proxy: proxy.clone(),
+        host: Arc::new(berth_http::api::system::Host::new(
+            config.data_dir.clone(),
+            config.storage_url().strip_prefix("fs://").map(std::path::PathBuf::from),
+            env!("BERTH_COMMIT_DATE"),
+        )),
         metrics: crate::telemetry::metrics_recorder(),
     };
     crate::proxy::apply_config(&config, &state).await?;
@@ -83,7 +88,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let node = node_id(local);
-    let sweeper = tokio::spawn(sweep_uploads(registry, meta.as_dyn(), node));
+    let usage = registry.spawn_usage_flusher();
+    let sweeper = tokio::spawn(sweep_uploads(registry.clone(), meta.as_dyn(), node));
 
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone(), config.registry.shutdown_timeout));
@@ -106,6 +112,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     sweeper.abort();
     maintenance.abort();
+    usage.abort();
+    if let Err(e) = registry.flush_usage().await {
+        tracing::warn!(error = %e, "cannot write the last pull counters");
+    }
     meta.close().await;
     tracing::info!("shut down cleanly");
     Ok(())

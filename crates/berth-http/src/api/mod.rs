@@ -10,8 +10,11 @@ pub mod accel;
 pub mod allowlist;
 pub mod audit;
 pub mod envelope;
+pub mod images;
 pub mod projects;
+pub mod repositories;
 pub mod security;
+pub mod system;
 pub mod twofactor;
 pub mod users;
 
@@ -108,6 +111,11 @@ impl IntoResponse for Problem {
                 let mut details = json!({});
                 if self.ghost_code() != self.code {
                     details["reason"] = json!(self.code);
+                }
+                if let Value::Object(extra) = &self.extra {
+                    for (k, v) in extra {
+                        details[k] = v.clone();
+                    }
                 }
                 json!({ "error": { "code": self.ghost_code(), "message": self.message, "details": details } })
             }

@@ -25,6 +25,9 @@ pub(super) fn lookup_reference(reference: &str) -> Result<Reference, ApiError> {
 pub(super) async fn get(state: &AppState, repo: &RepoName, reference: &str, with_body: bool) -> ApiResult {
     let reference = lookup_reference(reference)?;
     let manifest = state.registry.get_manifest(repo, &reference).await?;
+    if with_body {
+        state.registry.record_pull(repo, &reference);
+    }
     let response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, &manifest.media_type)
