@@ -38,6 +38,17 @@ pub(crate) const IMAGE_COLUMNS: &str = "r.name AS repo, t.name AS tag, t.manifes
     t.updated_at AS created_at, t.pull_count, t.push_count, t.last_pulled_at,
     CAST(CASE WHEN EXISTS (SELECT 1 FROM upstreams u WHERE u.namespace = r.project) THEN 1 ELSE 0 END AS BIGINT) AS cached";
 
+/// The image rows of a `page(repo_id, name)` CTE, in listing order.
+pub(crate) fn page_rows() -> String {
+    format!(
+        "SELECT {IMAGE_COLUMNS} FROM page p
+         JOIN repositories r ON r.id = p.repo_id
+         JOIN tags t ON t.repo_id = p.repo_id AND t.name = p.name
+         JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
+         ORDER BY r.name, t.name"
+    )
+}
+
 /// Rows `r` the viewer `$1` (a user id, NULL = everything) may pull.
 pub(crate) const VISIBLE: &str = "($1 IS NULL
     OR NOT EXISTS (SELECT 1 FROM projects p WHERE p.name = r.project)
@@ -52,7 +63,7 @@ macro_rules! catalog_impl {
 
         use $crate::access_sql::dyn_sql;
         use $crate::catalog::SearchArgs;
-        use $crate::catalog_sql::{IMAGE_COLUMNS, SearchSql, VISIBLE};
+        use $crate::catalog_sql::{IMAGE_COLUMNS, SearchSql, VISIBLE, page_rows};
         use $crate::{CatalogStore, ImagePage, ImageRow, MetaError, PullTally, RepositoryRecord, Viewer};
 
         type DbRow = <$db as sqlx::Database>::Row;
@@ -90,14 +101,16 @@ macro_rules! catalog_impl {
             )
         }
 
+        /// Pages over cheap keys first and computes the image columns (sizes
+        /// are correlated subqueries) for the page's rows only.
         fn search_sql(args: &SearchArgs) -> String {
             format!(
-                "{} SELECT {IMAGE_COLUMNS} FROM hits h
-                 JOIN repositories r ON r.id = h.repo_id
-                 JOIN tags t ON t.repo_id = h.repo_id AND t.name = h.name
-                 JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
-                 WHERE {VISIBLE} ORDER BY r.name, t.name LIMIT $2 OFFSET $3",
-                hits_cte(args)
+                "{}, page AS (
+                   SELECT h.repo_id, h.name FROM hits h JOIN repositories r ON r.id = h.repo_id
+                   WHERE {VISIBLE} ORDER BY r.name, h.name LIMIT $2 OFFSET $3)
+                 {}",
+                hits_cte(args),
+                page_rows()
             )
         }
 
@@ -113,11 +126,12 @@ macro_rules! catalog_impl {
         #[async_trait]
         impl CatalogStore for $ty {
             async fn list_images(&self, viewer: Viewer, offset: i64, limit: i64) -> Result<ImagePage, MetaError> {
+                let rows = page_rows();
                 let sql = dyn_sql!(
-                    "SELECT {IMAGE_COLUMNS} FROM repositories r
-                     JOIN tags t ON t.repo_id = r.id
-                     JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
-                     WHERE {VISIBLE} ORDER BY r.name, t.name LIMIT $2 OFFSET $3"
+                    "WITH page AS (
+                       SELECT t.repo_id, t.name FROM repositories r JOIN tags t ON t.repo_id = r.id
+                       WHERE {VISIBLE} ORDER BY r.name, t.name LIMIT $2 OFFSET $3)
+                     {rows}"
                 );
                 let rows = sqlx::query(sql)
                     .bind(viewer.user_id())

@@ -514,6 +514,34 @@ mod tests {
         };
         crate::testsuite::run_all(&meta).await;
     }
+
+    /// Run with `cargo test -p berth-meta --release -- --ignored --nocapture scale`.
+    #[tokio::test]
+    #[ignore = "seeds 100k repositories"]
+    async fn postgres_search_at_100k_repositories() {
+        let Some((meta, _)) = super::test_database().await else {
+            eprintln!("BERTH_TEST_POSTGRES_URL not set; skipping");
+            return;
+        };
+        let n = crate::testsuite::SCALE_REPOS;
+        let mut tx = meta.pool.begin().await.unwrap();
+        for sql in [
+            "INSERT INTO repositories (name, project, created_at)
+             SELECT 'proj' || (i % 1000) || '/app-' || i, 'proj' || (i % 1000), 0 FROM generate_series(1, $1) AS i",
+            "INSERT INTO manifests (repo_id, digest, media_type, size, payload, created_at)
+             SELECT id, 'sha256:' || lpad(id::text, 64, '0'), 'application/vnd.oci.image.manifest.v1+json', 2,
+                    '\\x7b7d'::bytea, 0
+             FROM repositories WHERE $1 > 0",
+            "INSERT INTO tags (repo_id, name, manifest_digest, updated_at)
+             SELECT r.id, 'v' || (split_part(r.name, '-', 2)::bigint % 500), m.digest, 0
+             FROM repositories r JOIN manifests m ON m.repo_id = r.id WHERE $1 > 0",
+        ] {
+            sqlx::query(sql).bind(n).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        sqlx::query("ANALYZE").execute(&meta.pool).await.unwrap();
+        crate::testsuite::search_at_scale(&meta, std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Users, projects, tokens, sessions, settings and the audit log (shared SQL).

@@ -528,6 +528,32 @@ mod tests {
         crate::testsuite::run_all(&meta).await;
     }
 
+    /// Run with `cargo test -p berth-meta --release -- --ignored --nocapture scale`.
+    #[tokio::test]
+    #[ignore = "seeds 100k repositories (about a minute in debug builds)"]
+    async fn sqlite_search_at_100k_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open_with(&dir.path().join("berth.db"), false).await.unwrap();
+        let n = crate::testsuite::SCALE_REPOS;
+        let mut tx = meta.writer.begin().await.unwrap();
+        for sql in [
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+             INSERT INTO repositories (name, project, created_at)
+             SELECT 'proj' || (i % 1000) || '/app-' || i, 'proj' || (i % 1000), 0 FROM n",
+            "INSERT INTO manifests (repo_id, digest, media_type, size, payload, created_at)
+             SELECT id, 'sha256:' || printf('%064d', id), 'application/vnd.oci.image.manifest.v1+json', 2, x'7b7d', 0
+             FROM repositories WHERE ? > 0",
+            "INSERT INTO tags (repo_id, name, manifest_digest, updated_at)
+             SELECT r.id, 'v' || (CAST(substr(r.name, instr(r.name, '-') + 1) AS INTEGER) % 500), m.digest, 0
+             FROM repositories r JOIN manifests m ON m.repo_id = r.id WHERE ? > 0",
+        ] {
+            sqlx::query(sql).bind(n).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        sqlx::query("ANALYZE").execute(&meta.writer).await.unwrap();
+        crate::testsuite::search_at_scale(&meta, Duration::from_millis(500)).await;
+    }
+
     #[tokio::test]
     async fn reopening_keeps_data_and_skips_applied_migrations() {
         let dir = tempfile::tempdir().unwrap();

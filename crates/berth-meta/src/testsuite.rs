@@ -574,3 +574,40 @@ async fn catalog_search_uses_indexes(meta: &dyn Metadata) {
         assert!(!plan.contains("SCAN repositories\n") && !plan.contains("SCAN r\n"), "full scan:\n{plan}");
     }
 }
+
+/// Repositories `proj<i % 1000>/app-<i>` with one tag `v<i % 500>` each,
+/// seeded by the scale tests (bulk SQL per dialect).
+pub const SCALE_REPOS: i64 = 100_000;
+
+/// Times search and listing over [`SCALE_REPOS`] seeded repositories and
+/// checks the answers; panics when a query takes longer than `budget`.
+pub async fn search_at_scale(meta: &dyn Metadata, budget: std::time::Duration) {
+    use crate::Viewer;
+    let timed = async |label: &str, query: Option<&str>, offset: i64, budget: std::time::Duration| {
+        let start = std::time::Instant::now();
+        let page = match query {
+            Some(q) => meta.search_images(q, Viewer::All, offset, 10).await.unwrap(),
+            None => meta.list_images(Viewer::All, offset, 10).await.unwrap(),
+        };
+        let took = start.elapsed();
+        eprintln!("{label}: {} of {} in {took:?}", page.images.len(), page.total);
+        assert!(took < budget, "{label} took {took:?}");
+        page
+    };
+    // A query matching every repository materialises and sorts every match, and
+    // a deep page steps over `offset` index entries (index reads, no table
+    // scan): their cost grows with the matches or the offset.
+    let broad = budget * 4;
+    let one = timed("search app-42424 (1 repository)", Some("app-42424"), 0, budget).await;
+    assert_eq!(names(&one), ["proj424/app-42424:v424"]);
+    let tag = timed("search v499 (a tag of 200 repositories)", Some("v499"), 0, budget).await;
+    assert_eq!(tag.total, 200);
+    let short = timed("search pr (prefix, every repository)", Some("pr"), 0, broad).await;
+    assert_eq!(short.total, SCALE_REPOS);
+    let few = timed("search 9999 (substring of 19 names)", Some("9999"), 0, budget).await;
+    assert_eq!(few.total, 19, "app-9999, app-19999 … app-89999 and app-99990 … app-99999");
+    let first = timed("list page 1", None, 0, budget).await;
+    assert_eq!(first.total, SCALE_REPOS);
+    timed("list page 5000", None, 49_990, broad).await;
+    eprintln!("plan (substring):\n{}", meta.explain_search("app-42424").await.unwrap().join("\n"));
+}
