@@ -5,6 +5,10 @@
 //! names contain `/`, so they cannot be router segments). Errors become protocol
 //! responses in exactly one place, [`error::ApiError`]. Handlers call the
 //! registry service; they never touch storage directly.
+//!
+//! Dependencies beyond the web stack: `rustix` (features `fs`, `system`; already
+//! in the tree through `tempfile`) gives [`hostinfo`] `statvfs` and `uname`
+//! without `unsafe` code, instead of `libc` (needs `unsafe`) or `sysinfo` (large).
 
 pub mod access_log;
 pub mod api;
