@@ -406,3 +406,29 @@ async fn authentication_visibility_and_ownership() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(c.delete(&repo_url).bearer_auth(&bob).send().await.unwrap().status(), StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn pull_through_cache_repositories_are_listed_as_cached() {
+    let upstream = start();
+    let image = ImageFixture::new(51, &[30]);
+    push_image(&client(), &upstream.url(), "team/app", &image, "v1").await;
+    let cache = start();
+    let (c, base) = (client(), cache.url());
+    let body = json!({"name": "Up", "url": upstream.url(), "priority": 1, "namespace": "up"});
+    let r = c.post(format!("{base}/api/accel/upstreams")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    push_image(&c, &base, "local/app", &ImageFixture::new(52, &[10]), "v1").await;
+    let r = c.get(format!("{base}/v2/up/team/app/manifests/v1")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let all = data(&c, format!("{base}/api/images")).await;
+    assert_eq!(names(&all), ["local/app:v1", "up/team/app:v1"]);
+    assert_eq!(names(&data(&c, format!("{base}/api/images/search?q=team")).await), ["up/team/app:v1"]);
+    let cached = data(&c, format!("{base}/api/images/up/team/app")).await;
+    assert_eq!((&cached["cached"], &cached["tags"][0]["cached"]), (&json!(true), &json!(true)));
+    assert_eq!(cached["tags"][0]["digest"], image.digest.as_str());
+    assert_eq!(data(&c, format!("{base}/api/images/local/app")).await["cached"], false);
+    // The pull through the cache counts for the cache repository.
+    let url = format!("{base}/api/v1/repositories/up/team/app");
+    eventually("the flush", async || get(&c, url.clone()).await.1["pull_count"] == 1).await;
+}
