@@ -164,6 +164,9 @@ impl Registry {
     /// Deletes a whole repository: every tag, manifest and blob link (the
     /// blobs become unreferenced and are left to garbage collection).
     pub async fn delete_repository(&self, repo: &RepoName) -> Result<(), RegistryError> {
+        if !self.config.deletes_enabled {
+            return Err(RegistryError::DeletesDisabled);
+        }
         let deleted = self.meta.delete_repository(repo.as_str()).await?;
         self.cache.invalidate(repo);
         if deleted { Ok(()) } else { Err(RegistryError::NameUnknown) }

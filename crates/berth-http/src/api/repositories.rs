@@ -6,7 +6,8 @@
 //! private project may be pulled anonymously, a `private` one in a public
 //! project only by members). The owner is the project's creator (or first
 //! owner); admins and the project's owners and maintainers may change or
-//! delete a repository (the same right as deleting on `/v2`).
+//! delete a repository (the same right as deleting on `/v2`). With deletes
+//! turned off (`registry.deletes_enabled = false`) `DELETE` answers 400.
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
@@ -100,6 +101,7 @@ pub async fn delete_repository(State(state): State<AppState>, Path(name): Path<S
     match state.registry.delete_repository(&repo).await {
         Ok(()) => {}
         Err(RegistryError::NameUnknown) => return Err(not_found(&name)),
+        Err(RegistryError::DeletesDisabled) => return Err(Problem::bad_request(G, "deletes are disabled")),
         Err(e) => return Err(Problem::internal(G, e)),
     }
     state.access.forget_repository(&name);

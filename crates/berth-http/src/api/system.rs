@@ -107,7 +107,7 @@ struct Report {
 /// Space, inodes, atomic rename and fsync of the data (and blob) directory.
 async fn check_dirs(host: &Host, report: &mut Report) {
     let mut dirs = vec![("data directory", host.data_dir.clone())];
-    if let Some(blobs) = &host.blob_dir {
+    if let Some(blobs) = host.blob_dir.as_ref().filter(|b| **b != host.data_dir) {
         dirs.push(("blob directory", blobs.clone()));
     }
     let mut seen = Vec::new();

@@ -432,3 +432,18 @@ async fn pull_through_cache_repositories_are_listed_as_cached() {
     let url = format!("{base}/api/v1/repositories/up/team/app");
     eventually("the flush", async || get(&c, url.clone()).await.1["pull_count"] == 1).await;
 }
+
+#[tokio::test]
+async fn management_deletes_follow_the_deletes_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(&config, "[registry]\ndeletes_enabled = false\n").unwrap();
+    let berth = BerthProcess::start_with(BIN, &["--config", config.to_str().unwrap()]);
+    let (c, base) = (client(), berth.url());
+    push_image(&c, &base, "d/app", &ImageFixture::new(61, &[10]), "v1").await;
+    let r = c.delete(format!("{base}/api/images/d/app/v1")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = c.delete(format!("{base}/api/v1/repositories/d/app")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(data(&c, format!("{base}/api/images")).await["total"], 1, "nothing was deleted");
+}
