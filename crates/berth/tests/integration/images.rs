@@ -447,3 +447,37 @@ async fn management_deletes_follow_the_deletes_switch() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(data(&c, format!("{base}/api/images")).await["total"], 1, "nothing was deleted");
 }
+
+/// The same views on PostgreSQL (pg_trgm search) and S3 (no local blob directory).
+#[tokio::test]
+async fn images_and_repositories_on_postgres_and_s3() {
+    let Some((database_url, storage_url)) = crate::migrate::scale_out_urls() else {
+        eprintln!("scale-out services not configured; skipping the PostgreSQL + S3 images test");
+        return;
+    };
+    let keys = crate::migrate::s3_keys();
+    let env: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let berth = BerthProcess::start_with_env(BIN, &["--database-url", &database_url, "--storage", &storage_url], &env);
+    let (c, base) = (client(), berth.url());
+    let web = ImageFixture::new(71, &[30]);
+    push_image(&c, &base, "shop/web", &web, "Stable-1").await;
+    push_image(&c, &base, "shop/api", &ImageFixture::new(72, &[30]), "v1").await;
+
+    let all = data(&c, format!("{base}/api/images")).await;
+    assert_eq!(names(&all), ["shop/api:v1", "shop/web:Stable-1"]);
+    assert_eq!(all["images"][1]["size"], image_size(&web));
+    assert_eq!(names(&data(&c, format!("{base}/api/images/search?q=TABLE")).await), ["shop/web:Stable-1"]);
+    assert_eq!(names(&data(&c, format!("{base}/api/images/search?q=sh")).await).len(), 2);
+    assert_eq!(names(&data(&c, format!("{base}/api/images/search?q=100%25_")).await).len(), 0);
+    for _ in 0..3 {
+        c.get(format!("{base}/v2/shop/web/manifests/Stable-1")).send().await.unwrap();
+    }
+    let url = format!("{base}/api/v1/repositories/shop/web");
+    eventually("the flush", async || get(&c, url.clone()).await.1["pull_count"] == 3).await;
+    let r = c.put(&url).json(&json!({"description": "shop front", "visibility": "public"})).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["visibility"], "public");
+    let compat = data(&c, format!("{base}/api/system/compatibility")).await;
+    assert_eq!((&compat["compatible"], &compat["errors"]), (&json!(true), &json!([])), "{compat}");
+    assert_eq!(c.delete(&url).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(names(&data(&c, format!("{base}/api/images")).await), ["shop/api:v1"]);
+}
