@@ -66,7 +66,7 @@ pub async fn get_image(State(state): State<AppState>, Path(path): Path<String>, 
     let image = state.registry.meta().image(repo.as_str(), tag.as_str()).await.map_err(Failure::internal)?;
     let image = image.ok_or_else(|| not_found(&path))?;
     let pull_cmd = format!("docker pull {}/{}:{}", registry_host(&state, &parts), image.repo, image.tag);
-    Ok(ok(json!({ "image": image_json(&image), "pull_cmd": pull_cmd })))
+    Ok(ok(json!({ "image": detailed_json(&state, &repo, &image).await?, "pull_cmd": pull_cmd })))
 }
 
 /// `DELETE /api/images/{name}/{tag}`: removes the tag (its manifest stays
@@ -147,19 +147,24 @@ async fn repository_details(state: &AppState, repo: &RepoName) -> Answer {
     let rows = state.registry.meta().repo_images(repo.as_str()).await.map_err(Failure::internal)?;
     let mut tags = Vec::with_capacity(rows.len());
     for row in &rows {
-        let mut tag = image_json(row);
-        let (layers, platforms) = contents(state, repo, &row.digest).await?;
-        tag["media_type"] = json!(row.media_type);
-        tag["layers"] = layers;
-        tag["platforms"] = platforms;
-        tag["pull_count"] = json!(row.pull_count);
-        tag["push_count"] = json!(row.push_count);
-        tag["last_pulled_at"] = json!(row.last_pulled_at.map(rfc3339));
-        tag["cached"] = json!(row.cached);
-        tags.push(tag);
+        tags.push(detailed_json(state, repo, row).await?);
     }
     let cached = rows.first().is_some_and(|r| r.cached);
     Ok(ok(json!({ "name": repo.as_str(), "cached": cached, "tags": tags })))
+}
+
+/// `Image` plus `media_type`, `layers`, `platforms`, the counters and `cached`.
+async fn detailed_json(state: &AppState, repo: &RepoName, row: &ImageRow) -> Result<Value, Failure> {
+    let mut image = image_json(row);
+    let (layers, platforms) = contents(state, repo, &row.digest).await?;
+    image["media_type"] = json!(row.media_type);
+    image["layers"] = layers;
+    image["platforms"] = platforms;
+    image["pull_count"] = json!(row.pull_count);
+    image["push_count"] = json!(row.push_count);
+    image["last_pulled_at"] = json!(row.last_pulled_at.map(rfc3339));
+    image["cached"] = json!(row.cached);
+    Ok(image)
 }
 
 /// The layers (`{"digest","size","mediaType"}`) of an image manifest, or the

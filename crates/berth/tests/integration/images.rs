@@ -114,6 +114,7 @@ async fn images_list_search_details_and_delete() {
         let one = data(&c, format!("{base}/api/images/{path}")).await;
         assert_eq!(one["image"]["digest"], nginx.digest.as_str(), "{path}");
         assert_eq!(one["pull_cmd"], format!("docker pull {host}/library/nginx:latest"));
+        assert_eq!(one["image"]["layers"].as_array().unwrap().len(), 2);
     }
     assert_eq!(data(&c, format!("{base}/api/images/team/app/web/v1")).await["image"]["name"], "team/app/web");
     for missing in ["nope", "nope/x", "library/nginx/none", "library/nginx/bad:tag", "Bad/Name/x"] {
