@@ -11,7 +11,8 @@
 #      KEEP_TMP=1 (keep the data dir).
 #
 # Operations that would end the run's own session or lock it out are left out: logout, the
-# system lock, user updates (could disable the admin), the 2FA changes. The integration tests
+# system lock, user updates and deletes (with a second admin created by the run, they could
+# disable or delete the one it is logged in as), the 2FA changes, the admin allow-list. The integration tests
 # cover them.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -59,6 +60,7 @@ rc=0
   --phases examples,coverage,fuzzing \
   --max-examples "${API_SCHEMA_MAX_EXAMPLES:-30}" \
   --exclude-operation-id logout --exclude-operation-id lock --exclude-operation-id updateUser \
+  --exclude-operation-id deleteUser \
   --exclude-operation-id twoFactorSetup --exclude-operation-id twoFactorEnable \
   --exclude-operation-id twoFactorDisable --exclude-operation-id putAllowlist \
   --request-timeout 30 --workers 2 --seed 42 \

@@ -5,12 +5,17 @@
 //! names contain `/`, so they cannot be router segments). Errors become protocol
 //! responses in exactly one place, [`error::ApiError`]. Handlers call the
 //! registry service; they never touch storage directly.
+//!
+//! Dependencies beyond the web stack: `rustix` (features `fs`, `system`; already
+//! in the tree through `tempfile`) gives [`hostinfo`] `statvfs` and `uname`
+//! without `unsafe` code, instead of `libc` (needs `unsafe`) or `sysinfo` (large).
 
 pub mod access_log;
 pub mod api;
 pub mod auth;
 pub mod error;
 mod health;
+pub mod hostinfo;
 pub mod openapi;
 pub mod ratelimit;
 mod routes;
@@ -45,6 +50,8 @@ pub struct AppState {
     pub proxy: Arc<berth_proxy::Proxy>,
     /// Webhook secrets, test deliveries and the delivery dispatcher.
     pub webhooks: Arc<berth_webhooks::Webhooks>,
+    /// The data and blob directories and cached host facts (`/api/system`).
+    pub host: Arc<api::system::Host>,
     /// Renders the Prometheus metrics (`GET /metrics`), when a recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

@@ -197,6 +197,57 @@ fn allowlist() -> Value {
     obj(&[("enabled", boolean()), ("cidrs", array(string()))], &["enabled", "cidrs"])
 }
 
+fn image() -> Value {
+    obj(
+        &[("name", string()), ("tag", string()), ("digest", string()), ("size", integer()), ("created_at", string())],
+        &["name", "tag", "digest", "size", "created_at"],
+    )
+}
+
+fn image_page() -> Value {
+    obj(
+        &[
+            ("images", array(image())),
+            ("total", integer()),
+            ("page", integer()),
+            ("page_size", integer()),
+            ("total_pages", integer()),
+        ],
+        &["images", "total", "page", "page_size", "total_pages"],
+    )
+}
+
+fn system_info() -> Value {
+    let s = &["os", "os_version", "arch", "hostname", "docker_version", "containerd_version"];
+    let n = &["cpu_cores", "memory_total", "disk_total", "disk_free"];
+    let props: Vec<(&str, Value)> = s.iter().map(|k| (*k, string())).chain(n.iter().map(|k| (*k, integer()))).collect();
+    let required: Vec<&str> = s.iter().chain(n.iter()).copied().collect();
+    obj(&props, &required)
+}
+
+fn repository() -> Value {
+    obj(
+        &[
+            ("name", string()),
+            ("description", nullable(string())),
+            ("visibility", json!({"enum": ["public", "private"]})),
+            ("owner", nullable(string())),
+            ("created_at", string()),
+            ("updated_at", string()),
+            ("size", integer()),
+            ("pull_count", integer()),
+            (
+                "tags",
+                array(obj(
+                    &[("name", string()), ("digest", string()), ("size", integer()), ("created_at", string())],
+                    &["name", "digest", "size", "created_at"],
+                )),
+            ),
+        ],
+        &["name", "visibility", "created_at", "size", "pull_count", "tags"],
+    )
+}
+
 fn security(o: Op) -> Op {
     o.tag("security").shape(Shape::Security)
 }
@@ -585,6 +636,88 @@ pub(crate) fn management_api() -> Api {
             [ghost(op("post", "redeliver", "Queues the event again (same delivery id)"))
                 .auth(Auth::Admin)
                 .ok(202, delivery())],
+        )
+        // Seed 000 images and system (§5.1, §5.3).
+        .route(
+            "/api/images",
+            get(api::images::list_images),
+            [management(op("get", "listImages", "Pullable repository:tag pairs, by name and tag"))
+                .auth(Auth::User)
+                .paged("page_size", 10)
+                .ok_data(image_page())],
+        )
+        .route(
+            "/api/images/search",
+            get(api::images::search_images),
+            [management(op("get", "searchImages", "Case-insensitive substring search of names and tags"))
+                .auth(Auth::User)
+                .query_required("q", string(), "substring of a repository name or tag")
+                .paged("page_size", 10)
+                .ok_data(image_page())],
+        )
+        .route(
+            "/api/images/{*path}",
+            get(api::images::get_image).delete(api::images::delete_image),
+            [
+                management(op(
+                    "get",
+                    "getImage",
+                    "A repository's tags with layers ({name}), or one tag with its pull command ({name}/{tag})",
+                ))
+                .auth(Auth::User)
+                .ok_data(obj(
+                    &[("name", string()), ("tags", array(image())), ("image", image()), ("pull_cmd", string())],
+                    &[],
+                )),
+                management(op("delete", "deleteImage", "Removes a tag ({name}/{tag})"))
+                    .auth(Auth::User)
+                    .ok_data(message(&[("name", string()), ("tag", string())])),
+            ],
+        )
+        .route(
+            "/api/system/info",
+            get(api::system::info),
+            [management(op("get", "systemInfo", "Host facts (cached)")).auth(Auth::Admin).ok_data(system_info())],
+        )
+        .route(
+            "/api/system/refresh",
+            get(api::system::refresh),
+            [management(op("get", "systemRefresh", "Host facts, collected again"))
+                .auth(Auth::Admin)
+                .ok_data(system_info())],
+        )
+        .route(
+            "/api/system/compatibility",
+            get(api::system::compatibility),
+            [management(op("get", "systemCompatibility", "Checks that matter to berth")).auth(Auth::Admin).ok_data(
+                obj(
+                    &[("compatible", boolean()), ("warnings", array(string())), ("errors", array(string()))],
+                    &["compatible", "warnings", "errors"],
+                ),
+            )],
+        )
+        .route(
+            "/api/v1/repositories/{*repository}",
+            get(api::repositories::get_repository)
+                .put(api::repositories::put_repository)
+                .delete(api::repositories::delete_repository),
+            [
+                ghost(op("get", "getRepository", "A repository (the whole remainder is its name)"))
+                    .auth(Auth::User)
+                    .ok(200, repository()),
+                ghost(op("put", "putRepository", "Sets description and visibility"))
+                    .auth(Auth::User)
+                    .body({
+                        let mut b = obj(
+                            &[("description", string()), ("visibility", json!({"enum": ["public", "private"]}))],
+                            &[],
+                        );
+                        b["additionalProperties"] = json!(false);
+                        b
+                    })
+                    .ok(200, repository()),
+                ghost(op("delete", "deleteRepository", "Deletes every tag and manifest")).auth(Auth::User).empty(204),
+            ],
         )
         // Seed 000 accelerator (§5.2).
         .route(

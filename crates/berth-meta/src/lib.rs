@@ -9,6 +9,8 @@
 
 pub mod access;
 mod access_sql;
+pub mod catalog;
+mod catalog_sql;
 mod error;
 mod events;
 mod events_sql;
@@ -25,6 +27,7 @@ use async_trait::async_trait;
 use berth_core::{Digest, RepoName, Tag};
 
 pub use access::*;
+pub use catalog::{CatalogStore, ImagePage, ImageRow, PullTally, RepositoryRecord, Viewer};
 pub use error::MetaError;
 pub use events::*;
 pub use model::*;
@@ -168,6 +171,7 @@ pub trait Metadata:
     + AuditLog
     + ProxyStore
     + EventStore
+    + CatalogStore
     + std::fmt::Debug
 {
 }
@@ -182,6 +186,7 @@ impl<T> Metadata for T where
         + AuditLog
         + ProxyStore
         + EventStore
+        + CatalogStore
         + std::fmt::Debug
 {
 }

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "leases", include_str!("../migrations/postgres/0003_leases.sql")),
     (4, "access", include_str!("../migrations/postgres/0004_access.sql")),
     (5, "proxy", include_str!("../migrations/postgres/0005_proxy.sql")),
+    (6, "repository_details", include_str!("../migrations/postgres/0006_repository_details.sql")),
     (7, "events", include_str!("../migrations/postgres/0007_events.sql")),
 ];
 
@@ -280,19 +281,28 @@ impl ManifestStore for PostgresMeta {
             .execute(&mut *tx)
             .await?;
         }
+        // Pushes count; manifests stored by the pull-through cache do not.
+        let pushes = i64::from(m.require_references);
         for tag in tags {
             sqlx::query(
-                "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
+                "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT(repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
-                                                          updated_at = excluded.updated_at",
+                                                          updated_at = excluded.updated_at,
+                                                          push_count = tags.push_count + excluded.push_count",
             )
             .bind(repo_id)
             .bind(tag.as_str())
             .bind(m.digest.as_str())
             .bind(now)
+            .bind(pushes)
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query("UPDATE repositories SET push_count = push_count + $1 WHERE id = $2")
+            .bind(pushes)
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?;
         events::insert_events(&mut tx, &m.events).await?;
         tx.commit().await?;
         Ok(())
@@ -547,6 +557,34 @@ mod tests {
         };
         crate::testsuite::run_all(&meta).await;
     }
+
+    /// Run with `cargo test -p berth-meta --release -- --ignored --nocapture scale`.
+    #[tokio::test]
+    #[ignore = "seeds 100k repositories"]
+    async fn postgres_search_at_100k_repositories() {
+        let Some((meta, _)) = super::test_database().await else {
+            eprintln!("BERTH_TEST_POSTGRES_URL not set; skipping");
+            return;
+        };
+        let n = crate::testsuite::SCALE_REPOS;
+        let mut tx = meta.pool.begin().await.unwrap();
+        for sql in [
+            "INSERT INTO repositories (name, project, created_at)
+             SELECT 'proj' || (i % 1000) || '/app-' || i, 'proj' || (i % 1000), 0 FROM generate_series(1, $1) AS i",
+            "INSERT INTO manifests (repo_id, digest, media_type, size, payload, created_at)
+             SELECT id, 'sha256:' || lpad(id::text, 64, '0'), 'application/vnd.oci.image.manifest.v1+json', 2,
+                    '\\x7b7d'::bytea, 0
+             FROM repositories WHERE $1 > 0",
+            "INSERT INTO tags (repo_id, name, manifest_digest, updated_at)
+             SELECT r.id, 'v' || (split_part(r.name, '-', 2)::bigint % 500), m.digest, 0
+             FROM repositories r JOIN manifests m ON m.repo_id = r.id WHERE $1 > 0",
+        ] {
+            sqlx::query(sql).bind(n).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        sqlx::query("ANALYZE").execute(&meta.pool).await.unwrap();
+        crate::testsuite::search_at_scale(&meta, std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Users, projects, tokens, sessions, settings and the audit log (shared SQL).
@@ -562,4 +600,28 @@ mod proxy {
 /// The event log, webhooks and deliveries (shared SQL).
 mod events {
     crate::events_sql::events_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+}
+
+/// Image listings, search, repository details and usage counters (shared SQL;
+/// search through the `pg_trgm` and byte-order indexes of migration 0006).
+mod catalog {
+    crate::catalog_sql::catalog_impl!(
+        super::PostgresMeta,
+        sqlx::Postgres,
+        pool,
+        pool,
+        super::MIGRATIONS,
+        crate::catalog_sql::SearchSql {
+            repo_substring: "SELECT id FROM repositories WHERE name ILIKE $4",
+            repo_prefix: "SELECT id FROM repositories WHERE name COLLATE \"C\" >= $4 AND name COLLATE \"C\" < $5",
+            tag_substring: "SELECT id FROM tag_names WHERE name ILIKE $4",
+            tag_prefix: "SELECT id FROM tag_names
+                         WHERE lower(name) COLLATE \"C\" >= $4 AND lower(name) COLLATE \"C\" < $5",
+            trigram_form: crate::catalog::ilike_substring,
+            explain: "EXPLAIN",
+            // Test tables are tiny: make the planner show the index it would use at scale.
+            explain_setup: &["SET LOCAL enable_seqscan = off"],
+            plan_column: 0,
+        }
+    );
 }

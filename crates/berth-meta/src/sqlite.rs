@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "leases", include_str!("../migrations/sqlite/0003_leases.sql")),
     (4, "access", include_str!("../migrations/sqlite/0004_access.sql")),
     (5, "proxy", include_str!("../migrations/sqlite/0005_proxy.sql")),
+    (6, "repository_details", include_str!("../migrations/sqlite/0006_repository_details.sql")),
     (7, "events", include_str!("../migrations/sqlite/0007_events.sql")),
 ];
 
@@ -296,19 +297,28 @@ impl ManifestStore for SqliteMeta {
             .execute(&mut *tx)
             .await?;
         }
+        // Pushes count; manifests stored by the pull-through cache do not.
+        let pushes = i64::from(m.require_references);
         for tag in tags {
             sqlx::query(
-                "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
+                "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count) VALUES (?, ?, ?, ?, ?)
                  ON CONFLICT(repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
-                                                          updated_at = excluded.updated_at",
+                                                          updated_at = excluded.updated_at,
+                                                          push_count = tags.push_count + excluded.push_count",
             )
             .bind(repo_id)
             .bind(tag.as_str())
             .bind(m.digest.as_str())
             .bind(now)
+            .bind(pushes)
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query("UPDATE repositories SET push_count = push_count + ? WHERE id = ?")
+            .bind(pushes)
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?;
         events::insert_events(&mut tx, &m.events).await?;
         tx.commit().await?;
         Ok(())
@@ -563,6 +573,32 @@ mod tests {
         crate::testsuite::run_all(&meta).await;
     }
 
+    /// Run with `cargo test -p berth-meta --release -- --ignored --nocapture scale`.
+    #[tokio::test]
+    #[ignore = "seeds 100k repositories (about a minute in debug builds)"]
+    async fn sqlite_search_at_100k_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open_with(&dir.path().join("berth.db"), false).await.unwrap();
+        let n = crate::testsuite::SCALE_REPOS;
+        let mut tx = meta.writer.begin().await.unwrap();
+        for sql in [
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+             INSERT INTO repositories (name, project, created_at)
+             SELECT 'proj' || (i % 1000) || '/app-' || i, 'proj' || (i % 1000), 0 FROM n",
+            "INSERT INTO manifests (repo_id, digest, media_type, size, payload, created_at)
+             SELECT id, 'sha256:' || printf('%064d', id), 'application/vnd.oci.image.manifest.v1+json', 2, x'7b7d', 0
+             FROM repositories WHERE ? > 0",
+            "INSERT INTO tags (repo_id, name, manifest_digest, updated_at)
+             SELECT r.id, 'v' || (CAST(substr(r.name, instr(r.name, '-') + 1) AS INTEGER) % 500), m.digest, 0
+             FROM repositories r JOIN manifests m ON m.repo_id = r.id WHERE ? > 0",
+        ] {
+            sqlx::query(sql).bind(n).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        sqlx::query("ANALYZE").execute(&meta.writer).await.unwrap();
+        crate::testsuite::search_at_scale(&meta, Duration::from_millis(500)).await;
+    }
+
     #[tokio::test]
     async fn reopening_keeps_data_and_skips_applied_migrations() {
         let dir = tempfile::tempdir().unwrap();
@@ -589,4 +625,26 @@ mod proxy {
 /// The event log, webhooks and deliveries (shared SQL).
 mod events {
     crate::events_sql::events_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+}
+
+/// Image listings, search, repository details and usage counters (shared SQL;
+/// search through the FTS5 trigram tables of migration 0006).
+mod catalog {
+    crate::catalog_sql::catalog_impl!(
+        super::SqliteMeta,
+        sqlx::Sqlite,
+        writer,
+        reader,
+        super::MIGRATIONS,
+        crate::catalog_sql::SearchSql {
+            repo_substring: "SELECT rowid FROM repositories_fts WHERE repositories_fts MATCH $4",
+            repo_prefix: "SELECT id FROM repositories WHERE name >= $4 AND name < $5",
+            tag_substring: "SELECT rowid FROM tag_names_fts WHERE tag_names_fts MATCH $4",
+            tag_prefix: "SELECT id FROM tag_names WHERE lower(name) >= $4 AND lower(name) < $5",
+            trigram_form: crate::catalog::fts5_phrase,
+            explain: "EXPLAIN QUERY PLAN",
+            explain_setup: &[],
+            plan_column: 3,
+        }
+    );
 }

@@ -40,6 +40,8 @@ pub async fn run_all(meta: &dyn Metadata) {
     audit_entries_chain(meta).await;
     proxy_records(meta).await;
     events_feed_webhook_deliveries(meta).await;
+    catalog_views(meta).await;
+    catalog_search_uses_indexes(meta).await;
 }
 
 fn draft(event: &str) -> crate::AuditDraft {
@@ -563,4 +565,171 @@ async fn events_feed_webhook_deliveries(meta: &dyn Metadata) {
     assert!(!meta.delete_webhook(hook.id).await.unwrap());
     assert!(meta.delivery(again.id).await.unwrap().is_none());
     assert!(meta.delete_webhook(other.id).await.unwrap());
+}
+
+/// Pushes `repo:tags` as a manifest over a config (3 bytes) and a layer (`layer` bytes).
+async fn push_image(meta: &dyn Metadata, name: &str, body: &str, layer: u64, tags: &[&str]) -> NewManifest {
+    let r = repo(name);
+    let config = Digest::sha256(format!("{body}-config").as_bytes());
+    let blob = Digest::sha256(format!("{body}-layer").as_bytes());
+    meta.link_blob(&r, &config, 3, &[]).await.unwrap();
+    meta.link_blob(&r, &blob, layer, &[]).await.unwrap();
+    let m = manifest(body, &[&config, &blob], None, None);
+    let tags: Vec<Tag> = tags.iter().map(|t| tag(t)).collect();
+    meta.put_manifest(&r, m.clone(), &tags).await.unwrap();
+    m
+}
+
+fn names(page: &crate::ImagePage) -> Vec<String> {
+    page.images.iter().map(|i| format!("{}:{}", i.repo, i.tag)).collect()
+}
+
+async fn catalog_views(meta: &dyn Metadata) {
+    use crate::Viewer;
+    let erin = meta.create_user(&new_user("erin", "user"), &draft("user_created")).await.unwrap();
+    let owner = meta.create_user(&new_user("frank", "user"), &draft("user_created")).await.unwrap();
+    // catalpha: a private project; catbeta: no project row; catgamma: private project, public repository.
+    meta.ensure_project("catalpha", Some(owner.id), &draft("project_created")).await.unwrap();
+    meta.ensure_project("catgamma", Some(owner.id), &draft("project_created")).await.unwrap();
+    let web = push_image(meta, "catalpha/web", "cat-web", 100, &["v1", "Release-X"]).await;
+    push_image(meta, "catbeta/api", "cat-api", 200, &["latest"]).await;
+    push_image(meta, "catgamma/db", "cat-db", 300, &["latest"]).await;
+    assert!(meta.update_repository("catgamma/db", None, Some("public"), 50, &[]).await.unwrap());
+    assert!(!meta.update_repository("catgamma/nope", None, Some("public"), 50, &[]).await.unwrap());
+
+    let all = meta.list_images(Viewer::All, 0, 1000).await.unwrap();
+    assert_eq!(all.total as usize, all.images.len());
+    let ours: Vec<String> = names(&all).into_iter().filter(|n| n.starts_with("cat")).collect();
+    assert_eq!(ours, ["catalpha/web:Release-X", "catalpha/web:v1", "catbeta/api:latest", "catgamma/db:latest"]);
+    let v1 = all.images.iter().find(|i| i.repo == "catalpha/web" && i.tag == "v1").unwrap();
+    assert_eq!(v1.size, web.payload.len() as i64 + 3 + 100, "manifest + config + layer");
+    assert_eq!(v1.digest, web.digest.as_str());
+    assert_eq!(v1.push_count, 1);
+    assert!(!v1.cached);
+    let page = meta.list_images(Viewer::All, 1, 2).await.unwrap();
+    assert_eq!(page.images, all.images[1..3].to_vec());
+    assert_eq!(page.total, all.total);
+
+    // A user sees public and project-less repositories, and projects they belong to.
+    let seen = meta.list_images(Viewer::User(erin.id), 0, 1000).await.unwrap();
+    let ours: Vec<String> = names(&seen).into_iter().filter(|n| n.starts_with("cat")).collect();
+    assert_eq!(ours, ["catbeta/api:latest", "catgamma/db:latest"]);
+    assert_eq!(seen.total as usize, seen.images.len());
+    meta.set_member("catalpha", erin.id, Some("guest"), &draft("member_set")).await.unwrap();
+    let seen = meta.list_images(Viewer::User(erin.id), 0, 1000).await.unwrap();
+    assert!(names(&seen).contains(&"catalpha/web:v1".to_owned()));
+
+    // Search: case-insensitive substrings of names or tags; short queries are prefixes.
+    let hits = meta.search_images("ALPHA", Viewer::All, 0, 100).await.unwrap();
+    assert_eq!(names(&hits), ["catalpha/web:Release-X", "catalpha/web:v1"]);
+    assert_eq!(hits.total, 2);
+    let hits = meta.search_images("ease-x", Viewer::All, 0, 100).await.unwrap();
+    assert_eq!(names(&hits), ["catalpha/web:Release-X"]);
+    let hits = meta.search_images("cat", Viewer::User(erin.id), 1, 2).await.unwrap();
+    assert_eq!(
+        names(&hits),
+        ["catalpha/web:v1", "catbeta/api"].map(|s| if s.contains(':') { s.to_owned() } else { format!("{s}:latest") })
+    );
+    assert_eq!(hits.total, 4);
+    let hits = meta.search_images("re", Viewer::All, 0, 100).await.unwrap();
+    assert_eq!(names(&hits), ["catalpha/web:Release-X"], "prefix of a tag, any case");
+    assert_eq!(meta.search_images("100%_", Viewer::All, 0, 10).await.unwrap().total, 0);
+    assert_eq!(meta.search_images("\"x", Viewer::All, 0, 10).await.unwrap().total, 0);
+
+    // Repository details and counters.
+    let r = meta.repository("catgamma/db").await.unwrap().unwrap();
+    assert_eq!((r.visibility.as_deref(), r.project_visibility.as_deref()), (Some("public"), Some("private")));
+    assert_eq!(r.effective_visibility(), "public");
+    assert_eq!(r.owner.as_deref(), Some("frank"));
+    assert_eq!(r.updated_at, 50);
+    assert_eq!(r.push_count, 1);
+    assert!(r.size > 300);
+    assert_eq!(meta.repo_visibility("catgamma/db").await.unwrap().as_deref(), Some("public"));
+    assert_eq!(meta.repo_visibility("catbeta/api").await.unwrap(), None);
+    assert!(meta.update_repository("catbeta/api", Some("the API"), None, 60, &[]).await.unwrap());
+    let r = meta.repository("catbeta/api").await.unwrap().unwrap();
+    assert_eq!((r.description.as_str(), r.effective_visibility(), r.owner.as_deref()), ("the API", "private", None));
+    assert!(meta.repository("catbeta/none").await.unwrap().is_none());
+
+    let pulls = [
+        crate::PullTally { repo: "catbeta/api".into(), tag: Some("latest".into()), count: 3, at: 70 },
+        crate::PullTally { repo: "catbeta/api".into(), tag: None, count: 2, at: 80 },
+    ];
+    meta.record_pulls(&pulls).await.unwrap();
+    let r = meta.repository("catbeta/api").await.unwrap().unwrap();
+    assert_eq!((r.pull_count, r.last_pulled_at), (5, Some(80)));
+    let latest = meta.image("catbeta/api", "latest").await.unwrap().unwrap();
+    assert_eq!((latest.pull_count, latest.last_pulled_at), (3, Some(70)));
+    assert!(meta.image("catbeta/api", "nope").await.unwrap().is_none());
+    push_image(meta, "catbeta/api", "cat-api", 200, &["latest"]).await;
+    assert_eq!(meta.image("catbeta/api", "latest").await.unwrap().unwrap().push_count, 2);
+    assert_eq!(meta.repo_images("catalpha/web").await.unwrap().len(), 2);
+
+    let gone = repo("catalpha/web");
+    assert!(meta.delete_repository("catalpha/web", &[]).await.unwrap());
+    assert!(!meta.delete_repository("catalpha/web", &[]).await.unwrap());
+    assert!(!meta.repo_exists(&gone).await.unwrap());
+    assert!(meta.manifest_by_digest(&gone, &web.digest, false).await.unwrap().is_none());
+    assert_eq!(meta.search_images("alpha", Viewer::All, 0, 10).await.unwrap().total, 0);
+}
+
+/// Substring search reads the trigram indexes and short queries the prefix indexes.
+async fn catalog_search_uses_indexes(meta: &dyn Metadata) {
+    let (applied, known) = meta.schema_versions().await.unwrap();
+    assert_eq!(applied, known);
+    assert!(known >= 6);
+    let long = meta.explain_search("alpha").await.unwrap().join("\n");
+    let short = meta.explain_search("ca").await.unwrap().join("\n");
+    for (plan, wanted) in [
+        (&long, ["repositories_fts", "tag_names_fts"]),
+        (&short, ["sqlite_autoindex_repositories_1", "tag_names_lower"]),
+    ] {
+        let pg_wanted = if plan == &long {
+            ["repositories_name_trgm", "tag_names_trgm"]
+        } else {
+            ["repositories_name_bytes", "tag_names_lower_bytes"]
+        };
+        let sqlite = wanted.iter().all(|w| plan.contains(w));
+        let postgres = pg_wanted.iter().all(|w| plan.contains(w));
+        assert!(sqlite || postgres, "search does not use its indexes:\n{plan}");
+        assert!(!plan.contains("Seq Scan on repositories"), "full scan:\n{plan}");
+        assert!(!plan.contains("SCAN repositories\n") && !plan.contains("SCAN r\n"), "full scan:\n{plan}");
+    }
+}
+
+/// Repositories `proj<i % 1000>/app-<i>` with one tag `v<i % 500>` each,
+/// seeded by the scale tests (bulk SQL per dialect).
+pub const SCALE_REPOS: i64 = 100_000;
+
+/// Times search and listing over [`SCALE_REPOS`] seeded repositories and
+/// checks the answers; panics when a query takes longer than `budget`.
+pub async fn search_at_scale(meta: &dyn Metadata, budget: std::time::Duration) {
+    use crate::Viewer;
+    let timed = async |label: &str, query: Option<&str>, offset: i64, budget: std::time::Duration| {
+        let start = std::time::Instant::now();
+        let page = match query {
+            Some(q) => meta.search_images(q, Viewer::All, offset, 10).await.unwrap(),
+            None => meta.list_images(Viewer::All, offset, 10).await.unwrap(),
+        };
+        let took = start.elapsed();
+        eprintln!("{label}: {} of {} in {took:?}", page.images.len(), page.total);
+        assert!(took < budget, "{label} took {took:?}");
+        page
+    };
+    // A query matching every repository materialises and sorts every match, and
+    // a deep page steps over `offset` index entries (index reads, no table
+    // scan): their cost grows with the matches or the offset.
+    let broad = budget * 4;
+    let one = timed("search app-42424 (1 repository)", Some("app-42424"), 0, budget).await;
+    assert_eq!(names(&one), ["proj424/app-42424:v424"]);
+    let tag = timed("search v499 (a tag of 200 repositories)", Some("v499"), 0, budget).await;
+    assert_eq!(tag.total, 200);
+    let short = timed("search pr (prefix, every repository)", Some("pr"), 0, broad).await;
+    assert_eq!(short.total, SCALE_REPOS);
+    let few = timed("search 9999 (substring of 19 names)", Some("9999"), 0, budget).await;
+    assert_eq!(few.total, 19, "app-9999, app-19999 … app-89999 and app-99990 … app-99999");
+    let first = timed("list page 1", None, 0, budget).await;
+    assert_eq!(first.total, SCALE_REPOS);
+    timed("list page 5000", None, 49_990, broad).await;
+    eprintln!("plan (substring):\n{}", meta.explain_search("app-42424").await.unwrap().join("\n"));
 }

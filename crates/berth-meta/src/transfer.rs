@@ -36,23 +36,37 @@ pub async fn sqlite_to_postgres(
     let mut last = String::new();
     let mut n = 0u64;
     loop {
-        let rows =
-            sqlx::query("SELECT name, project, created_at FROM repositories WHERE name > ? ORDER BY name LIMIT ?")
-                .bind(&last)
-                .bind(BATCH)
-                .fetch_all(from)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT name, project, created_at, description, visibility, updated_at, pull_count, push_count,
+                    last_pulled_at FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(&last)
+        .bind(BATCH)
+        .fetch_all(from)
+        .await?;
         if rows.is_empty() {
             break;
         }
         let mut tx = to.begin().await?;
         for row in &rows {
             sqlx::query(
-                "INSERT INTO repositories (name, project, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO repositories (name, project, created_at, description, visibility, updated_at,
+                                           pull_count, push_count, last_pulled_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (name) DO UPDATE SET description = excluded.description,
+                   visibility = excluded.visibility, updated_at = excluded.updated_at,
+                   pull_count = excluded.pull_count, push_count = excluded.push_count,
+                   last_pulled_at = excluded.last_pulled_at",
             )
             .bind(row.try_get::<String, _>("name")?)
             .bind(row.try_get::<String, _>("project")?)
             .bind(row.try_get::<i64, _>("created_at")?)
+            .bind(row.try_get::<String, _>("description")?)
+            .bind(row.try_get::<Option<String>, _>("visibility")?)
+            .bind(row.try_get::<Option<i64>, _>("updated_at")?)
+            .bind(row.try_get::<i64, _>("pull_count")?)
+            .bind(row.try_get::<i64, _>("push_count")?)
+            .bind(row.try_get::<Option<i64>, _>("last_pulled_at")?)
             .execute(&mut *tx)
             .await?;
         }
@@ -459,20 +473,29 @@ async fn copy_repo_rows(from: &sqlx::SqlitePool, to: &sqlx::PgPool, src: i64, ds
         .await?;
     }
     n += rows.len() as u64;
-    let rows = sqlx::query("SELECT name, manifest_digest, updated_at FROM tags WHERE repo_id = ?")
-        .bind(src)
-        .fetch_all(from)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT name, manifest_digest, updated_at, pull_count, push_count, last_pulled_at FROM tags WHERE repo_id = ?",
+    )
+    .bind(src)
+    .fetch_all(from)
+    .await?;
     for row in &rows {
         sqlx::query(
-            "INSERT INTO tags (repo_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
+            "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, pull_count, push_count, last_pulled_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
-                                                       updated_at = excluded.updated_at",
+                                                       updated_at = excluded.updated_at,
+                                                       pull_count = excluded.pull_count,
+                                                       push_count = excluded.push_count,
+                                                       last_pulled_at = excluded.last_pulled_at",
         )
         .bind(dst)
         .bind(row.try_get::<String, _>("name")?)
         .bind(row.try_get::<String, _>("manifest_digest")?)
         .bind(row.try_get::<i64, _>("updated_at")?)
+        .bind(row.try_get::<i64, _>("pull_count")?)
+        .bind(row.try_get::<i64, _>("push_count")?)
+        .bind(row.try_get::<Option<i64>, _>("last_pulled_at")?)
         .execute(&mut *tx)
         .await?;
     }
@@ -519,6 +542,20 @@ mod tests {
         assert_eq!(dst.blob_in_repo(&repo, &config).await.unwrap(), Some(6));
         let got = dst.manifest_by_tag(&repo, &tag, true).await.unwrap().unwrap();
         assert_eq!((got.digest, got.payload), (m.digest, Some(b"m".to_vec())));
+
+        // Repository details, counters and the tag search vocabulary come along.
+        use crate::{CatalogStore, PullTally, Viewer};
+        src.update_repository(repo.as_str(), Some("desc"), Some("public"), 9, &[]).await.unwrap();
+        let pull = PullTally { repo: repo.as_str().into(), tag: Some("v1".into()), count: 4, at: 7 };
+        src.record_pulls(&[pull]).await.unwrap();
+        super::sqlite_to_postgres(&src, &dst, |_, _| {}).await.unwrap();
+        let (a, b) = (src.repository(repo.as_str()).await.unwrap(), dst.repository(repo.as_str()).await.unwrap());
+        assert_eq!(a, b);
+        assert_eq!(b.unwrap().pull_count, 4);
+        let image = dst.image(repo.as_str(), "v1").await.unwrap().unwrap();
+        assert_eq!((image.pull_count, image.push_count, image.last_pulled_at), (4, 1, Some(7)));
+        let hits = dst.search_images("v1", Viewer::All, 0, 10).await.unwrap();
+        assert_eq!(hits.total, 1);
     }
 
     #[tokio::test]

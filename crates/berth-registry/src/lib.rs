@@ -13,6 +13,7 @@ mod error;
 mod manifests;
 mod pulls;
 mod uploads;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ pub use error::RegistryError;
 pub use manifests::{ManifestPut, ReferrerList};
 pub use pulls::Pull;
 pub use uploads::{MountOutcome, UploadState};
+pub use usage::FLUSH_INTERVAL as USAGE_FLUSH_INTERVAL;
 
 /// Knobs of the registry service.
 #[derive(Debug, Clone)]
@@ -68,12 +70,22 @@ pub struct Registry {
     cache: cache::Caches,
     /// Pull events waiting to be written.
     pulls: pulls::PullQueue,
+    /// Pulls counted in memory, written in batches.
+    usage: usage::Usage,
 }
 
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn Metadata>, config: RegistryConfig) -> Self {
         let cache = cache::Caches::new(config.cache_ttl);
-        Registry { blobs, meta, config, sessions: Mutex::new(HashMap::new()), cache, pulls: Default::default() }
+        Registry {
+            blobs,
+            meta,
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            cache,
+            pulls: Default::default(),
+            usage: usage::Usage::default(),
+        }
     }
 
     pub fn config(&self) -> &RegistryConfig {
@@ -93,6 +105,31 @@ impl Registry {
     /// Drops cached reads of `repo` after a change made around the registry.
     pub fn invalidate(&self, repo: &RepoName) {
         self.cache.invalidate(repo);
+    }
+
+    /// Counts a manifest pull (in memory; see [`Registry::flush_usage`]).
+    pub fn record_pull(&self, repo: &RepoName, reference: &berth_core::Reference) {
+        self.usage.record_pull(repo, reference);
+    }
+
+    /// Writes the pulls counted since the last call, in one transaction.
+    pub async fn flush_usage(&self) -> Result<usize, RegistryError> {
+        Ok(self.usage.flush(self.meta.as_ref()).await?)
+    }
+
+    /// Flushes the pull counters every [`USAGE_FLUSH_INTERVAL`] until aborted;
+    /// call [`Registry::flush_usage`] once more at shutdown.
+    pub fn spawn_usage_flusher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(USAGE_FLUSH_INTERVAL);
+            loop {
+                ticker.tick().await;
+                if let Err(e) = registry.flush_usage().await {
+                    tracing::warn!(error = %e, "cannot write pull counters");
+                }
+            }
+        })
     }
 
     /// Repository names for `/v2/_catalog`, strictly after `last`.

@@ -184,6 +184,18 @@ impl Registry {
         }
     }
 
+    /// Deletes a whole repository: every tag, manifest and blob link (the
+    /// blobs become unreferenced and are left to garbage collection).
+    pub async fn delete_repository(&self, repo: &RepoName, actor: &EventActor) -> Result<(), RegistryError> {
+        if !self.config.deletes_enabled {
+            return Err(RegistryError::DeletesDisabled);
+        }
+        let event = EventDraft::new(EventKind::RepositoryDelete, actor).repository(repo.as_str());
+        let deleted = self.meta.delete_repository(repo.as_str(), &[event]).await?;
+        self.cache.invalidate(repo);
+        if deleted { Ok(()) } else { Err(RegistryError::NameUnknown) }
+    }
+
     /// Tags of `repo` in bytewise order, strictly after `last`, at most `limit`.
     pub async fn list_tags(
         &self,

@@ -43,7 +43,7 @@ impl Registry {
     }
 
     /// Queues a `pull` event when anyone listens.
-    pub fn record_pull(&self, pull: Pull<'_>, actor: &EventActor) {
+    pub fn record_pull_event(&self, pull: Pull<'_>, actor: &EventActor) {
         if !self.pulls.wanted.load(Ordering::Relaxed) {
             return;
         }

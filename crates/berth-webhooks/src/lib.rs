@@ -32,8 +32,9 @@ pub use payload::Format;
 const SECRET_CONTEXT: &str = "webhook-secret";
 /// Events fanned out per database round.
 const FAN_OUT_BATCH: i64 = 500;
-/// Deliveries a worker claims at once (fewer database writes under load).
-const CLAIM_BATCH: i64 = 8;
+/// Deliveries a worker claims at once. One: a claim outlives its attempts, and
+/// after a crash the claimed deliveries wait for the claim to run out.
+const CLAIM_BATCH: i64 = 1;
 /// How long the dispatcher lease lasts without renewal.
 const LEASE_SECS: i64 = 15;
 
@@ -233,7 +234,7 @@ impl Webhooks {
                     let now = now_ms();
                     // A claim outlives the attempts it covers, so no other worker starts them again.
                     let per_attempt = this.config.timeout.as_millis() as i64 + 1_000;
-                    let claim_until = now + per_attempt * CLAIM_BATCH + 5_000;
+                    let claim_until = now + per_attempt * CLAIM_BATCH + 4_000;
                     match this.meta().claim_due_deliveries(webhook.id, now, claim_until, CLAIM_BATCH).await {
                         Ok(due) if due.is_empty() => break,
                         Ok(due) => {

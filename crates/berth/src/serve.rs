@@ -80,6 +80,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         rate_limits: Arc::new(rate_limits(&config)),
         proxy: proxy.clone(),
         webhooks: webhooks.clone(),
+        host: Arc::new(berth_http::api::system::Host::new(
+            config.data_dir.clone(),
+            config.storage_url().strip_prefix("fs://").map(std::path::PathBuf::from),
+            env!("BERTH_COMMIT_DATE"),
+        )),
         metrics: crate::telemetry::metrics_recorder(),
     };
     crate::proxy::apply_config(&config, &state).await?;
@@ -91,7 +96,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let node = node_id(local);
     let dispatcher = webhooks.spawn(node.clone());
-    let sweeper = tokio::spawn(sweep_uploads(registry, meta.as_dyn(), node));
+    let usage = registry.spawn_usage_flusher();
+    let sweeper = tokio::spawn(sweep_uploads(registry.clone(), meta.as_dyn(), node));
 
     let handle = axum_server::Handle::new();
     // The handlers are installed before "listening" is logged: a SIGTERM right after it must not
@@ -120,6 +126,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     dispatcher.abort();
     // Queued pull events are written; everything else is already in the outbox.
     webhooks.flush().await;
+    usage.abort();
+    if let Err(e) = registry.flush_usage().await {
+        tracing::warn!(error = %e, "cannot write the last pull counters");
+    }
     meta.close().await;
     tracing::info!("shut down cleanly");
     Ok(())

@@ -115,7 +115,7 @@ pub async fn cache_entries(State(state): State<AppState>, request: Request) -> A
     require(&state, &parts, Needs::Admin).await?;
     let query = query_pairs(&parts);
     let get = |k: &str| query.iter().find(|(key, _)| key == k).and_then(|(_, v)| v.parse::<i64>().ok());
-    let page = get("page").unwrap_or(1).max(1);
+    let page = get("page").unwrap_or(1).clamp(1, super::MAX_PAGE);
     let size = get("page_size").unwrap_or(100).clamp(1, 1000);
     let entries = state.proxy.entries(size, (page - 1) * size).await.map_err(failure)?;
     let entries: Vec<_> = entries

@@ -55,12 +55,16 @@ impl IntoResponse for Failure {
     }
 }
 
+/// API.md §3.3, Management column: 401 `AUTH_FAILED` with the security code
+/// as `details.reason`; 403 and 429 carry the security code itself
+/// (`permission_denied`, `system_locked`, `ip_not_allowed`, `csrf_*`,
+/// `rate_limit_exceeded`).
 impl From<super::Problem> for Failure {
     fn from(p: super::Problem) -> Self {
         let code = match p.status {
-            StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
-            StatusCode::FORBIDDEN => "FORBIDDEN",
-            StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED",
+            StatusCode::UNAUTHORIZED => "AUTH_FAILED",
+            StatusCode::FORBIDDEN => p.code,
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_exceeded",
             StatusCode::BAD_REQUEST => "INVALID_REQUEST",
             _ => "INTERNAL_ERROR",
         };

@@ -10,8 +10,11 @@ pub mod accel;
 pub mod allowlist;
 pub mod audit;
 pub mod envelope;
+pub mod images;
 pub mod projects;
+pub mod repositories;
 pub mod security;
+pub mod system;
 pub mod twofactor;
 pub mod users;
 pub mod webhooks;
@@ -109,6 +112,11 @@ impl IntoResponse for Problem {
                 let mut details = json!({});
                 if self.ghost_code() != self.code {
                     details["reason"] = json!(self.code);
+                }
+                if let Value::Object(extra) = &self.extra {
+                    for (k, v) in extra {
+                        details[k] = v.clone();
+                    }
                 }
                 json!({ "error": { "code": self.ghost_code(), "message": self.message, "details": details } })
             }
@@ -222,6 +230,15 @@ pub async fn caller(state: &AppState, parts: &Parts, surface: Surface) -> Result
     Ok(Caller { principal, actor, via_cookie, admin_ip_allowed })
 }
 
+/// The actor of the events a management change causes: the caller, or just the
+/// client's address with authentication off.
+pub fn event_actor(caller: &Option<Caller>, parts: &Parts) -> berth_meta::EventActor {
+    match caller {
+        Some(c) => berth_meta::EventActor::new(c.actor.username.clone(), c.actor.ip.clone()),
+        None => berth_meta::EventActor::new("", crate::auth::client_ip(&parts.extensions)),
+    }
+}
+
 /// Refuses management writes while the system is locked (API.md §3.3).
 pub async fn refuse_if_locked(state: &AppState, surface: Surface) -> Result<(), Problem> {
     match state.access.lock_status().await {
@@ -233,6 +250,10 @@ pub async fn refuse_if_locked(state: &AppState, surface: Surface) -> Result<(), 
     }
 }
 
+/// The largest page number: its offset, at most 100 per page, stays far from
+/// overflowing (a page past the end is an empty list, not an error).
+pub const MAX_PAGE: i64 = 1_000_000_000;
+
 /// `page`/`limit` (seed 004: 50 by default, at most 100) or `page`/`page_size`.
 pub fn paging(
     query: &[(String, String)],
@@ -241,14 +262,13 @@ pub fn paging(
     surface: Surface,
 ) -> Result<(i64, i64), Problem> {
     let get = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    let page = match get("page") {
-        None => 1,
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|p| *p >= 1)
-            .ok_or_else(|| Problem::bad_request(surface, "page must be a positive integer"))?,
-    };
+    let page =
+        match get("page") {
+            None => 1,
+            Some(v) => v.parse::<i64>().ok().filter(|p| (1..=MAX_PAGE).contains(p)).ok_or_else(|| {
+                Problem::bad_request(surface, format!("page must be an integer from 1 to {MAX_PAGE}"))
+            })?,
+        };
     let size = match get(size_key) {
         None => default,
         Some(v) => v

@@ -38,7 +38,8 @@ pub(super) async fn get(state: &AppState, repo: &RepoName, reference: &str, req:
             media_type: &manifest.media_type,
             size: manifest.payload.len() as u64,
         };
-        state.registry.record_pull(pull, &req.actor);
+        state.registry.record_pull_event(pull, &req.actor);
+        state.registry.record_pull(repo, &reference);
     }
     let response = Response::builder()
         .status(StatusCode::OK)

@@ -58,6 +58,9 @@ pub(super) async fn manifest(state: &AppState, route: &Route, reference: &str, w
     let reference = super::manifests::lookup_reference(reference)?;
     let found = state.proxy.manifest(route, &reference).await.map_err(|e| ApiError::from_proxy(e, true))?;
     let m = &found.body;
+    if with_body {
+        state.registry.record_pull(&route.cache_repo, &reference);
+    }
     let response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, &m.media_type)

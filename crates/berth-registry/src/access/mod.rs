@@ -218,6 +218,8 @@ pub struct AccessService {
     pats: Cache<String, Arc<TokenRecord>>,
     /// (project, user id) → visibility and member role; `None` when the project is missing.
     projects: Cache<(String, Option<i64>), Option<ProjectView>>,
+    /// Repository → its own visibility (`None`: the project's applies).
+    repo_visibility: Cache<String, Option<String>>,
     /// Live login sessions: id → (user id, ip, expires at).
     sessions: Cache<String, Option<(i64, String, i64)>>,
     /// Whether the system is locked, re-read every `cache_ttl` (checked on every `/v2` write).
@@ -248,6 +250,7 @@ impl AccessService {
             users: short_cache(10_000, ttl),
             pats: short_cache(10_000, ttl),
             projects: short_cache(100_000, ttl),
+            repo_visibility: short_cache(100_000, ttl),
             sessions: short_cache(10_000, ttl),
             locked: short_cache(1, ttl),
             allowlist: short_cache(1, ttl),
@@ -498,6 +501,7 @@ impl AccessService {
                 member_role: role.as_deref().and_then(MemberRole::parse),
             },
         };
+        let access = self.with_repo_visibility(repo, access).await?;
         let mut own = permissions::repo_perms(&subject, access);
         // A name of no project may be pulled through the cache's mirror mode: its
         // pull right is that of the cache repository it is served from.
@@ -520,6 +524,33 @@ impl AccessService {
             }
             _ => own,
         })
+    }
+
+    /// A repository's own visibility, when set, replaces its project's.
+    async fn with_repo_visibility(&self, repo: &str, access: ProjectAccess) -> Result<ProjectAccess, AuthError> {
+        let own = match self.repo_visibility.get(repo) {
+            Some(found) => found,
+            None => {
+                let found = self.meta.repo_visibility(repo).await?;
+                self.repo_visibility.insert(repo.to_owned(), found.clone());
+                found
+            }
+        };
+        let Some(own) = own else { return Ok(access) };
+        let visibility = if own == "public" { Visibility::Public } else { Visibility::Private };
+        Ok(match access {
+            ProjectAccess::Existing { member_role, .. } => ProjectAccess::Existing { visibility, member_role },
+            // A repository of no project row (pushed with authentication off) that was made public.
+            ProjectAccess::Missing if visibility == Visibility::Public => {
+                ProjectAccess::Existing { visibility, member_role: None }
+            }
+            ProjectAccess::Missing => ProjectAccess::Missing,
+        })
+    }
+
+    /// Drops the cached visibility of a repository after a change.
+    pub fn forget_repository(&self, repo: &str) {
+        self.repo_visibility.invalidate(repo);
     }
 
     async fn project_access(&self, project: &str, user_id: Option<i64>) -> Result<Option<ProjectView>, AuthError> {

@@ -390,6 +390,45 @@ fn routes() -> Vec<Route> {
             },
         },
         Route {
+            name: "GET /api/images/team/app/v1",
+            call: |w, who| w.api(who, Method::GET, "/api/images/team/app/v1"),
+            expect: |who| match who {
+                Anonymous | ExpiredToken | RevokedToken | DisabledUser => 401,
+                Outsider => 404, // what the caller may not pull is not there
+                _ => 200,
+            },
+        },
+        Route {
+            name: "GET /api/v1/repositories/team/app",
+            call: |w, who| w.api(who, Method::GET, "/api/v1/repositories/team/app"),
+            expect: |who| match who {
+                Anonymous | ExpiredToken | RevokedToken | DisabledUser => 401,
+                Outsider => 404,
+                _ => 200,
+            },
+        },
+        Route {
+            name: "PUT /api/v1/repositories/team/app",
+            call: |w, who| {
+                w.api(who, Method::PUT, "/api/v1/repositories/team/app").json(&json!({"description": "app"}))
+            },
+            expect: |who| match who {
+                Anonymous | ExpiredToken | RevokedToken | DisabledUser => 401,
+                Outsider => 404,
+                Maintainer | Owner | Admin => 200,
+                _ => 403,
+            },
+        },
+        Route {
+            name: "GET /api/system/info",
+            call: |w, who| w.api(who, Method::GET, "/api/system/info"),
+            expect: |who| match who {
+                Anonymous | ExpiredToken | RevokedToken | DisabledUser => 401,
+                Admin => 200,
+                _ => 403,
+            },
+        },
+        Route {
             name: "PUT /api/v1/projects/team",
             call: |w, who| w.api(who, Method::PUT, "/api/v1/projects/team").json(&json!({"description": "team"})),
             expect: |who| match who {

@@ -24,6 +24,7 @@ fn concrete(path: &str) -> String {
         .map(|segment| match segment {
             "{id}" | "{delivery}" => "1".to_owned(),
             "{path}" => "library/app/manifests/latest".to_owned(),
+            "{repository}" => "library/app".to_owned(),
             "{digest}" => format!("sha256:{}", "a".repeat(64)),
             s if s.starts_with('{') => "example".to_owned(),
             s => s.to_owned(),
