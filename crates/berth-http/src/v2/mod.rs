@@ -383,7 +383,7 @@ async fn dispatch_proxied(
         E::Manifest { name, reference } => {
             repo_name(&name, info)?;
             info.digest = Some(reference.clone());
-            proxied::manifest(state, route, &reference, req.method == Method::GET).await?
+            proxied::manifest(state, route, &reference, req).await?
         }
         E::Blob { name, digest } => {
             repo_name(&name, info)?;

@@ -54,11 +54,24 @@ fn cache_headers(builder: axum::http::response::Builder, status: CacheStatus) ->
     if status == CacheStatus::Stale { builder.header(header::WARNING, "110 - \"Response is Stale\"") } else { builder }
 }
 
-pub(super) async fn manifest(state: &AppState, route: &Route, reference: &str, with_body: bool) -> ApiResult {
+pub(super) async fn manifest(state: &AppState, route: &Route, reference: &str, req: &V2Request) -> ApiResult {
+    let with_body = req.method == Method::GET;
     let reference = super::manifests::lookup_reference(reference)?;
     let found = state.proxy.manifest(route, &reference).await.map_err(|e| ApiError::from_proxy(e, true))?;
     let m = &found.body;
     if with_body {
+        let tag = match &reference {
+            berth_core::Reference::Tag(tag) => Some(tag.as_str()),
+            berth_core::Reference::Digest(_) => None,
+        };
+        let pull = berth_registry::Pull {
+            repo: &route.cache_repo,
+            tag,
+            digest: &m.digest,
+            media_type: &m.media_type,
+            size: m.payload.len() as u64,
+        };
+        state.registry.record_pull_event(pull, &req.actor);
         state.registry.record_pull(&route.cache_repo, &reference);
     }
     let response = Response::builder()

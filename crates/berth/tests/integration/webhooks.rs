@@ -325,6 +325,25 @@ async fn deliveries_are_signed_and_survive_an_outage_and_a_crash() {
     })
     .await;
 
+    // Pulls (GET, not HEAD) are events too, once a webhook wants them (within a poll interval).
+    create_webhook(
+        &c,
+        &base,
+        json!({"url": format!("{}/c", receiver.url), "events": ["pull"], "repository": "team/*"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let url = format!("{base}/v2/team/app/manifests/v1");
+    assert_eq!(c.head(&url).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+    wait_for(Duration::from_secs(20), "the pull event", || !receiver.delivered("/c").is_empty()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pulls = receiver.delivered("/c");
+    assert_eq!(pulls.len(), 1, "one GET, one event; HEAD is not a pull");
+    let v = pulls[0].json();
+    assert_eq!((v["event"].as_str(), v["tag"].as_str()), (Some("pull"), Some("v1")));
+    assert_eq!(v["digest"], image.digest.as_str());
+
     // Updating and deleting.
     let r = c
         .put(format!("{base}/api/v1/webhooks/{a_id}"))
