@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod health;
+pub mod metrics;
 pub mod ratelimit;
 mod token;
 pub mod v2;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub proxy: Arc<berth_proxy::Proxy>,
     /// Renders the Prometheus metrics (`GET /metrics`), when a recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Request counters and latencies (Prometheus and `GET /api/v1/metrics`).
+    pub http_metrics: Arc<metrics::HttpMetrics>,
 }
 
 /// The whole HTTP application.
@@ -91,12 +94,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/accel/cache/{digest}/pin", axum::routing::put(api::accel::pin_entry).delete(api::accel::pin_entry))
         .route("/api/accel/pull/{*path}", get(api::accel::pull))
         .route("/metrics", get(metrics))
+        .route("/api/v1/health", get(api::monitoring::health))
+        .route("/api/v1/metrics", get(api::monitoring::metrics))
         .route("/v2", axum::routing::any(v2::handle))
         .route("/v2/", axum::routing::any(v2::handle))
         .route("/v2/{*path}", axum::routing::any(v2::handle))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit_api))
         .layer(axum::middleware::from_fn(access_log::log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(state.http_metrics.clone(), metrics::track))
         .with_state(state)
 }
 

@@ -16,7 +16,9 @@ pub mod postgres;
 mod proxy;
 mod proxy_sql;
 pub mod sqlite;
+mod stats;
 pub mod testsuite;
+pub mod timed;
 pub mod transfer;
 
 use async_trait::async_trait;
@@ -28,6 +30,7 @@ pub use model::*;
 pub use postgres::PostgresMeta;
 pub use proxy::*;
 pub use sqlite::SqliteMeta;
+pub use stats::*;
 
 /// Repositories and the catalog.
 #[async_trait]
@@ -144,7 +147,16 @@ pub trait JobLeases: Send + Sync {
 
 /// Everything berth stores as metadata, behind one object-safe facade.
 pub trait Metadata:
-    RepoStore + BlobIndex + ManifestStore + UploadStore + JobLeases + AccessStore + AuditLog + ProxyStore + std::fmt::Debug
+    RepoStore
+    + BlobIndex
+    + ManifestStore
+    + UploadStore
+    + JobLeases
+    + AccessStore
+    + AuditLog
+    + ProxyStore
+    + StatsStore
+    + std::fmt::Debug
 {
 }
 
@@ -157,6 +169,7 @@ impl<T> Metadata for T where
         + AccessStore
         + AuditLog
         + ProxyStore
+        + StatsStore
         + std::fmt::Debug
 {
 }

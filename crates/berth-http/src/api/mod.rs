@@ -10,6 +10,7 @@ pub mod accel;
 pub mod allowlist;
 pub mod audit;
 pub mod envelope;
+pub mod monitoring;
 pub mod projects;
 pub mod security;
 pub mod twofactor;
