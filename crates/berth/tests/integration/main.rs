@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod crash;
+mod metrics;
 mod migrate;
 mod oci_client;
 mod protocol;
