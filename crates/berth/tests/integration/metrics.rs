@@ -356,3 +356,22 @@ async fn grafana_dashboard_queries_what_berth_exports() {
         );
     }
 }
+
+#[tokio::test]
+async fn health_probes_are_never_rate_limited() {
+    let env = [("BERTH_RATE_LIMIT__ENABLED", "true"), ("BERTH_RATE_LIMIT__API_PER_MINUTE", "2")];
+    let berth = berth_testkit::BerthProcess::start_with_auth(env!("CARGO_BIN_EXE_berth"), ADMIN_PASSWORD, &env);
+    let (c, base) = (client(), berth.url());
+    for probe in 0..5 {
+        let r = c.get(format!("{base}/api/v1/health")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "probe {probe}");
+    }
+    // Other API paths keep their limit.
+    let statuses: Vec<u16> =
+        futures_util::future::join_all((0..3).map(|_| c.get(format!("{base}/api/v1/metrics")).send()))
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().status().as_u16())
+            .collect();
+    assert!(statuses.contains(&429), "the per-minute budget of 2 applies to /api/v1/metrics: {statuses:?}");
+}
