@@ -537,4 +537,34 @@ mod tests {
         assert_eq!(body.collect().await.unwrap().to_bytes(), Bytes::from_static(b"abcdefgh"));
         assert!(handle.render().contains("test_bytes_total 8"), "{}", handle.render());
     }
+
+    /// The middleware's own cost per request: a trivial route served in process
+    /// with and without it. Ignored (a measurement, not a check); run with
+    /// `cargo test --release -p berth-http -- --ignored --nocapture middleware_cost`.
+    #[tokio::test]
+    #[ignore]
+    async fn middleware_cost() {
+        use tower::ServiceExt as _;
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let m = Arc::new(metrics::with_local_recorder(&recorder, HttpMetrics::new));
+        let route = || axum::Router::new().route("/api/v1/users/{id}", axum::routing::get(|| async { "ok" }));
+        let bare = route();
+        let tracked = route().layer(axum::middleware::from_fn_with_state(m.clone(), track));
+        const N: u32 = 200_000;
+        let mut per_request = Vec::new();
+        for (name, app) in [("bare", bare.clone()), ("tracked", tracked.clone()), ("bare", bare), ("tracked", tracked)]
+        {
+            let started = Instant::now();
+            for _ in 0..N {
+                let request = Request::get("/api/v1/users/7").body(Body::empty()).unwrap();
+                let response = app.clone().oneshot(request).await.unwrap();
+                axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+            }
+            let ns = started.elapsed().as_nanos() as f64 / f64::from(N);
+            println!("{name}: {ns:.0} ns/request");
+            per_request.push(ns);
+        }
+        println!("middleware cost: {:.0} ns/request", per_request[3] - per_request[2]);
+        assert_eq!(m.summary.snapshot().total, u64::from(N) * 2);
+    }
 }
