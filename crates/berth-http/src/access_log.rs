@@ -11,6 +11,8 @@ use axum::response::Response;
 pub struct RequestInfo {
     /// The endpoint name (`get_blob`, `put_manifest`, …).
     pub endpoint: &'static str,
+    /// The endpoint and method as one metric label (`manifest_get`, `upload_patch`, …).
+    pub operation: &'static str,
     pub repo: Option<String>,
     pub digest: Option<String>,
 }

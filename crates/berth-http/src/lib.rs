@@ -16,6 +16,7 @@ pub mod auth;
 pub mod error;
 mod health;
 pub mod hostinfo;
+pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
 mod routes;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub host: Arc<api::system::Host>,
     /// Renders the Prometheus metrics (`GET /metrics`), when a recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Request counters and latencies (Prometheus and `GET /api/v1/metrics`).
+    pub http_metrics: Arc<metrics::HttpMetrics>,
 }
 
 /// The whole HTTP application.
@@ -68,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit_api))
         .layer(axum::middleware::from_fn(access_log::log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(state.http_metrics.clone(), metrics::track))
         .with_state(state)
 }
 

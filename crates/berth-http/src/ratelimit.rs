@@ -63,7 +63,8 @@ pub fn check_registry(state: &AppState, key: &str) -> Option<RateDecision> {
 /// Middleware for `/auth` and `/api/…`: counts by client IP.
 pub async fn limit_api(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let counted = path == "/auth" || path.starts_with("/api/");
+    // Health probes come every few seconds from load balancers; they must never see a 429.
+    let counted = path == "/auth" || (path.starts_with("/api/") && path != "/api/v1/health");
     let Some(limiter) = state.rate_limits.api.as_ref().filter(|_| counted) else { return next.run(request).await };
     let ip = crate::auth::client_ip(request.extensions());
     let decision = limiter.check(&format!("ip:{ip}"), Instant::now());

@@ -285,6 +285,98 @@ pub(crate) fn management_api() -> Api {
                 .ok(200, json!({"type": "object"}))],
         )
         .route(
+            "/api/v1/health",
+            get(api::monitoring::health),
+            [ghost(op("get", "v1Health", "Database, storage and auth checked for real; 503 when one is down")).ok(
+                200,
+                {
+                    let word = || json!({"enum": ["healthy", "unhealthy"]});
+                    obj(
+                        &[
+                            ("status", word()),
+                            ("version", string()),
+                            (
+                                "services",
+                                obj(
+                                    &[("database", word()), ("storage", word()), ("auth", word())],
+                                    &["database", "storage", "auth"],
+                                ),
+                            ),
+                            (
+                                "metrics",
+                                obj(
+                                    &[
+                                        ("repositories", integer()),
+                                        ("images", integer()),
+                                        ("users", integer()),
+                                        ("storage_used", string()),
+                                    ],
+                                    &["repositories", "images", "users", "storage_used"],
+                                ),
+                            ),
+                        ],
+                        &["status", "version", "services", "metrics"],
+                    )
+                },
+            )],
+        )
+        .route(
+            "/api/v1/metrics",
+            get(api::monitoring::metrics),
+            [ghost(op("get", "v1Metrics", "Request, registry, storage and latency figures since start"))
+                .auth(Auth::Admin)
+                .ok(
+                    200,
+                    obj(
+                        &[
+                            ("timestamp", string()),
+                            (
+                                "requests",
+                                obj(
+                                    &[("total", integer()), ("success", integer()), ("errors", integer())],
+                                    &["total", "success", "errors"],
+                                ),
+                            ),
+                            (
+                                "registry",
+                                obj(
+                                    &[
+                                        ("pulls", integer()),
+                                        ("pushes", integer()),
+                                        ("repositories", integer()),
+                                        ("images", integer()),
+                                    ],
+                                    &["pulls", "pushes", "repositories", "images"],
+                                ),
+                            ),
+                            (
+                                "storage",
+                                obj(
+                                    &[
+                                        ("total_size", integer()),
+                                        ("blob_count", integer()),
+                                        ("manifest_count", integer()),
+                                    ],
+                                    &["total_size", "blob_count", "manifest_count"],
+                                ),
+                            ),
+                            (
+                                "performance",
+                                obj(
+                                    &[
+                                        ("avg_response_time", integer()),
+                                        ("p95_response_time", integer()),
+                                        ("p99_response_time", integer()),
+                                    ],
+                                    &["avg_response_time", "p95_response_time", "p99_response_time"],
+                                ),
+                            ),
+                        ],
+                        &["timestamp", "requests", "registry", "storage", "performance"],
+                    ),
+                )],
+        )
+        .route(
             "/metrics",
             get(crate::metrics),
             [op("get", "prometheusMetrics", "Prometheus metrics (text format)")

@@ -20,7 +20,9 @@ pub mod postgres;
 mod proxy;
 mod proxy_sql;
 pub mod sqlite;
+mod stats;
 pub mod testsuite;
+pub mod timed;
 pub mod transfer;
 
 use async_trait::async_trait;
@@ -34,6 +36,7 @@ pub use model::*;
 pub use postgres::PostgresMeta;
 pub use proxy::*;
 pub use sqlite::SqliteMeta;
+pub use stats::*;
 
 /// Repositories and the catalog.
 #[async_trait]
@@ -172,6 +175,7 @@ pub trait Metadata:
     + ProxyStore
     + EventStore
     + CatalogStore
+    + StatsStore
     + std::fmt::Debug
 {
 }
@@ -187,6 +191,7 @@ impl<T> Metadata for T where
         + ProxyStore
         + EventStore
         + CatalogStore
+        + StatsStore
         + std::fmt::Debug
 {
 }

@@ -42,6 +42,7 @@ pub async fn run_all(meta: &dyn Metadata) {
     events_feed_webhook_deliveries(meta).await;
     catalog_views(meta).await;
     catalog_search_uses_indexes(meta).await;
+    totals_count_content(meta).await;
 }
 
 fn draft(event: &str) -> crate::AuditDraft {
@@ -732,4 +733,29 @@ pub async fn search_at_scale(meta: &dyn Metadata, budget: std::time::Duration) {
     assert_eq!(first.total, SCALE_REPOS);
     timed("list page 5000", None, 49_990, broad).await;
     eprintln!("plan (substring):\n{}", meta.explain_search("app-42424").await.unwrap().join("\n"));
+}
+
+async fn totals_count_content(meta: &dyn Metadata) {
+    meta.ping().await.unwrap();
+    let before = meta.registry_totals().await.unwrap();
+    let (a, b) = (repo("suite/totals-a"), repo("suite/totals-b"));
+    let shared = Digest::sha256(b"totals shared layer");
+    let own = Digest::sha256(b"totals own layer");
+    meta.link_blob(&a, &shared, 1000, &[]).await.unwrap();
+    meta.link_blob(&b, &shared, 1000, &[]).await.unwrap();
+    meta.link_blob(&b, &own, 24, &[]).await.unwrap();
+    meta.put_manifest(&a, manifest("totals-a", &[&shared], None, None), &[tag("v1"), tag("latest")]).await.unwrap();
+    meta.put_manifest(&b, manifest("totals-b", &[&shared, &own], None, None), &[tag("v1")]).await.unwrap();
+    let after = meta.registry_totals().await.unwrap();
+    assert_eq!(after.repositories - before.repositories, 2);
+    assert_eq!(after.tags - before.tags, 3, "repo:tag pairs");
+    assert_eq!(after.manifests - before.manifests, 2);
+    assert_eq!(after.blobs - before.blobs, 2, "a blob in two repositories counts once");
+    assert_eq!(after.blob_bytes - before.blob_bytes, 1024);
+    // A blob no repository can see any more no longer counts.
+    meta.delete_manifest(&b, &Digest::sha256(b"totals-b"), &[]).await.unwrap();
+    assert!(meta.unlink_blob(&b, &own, &[]).await.unwrap());
+    let unlinked = meta.registry_totals().await.unwrap();
+    assert_eq!((unlinked.blobs - before.blobs, unlinked.blob_bytes - before.blob_bytes), (1, 1000));
+    assert_eq!((unlinked.tags - before.tags, unlinked.manifests - before.manifests), (2, 1));
 }

@@ -380,6 +380,20 @@ impl BlobStore for FsStore {
             _ => Ok(()),
         }
     }
+
+    /// A missing file proves nothing on a filesystem, so this checks that the
+    /// blob tree is there and that a file can be written in the staging area.
+    async fn health_check(&self) -> Result<(), StorageError> {
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if !fs::metadata(self.root.join("blobs")).await?.is_dir() {
+            return Err(std::io::Error::other("blobs/ is not a directory").into());
+        }
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = self.root.join("uploads").join(format!(".health-{}-{n}", std::process::id()));
+        fs::write(&probe, b"ok").await?;
+        fs::remove_file(&probe).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod fs;
 pub mod memory;
 pub mod s3;
 pub mod testsuite;
+pub mod timed;
 
 use std::fmt::Debug;
 use std::io;
@@ -83,7 +84,18 @@ pub trait BlobStore: Send + Sync + Debug {
 
     /// Discards staged data. Missing uploads are not an error.
     async fn upload_abort(&self, id: &str, cursor: &UploadCursor) -> Result<(), StorageError>;
+
+    /// Proves the backend answers with one cheap round trip: by default a stat
+    /// of a blob nobody has (a HEAD request on S3). Backends where a missing
+    /// key cannot reveal a broken store check something stronger.
+    async fn health_check(&self) -> Result<(), StorageError> {
+        let absent: Digest = HEALTH_PROBE_DIGEST.parse().expect("a valid digest");
+        self.stat(&absent).await.map(|_| ())
+    }
 }
+
+/// A digest no blob has in practice, used by [`BlobStore::health_check`].
+const HEALTH_PROBE_DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Backend-specific progress of a staged upload (for S3: the multipart upload id,
 /// finished parts and the pending tail). Opaque to everyone but the backend; the

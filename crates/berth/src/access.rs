@@ -47,7 +47,7 @@ pub async fn open(config: &Config, meta: &MetaBackend) -> anyhow::Result<AccessS
         failure_window: auth.failure_window,
         ..AccessConfig::default()
     };
-    let access = AccessService::new(meta.as_dyn(), signer, access_config);
+    let access = AccessService::new(timed(meta), signer, access_config);
     if !access.enabled() {
         tracing::warn!("auth.mode = \"none\": anyone who can reach this port may push, pull and delete");
         return Ok(access);
@@ -118,4 +118,9 @@ async fn shared_signer(config: &Config, meta: &MetaBackend) -> anyhow::Result<To
         anyhow::anyhow!("cannot decrypt the token key in the database ({e}): is secrets.key the same on every node?")
     })?;
     TokenSigner::from_pkcs8_der(&der).context("token key in the database is not a PKCS#8 EC key")
+}
+
+/// The metadata backend with every call timed (`berth_db_operation_duration_seconds`).
+fn timed(meta: &MetaBackend) -> std::sync::Arc<dyn berth_meta::Metadata> {
+    std::sync::Arc::new(berth_meta::timed::Timed::new(meta.as_dyn()))
 }

@@ -44,9 +44,15 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr()?;
+    // The recorder goes in first, so every metric recorded from here on is kept.
+    let metrics = telemetry::metrics_recorder();
+    let upkeep = metrics.clone().map(telemetry::spawn_metrics_upkeep);
     ensure_writable_dir(&config.data_dir).await?;
     let meta = open_metadata(&config.database_url(), &config).await?;
     let blobs = open_blob_store(&config.storage_url(), &config).await?;
+    // Every blob-store and metadata call is timed (`berth_*_operation_duration_seconds`).
+    let blobs: Arc<dyn berth_storage::BlobStore> = Arc::new(berth_storage::timed::Timed::new(blobs));
+    let timed_meta: Arc<dyn Metadata> = Arc::new(berth_meta::timed::Timed::new(meta.as_dyn()));
     let registry_config = RegistryConfig {
         deletes_enabled: config.registry.deletes_enabled,
         upload_expiry: config.registry.upload_expiry,
@@ -60,7 +66,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         automatic_mount: registry_config.automatic_mount && !access.enabled(),
         ..registry_config
     };
-    let registry = Arc::new(Registry::new(blobs, meta.as_dyn(), registry_config));
+    let registry = Arc::new(Registry::new(blobs, timed_meta.clone(), registry_config));
     let proxy = crate::proxy::open(&config, registry.clone()).await?;
     let aliases = Arc::downgrade(&proxy);
     access.set_mirror_alias(Box::new(move |name| aliases.upgrade()?.mirror_alias(name)));
@@ -85,7 +91,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.storage_url().strip_prefix("fs://").map(std::path::PathBuf::from),
             env!("BERTH_COMMIT_DATE"),
         )),
-        metrics: crate::telemetry::metrics_recorder(),
+        metrics,
+        http_metrics: Arc::new(berth_http::metrics::HttpMetrics::new()),
     };
     crate::proxy::apply_config(&config, &state).await?;
     let maintenance = proxy.spawn_maintenance();
@@ -97,7 +104,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let node = node_id(local);
     let dispatcher = webhooks.spawn(node.clone());
     let usage = registry.spawn_usage_flusher();
-    let sweeper = tokio::spawn(sweep_uploads(registry.clone(), meta.as_dyn(), node));
+    let sweeper = tokio::spawn(sweep_uploads(registry.clone(), timed_meta, node));
 
     let handle = axum_server::Handle::new();
     // The handlers are installed before "listening" is logged: a SIGTERM right after it must not
@@ -129,6 +136,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     usage.abort();
     if let Err(e) = registry.flush_usage().await {
         tracing::warn!(error = %e, "cannot write the last pull counters");
+    }
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
     }
     meta.close().await;
     tracing::info!("shut down cleanly");

@@ -81,6 +81,35 @@ impl OciEndpoint {
             OciEndpoint::Referrers { .. } => "referrers",
         }
     }
+
+    /// The endpoint with the method, for metric labels: `manifest_get`,
+    /// `blob_head`, `upload_patch`, … (`<endpoint>_other` for methods it does not serve).
+    pub fn operation(&self, method: &axum::http::Method) -> &'static str {
+        use axum::http::Method as M;
+        match (self, method) {
+            (OciEndpoint::Base, _) => "base",
+            (OciEndpoint::Ping, _) => "ping",
+            (OciEndpoint::Catalog, _) => "catalog",
+            (OciEndpoint::TagsList { .. }, _) => "tags_list",
+            (OciEndpoint::Referrers { .. }, _) => "referrers",
+            (OciEndpoint::Manifest { .. }, &M::GET) => "manifest_get",
+            (OciEndpoint::Manifest { .. }, &M::HEAD) => "manifest_head",
+            (OciEndpoint::Manifest { .. }, &M::PUT) => "manifest_put",
+            (OciEndpoint::Manifest { .. }, &M::DELETE) => "manifest_delete",
+            (OciEndpoint::Manifest { .. }, _) => "manifest_other",
+            (OciEndpoint::Blob { .. }, &M::GET) => "blob_get",
+            (OciEndpoint::Blob { .. }, &M::HEAD) => "blob_head",
+            (OciEndpoint::Blob { .. }, &M::DELETE) => "blob_delete",
+            (OciEndpoint::Blob { .. }, _) => "blob_other",
+            (OciEndpoint::UploadStart { .. }, &M::POST) => "upload_start",
+            (OciEndpoint::UploadStart { .. }, _) => "upload_start_other",
+            (OciEndpoint::Upload { .. }, &M::GET) => "upload_get",
+            (OciEndpoint::Upload { .. }, &M::PATCH) => "upload_patch",
+            (OciEndpoint::Upload { .. }, &M::PUT) => "upload_put",
+            (OciEndpoint::Upload { .. }, &M::DELETE) => "upload_delete",
+            (OciEndpoint::Upload { .. }, _) => "upload_other",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +134,18 @@ mod tests {
         assert_eq!(p("a/blobs/uploads/123"), Some(E::Upload { name: "a".into(), id: "123".into() }));
         assert_eq!(p("a/tags/list"), Some(E::TagsList { name: "a".into() }));
         assert_eq!(p("a/referrers/sha256:x"), Some(E::Referrers { name: "a".into(), digest: "sha256:x".into() }));
+    }
+
+    #[test]
+    fn operations_combine_endpoint_and_method() {
+        use axum::http::Method;
+        let manifest = p("a/manifests/v1").unwrap();
+        assert_eq!(manifest.operation(&Method::GET), "manifest_get");
+        assert_eq!(manifest.operation(&Method::PUT), "manifest_put");
+        assert_eq!(manifest.operation(&Method::POST), "manifest_other");
+        assert_eq!(p("a/blobs/uploads/1").unwrap().operation(&Method::PATCH), "upload_patch");
+        assert_eq!(p("a/blobs/uploads/").unwrap().operation(&Method::POST), "upload_start");
+        assert_eq!(p("a/tags/list").unwrap().operation(&Method::GET), "tags_list");
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     let result = match OciEndpoint::parse(&decoded) {
         Some(mut endpoint) => {
             info.endpoint = endpoint.name();
+            info.operation = endpoint.operation(&request.method);
             // Rights are judged on the name asked for (a client's token is scoped to it;
             // mirror-mode names borrow their cache repository's pull right), then the
             // cache may rewrite the name to the repository it serves from.
@@ -144,7 +145,10 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
                 Err(e) => Err(e),
             }
         }
-        None => Err(ApiError::not_found_endpoint()),
+        None => {
+            info.operation = "unmatched";
+            Err(ApiError::not_found_endpoint())
+        }
     };
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     response.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));

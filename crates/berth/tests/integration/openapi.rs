@@ -74,7 +74,7 @@ async fn every_documented_operation_is_served_and_nothing_else() {
             }
         }
     }
-    assert!(checked >= 50, "only {checked} operations checked");
+    assert!(checked >= 65, "only {checked} operations checked");
 
     // A path nobody registered gets the router's empty 404.
     let r = c.get(format!("{base}/api/v1/no-such-thing")).send().await.unwrap();
@@ -92,7 +92,9 @@ fn only_protocol_routes_are_registered_outside_the_documented_list() {
             continue;
         }
         let text = std::fs::read_to_string(&entry).unwrap();
-        for (i, line) in text.lines().enumerate() {
+        // Unit tests build routers of their own.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (i, line) in code.lines().enumerate() {
             if let Some(at) = line.find(".route(\"") {
                 let path = line[at + 8..].split('"').next().unwrap().to_owned();
                 outside.push((path, format!("{}:{}", entry.display(), i + 1)));
