@@ -90,6 +90,7 @@ impl From<RegistryError> for ApiError {
             E::ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, ErrorCode::ManifestBlobUnknown),
             E::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::SizeInvalid),
             E::DeletesDisabled => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported),
+            E::TagImmutable(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
             E::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unknown),
             E::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "backend unavailable");
@@ -115,6 +116,11 @@ impl From<RegistryError> for ApiError {
                     .header(axum::http::header::CONTENT_RANGE, format!("bytes */{size}"));
             }
             E::StorageFull => api = api.detail(json!({"reason": "STORAGE_FULL"})),
+            E::TagImmutable(tag) => {
+                api = api
+                    .message(format!("tag {tag} is immutable: a project rule forbids moving or deleting it"))
+                    .detail(json!({"reason": "TAG_IMMUTABLE", "tag": tag}))
+            }
             E::Unavailable(_) => {
                 api = api
                     .message("a storage backend is temporarily unavailable; retry")

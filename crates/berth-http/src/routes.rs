@@ -248,6 +248,14 @@ fn repository() -> Value {
     )
 }
 
+fn immutability() -> Value {
+    let rule = obj(
+        &[("id", integer()), ("repository", string()), ("pattern", string()), ("created_at", string())],
+        &["id", "repository", "pattern"],
+    );
+    obj(&[("project", string()), ("rules", array(rule))], &["project", "rules"])
+}
+
 fn security(o: Op) -> Op {
     o.tag("security").shape(Shape::Security)
 }
@@ -653,6 +661,23 @@ pub(crate) fn management_api() -> Api {
                     .body(obj(&[("role", json!({"enum": ["owner", "maintainer", "developer", "guest"]}))], &["role"]))
                     .ok(200, project()),
                 ghost(op("delete", "deleteMember", "Removes a member")).auth(Auth::User).empty(204),
+            ],
+        )
+        .route(
+            "/api/v1/projects/{name}/immutability",
+            get(api::immutability::get_rules).put(api::immutability::put_rules),
+            [
+                ghost(op("get", "getImmutability", "Tag immutability rules of a project"))
+                    .auth(Auth::User)
+                    .ok(200, immutability()),
+                ghost(op("put", "putImmutability", "Replaces the rules (project owner, admin)"))
+                    .auth(Auth::User)
+                    .body({
+                        let mut rule = obj(&[("repository", string()), ("pattern", string())], &["pattern"]);
+                        rule["additionalProperties"] = json!(false);
+                        obj(&[("rules", array(rule))], &["rules"])
+                    })
+                    .ok(200, immutability()),
             ],
         )
         .route(

@@ -143,7 +143,7 @@ macro_rules! access_impl {
         /// Chains and writes one audit entry inside `tx`. Updating the head row
         /// first takes its lock, so concurrent writers (other nodes too) chain in
         /// commit order and ids stay dense.
-        async fn audit_in_tx(tx: &mut Tx<'_>, draft: &AuditDraft) -> Result<i64, MetaError> {
+        pub(crate) async fn audit_in_tx(tx: &mut Tx<'_>, draft: &AuditDraft) -> Result<i64, MetaError> {
             let head = sqlx::query("UPDATE audit_head SET last_id = last_id + 1 WHERE one = 1 RETURNING last_id, hash")
                 .fetch_one(&mut **tx)
                 .await?;

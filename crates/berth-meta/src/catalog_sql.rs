@@ -280,6 +280,17 @@ macro_rules! catalog_impl {
 
             async fn delete_repository(&self, repo: &str, events: &[$crate::EventDraft]) -> Result<bool, MetaError> {
                 let mut tx = self.$writer.begin().await?;
+                if let Ok(name) = repo.parse::<berth_core::RepoName>() {
+                    let tags: Vec<String> = sqlx::query_scalar(
+                        "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repo_id WHERE r.name = $1",
+                    )
+                    .bind(repo)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    if let Some(tag) = super::immutable::protected_tag(&mut tx, &name, &tags).await? {
+                        return Err(MetaError::ImmutableTag(tag));
+                    }
+                }
                 // Manifests, their references, tags, blob links and uploads cascade.
                 let done = sqlx::query("DELETE FROM repositories WHERE name = $1").bind(repo).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM cached_tags WHERE repo = $1").bind(repo).execute(&mut *tx).await?;

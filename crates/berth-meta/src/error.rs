@@ -6,6 +6,9 @@ pub enum MetaError {
     /// A manifest references blobs or manifests the repository cannot see.
     #[error("manifest references unknown content: {0:?}")]
     MissingReferences(Vec<Digest>),
+    /// A tag immutability rule protects this tag from being moved or deleted.
+    #[error("tag {0:?} is immutable")]
+    ImmutableTag(String),
     /// A uniqueness rule or invariant refused the change (name taken, last admin).
     #[error("conflict: {0}")]
     Conflict(String),

@@ -14,6 +14,7 @@ mod catalog_sql;
 mod error;
 mod events;
 mod events_sql;
+pub mod immutability;
 mod migrate;
 mod model;
 pub mod postgres;
@@ -32,6 +33,7 @@ pub use access::*;
 pub use catalog::{CatalogStore, ImagePage, ImageRow, PullTally, RepositoryRecord, Viewer};
 pub use error::MetaError;
 pub use events::*;
+pub use immutability::{ImmutabilityRule, ImmutabilityStore};
 pub use model::*;
 pub use postgres::PostgresMeta;
 pub use proxy::*;
@@ -175,6 +177,7 @@ pub trait Metadata:
     + ProxyStore
     + EventStore
     + CatalogStore
+    + ImmutabilityStore
     + StatsStore
     + std::fmt::Debug
 {
@@ -191,6 +194,7 @@ impl<T> Metadata for T where
         + ProxyStore
         + EventStore
         + CatalogStore
+        + ImmutabilityStore
         + StatsStore
         + std::fmt::Debug
 {

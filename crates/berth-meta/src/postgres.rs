@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "proxy", include_str!("../migrations/postgres/0005_proxy.sql")),
     (6, "repository_details", include_str!("../migrations/postgres/0006_repository_details.sql")),
     (7, "events", include_str!("../migrations/postgres/0007_events.sql")),
+    (8, "immutability", include_str!("../migrations/postgres/0008_immutability.sql")),
 ];
 
 /// Metadata in a PostgreSQL database.
@@ -283,6 +284,22 @@ impl ManifestStore for PostgresMeta {
         }
         // Pushes count; manifests stored by the pull-through cache do not.
         let pushes = i64::from(m.require_references);
+        // A protected tag may be written once, and again only with the same manifest.
+        let mut moving = Vec::new();
+        for tag in tags {
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT manifest_digest FROM tags WHERE repo_id = $1 AND name = $2")
+                    .bind(repo_id)
+                    .bind(tag.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if current.is_some_and(|d| d != m.digest.as_str()) {
+                moving.push(tag.as_str().to_owned());
+            }
+        }
+        if let Some(tag) = immutable::protected_tag(&mut tx, repo, &moving).await? {
+            return Err(MetaError::ImmutableTag(tag));
+        }
         for tag in tags {
             sqlx::query(
                 "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count) VALUES ($1, $2, $3, $4, $5)
@@ -351,6 +368,17 @@ impl ManifestStore for PostgresMeta {
         events: &[EventDraft],
     ) -> Result<bool, MetaError> {
         let mut tx = self.pool.begin().await?;
+        let tags: Vec<String> = sqlx::query_scalar(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repo_id
+             WHERE r.name = $1 AND t.manifest_digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        if let Some(tag) = immutable::protected_tag(&mut tx, repo, &tags).await? {
+            return Err(MetaError::ImmutableTag(tag));
+        }
         // Tags and refs go with it through ON DELETE CASCADE.
         let done = sqlx::query(
             "DELETE FROM manifests WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
@@ -369,6 +397,9 @@ impl ManifestStore for PostgresMeta {
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventDraft]) -> Result<bool, MetaError> {
         let mut tx = self.pool.begin().await?;
+        if let Some(tag) = immutable::protected_tag(&mut tx, repo, &[tag.as_str().to_owned()]).await? {
+            return Err(MetaError::ImmutableTag(tag));
+        }
         let done =
             sqlx::query("DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2")
                 .bind(repo.as_str())
@@ -624,4 +655,9 @@ mod catalog {
             plan_column: 0,
         }
     );
+}
+
+/// Tag immutability rules and the in-transaction check (shared SQL).
+pub(crate) mod immutable {
+    crate::immutability::immutability_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
 }

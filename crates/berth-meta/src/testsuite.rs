@@ -43,6 +43,7 @@ pub async fn run_all(meta: &dyn Metadata) {
     catalog_views(meta).await;
     catalog_search_uses_indexes(meta).await;
     totals_count_content(meta).await;
+    immutable_tags_hold_inside_the_transaction(meta).await;
 }
 
 fn draft(event: &str) -> crate::AuditDraft {
@@ -758,4 +759,36 @@ async fn totals_count_content(meta: &dyn Metadata) {
     let unlinked = meta.registry_totals().await.unwrap();
     assert_eq!((unlinked.blobs - before.blobs, unlinked.blob_bytes - before.blob_bytes), (1, 1000));
     assert_eq!((unlinked.tags - before.tags, unlinked.manifests - before.manifests), (2, 1));
+}
+
+/// Immutability rules are checked where tags are written and deleted.
+async fn immutable_tags_hold_inside_the_transaction(meta: &dyn Metadata) {
+    let r = repo("frozen/app");
+    let config = Digest::sha256(b"frozen-config");
+    meta.link_blob(&r, &config, 5, &[]).await.unwrap();
+    let m1 = manifest("frozen-1", &[&config], None, None);
+    let m2 = manifest("frozen-2", &[&config], None, None);
+    let rules = vec![("frozen/*".to_owned(), r"^v\d+$".to_owned())];
+    let stored = meta.replace_immutability_rules("frozen", &rules, Some(&draft("immutability_updated"))).await.unwrap();
+    assert_eq!((stored.len(), stored[0].pattern.as_str()), (1, r"^v\d+$"));
+    assert_eq!(meta.immutability_rules("frozen").await.unwrap(), stored);
+    assert!(meta.immutability_rules("thawed").await.unwrap().is_empty());
+
+    meta.put_manifest(&r, m1.clone(), &[tag("v1"), tag("latest")]).await.unwrap();
+    meta.put_manifest(&r, m1.clone(), &[tag("v1")]).await.expect("same manifest, no move");
+    match meta.put_manifest(&r, m2.clone(), &[tag("latest"), tag("v1")]).await {
+        Err(MetaError::ImmutableTag(t)) => assert_eq!(t, "v1"),
+        other => panic!("moving v1 must be refused, got {other:?}"),
+    }
+    let now = meta.manifest_by_tag(&r, &tag("latest"), false).await.unwrap().unwrap();
+    assert_eq!(now.digest, m1.digest, "the refused push changed nothing, latest included");
+    meta.put_manifest(&r, m2.clone(), &[tag("latest"), tag("v2")]).await.unwrap();
+    assert!(matches!(meta.delete_tag(&r, &tag("v1"), &[]).await, Err(MetaError::ImmutableTag(_))));
+    assert!(matches!(meta.delete_manifest(&r, &m1.digest, &[]).await, Err(MetaError::ImmutableTag(_))));
+    assert!(matches!(meta.delete_repository("frozen/app", &[]).await, Err(MetaError::ImmutableTag(_))));
+    assert!(meta.delete_tag(&r, &tag("latest"), &[]).await.unwrap(), "unprotected tags delete");
+
+    meta.replace_immutability_rules("frozen", &[], None).await.unwrap();
+    assert!(meta.delete_tag(&r, &tag("v1"), &[]).await.unwrap());
+    assert!(meta.delete_repository("frozen/app", &[]).await.unwrap());
 }

@@ -604,3 +604,19 @@ impl CatalogStore for Timed {
         timed!("explain_search", self.inner.explain_search(query))
     }
 }
+
+#[async_trait]
+impl ImmutabilityStore for Timed {
+    async fn immutability_rules(&self, project: &str) -> Result<Vec<ImmutabilityRule>, MetaError> {
+        timed!("immutability_rules", self.inner.immutability_rules(project))
+    }
+
+    async fn replace_immutability_rules(
+        &self,
+        project: &str,
+        rules: &[(String, String)],
+        audit: Option<&AuditDraft>,
+    ) -> Result<Vec<ImmutabilityRule>, MetaError> {
+        timed!("replace_immutability_rules", self.inner.replace_immutability_rules(project, rules, audit))
+    }
+}

@@ -133,7 +133,7 @@ pub async fn sqlite_to_postgres(
         .execute(to)
         .await?;
     // Identity columns were given explicit values: move their sequences past them.
-    for table in ["users", "tokens", "audit_log", "events", "webhooks", "webhook_deliveries"] {
+    for table in ["users", "tokens", "audit_log", "events", "webhooks", "webhook_deliveries", "immutable_tag_rules"] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT MAX(id) FROM {table}), 1))"
         )))
@@ -285,6 +285,11 @@ const ACCESS_TABLES: &[Table] = {
             name: "cached_tags",
             key: "repo || ':' || tag",
             columns: &[("repo", Text), ("tag", Text), ("upstream", Text), ("digest", Text), ("validated_at", Int)],
+        },
+        Table {
+            name: "immutable_tag_rules",
+            key: "id",
+            columns: &[("id", Int), ("project", Text), ("repository", Text), ("pattern", Text), ("created_at", Int)],
         },
         Table {
             name: "events",

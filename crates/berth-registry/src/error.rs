@@ -35,6 +35,9 @@ pub enum RegistryError {
     RangeNotSatisfiable { size: u64 },
     #[error("deletes are disabled on this registry")]
     DeletesDisabled,
+    /// A tag immutability rule of the project protects this tag.
+    #[error("tag {0} is immutable: it cannot be moved or deleted")]
+    TagImmutable(String),
     #[error("storage is full")]
     StorageFull,
     /// A backend (database or blob store) is unreachable; the client may retry.
@@ -49,6 +52,7 @@ impl From<MetaError> for RegistryError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::MissingReferences(missing) => RegistryError::ManifestBlobUnknown(missing),
+            MetaError::ImmutableTag(tag) => RegistryError::TagImmutable(tag),
             MetaError::Unavailable(detail) => RegistryError::Unavailable(detail),
             other => RegistryError::Internal(other.to_string()),
         }

@@ -48,36 +48,8 @@ pub fn event_matches(filters: &[String], event: &str) -> bool {
 pub fn repository_matches(glob: &str, repository: Option<&str>) -> bool {
     match repository {
         None => glob == "*",
-        Some(name) => glob_match(glob.as_bytes(), name.as_bytes()),
+        Some(name) => berth_core::glob::matches(glob, name),
     }
-}
-
-/// Iterative wildcard matching with backtracking to the last `*` (linear in
-/// practice, never exponential).
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]

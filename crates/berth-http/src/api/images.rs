@@ -90,6 +90,12 @@ pub async fn delete_image(State(state): State<AppState>, Path(path): Path<String
         Ok(()) => {}
         Err(RegistryError::ManifestUnknown | RegistryError::NameUnknown) => return Err(not_found(&path)),
         Err(RegistryError::DeletesDisabled) => return Err(Failure::bad_request("deletes are disabled")),
+        Err(RegistryError::TagImmutable(tag)) => {
+            let mut f =
+                Failure::new(axum::http::StatusCode::FORBIDDEN, "permission_denied", format!("tag {tag} is immutable"));
+            f.details = json!({ "reason": "TAG_IMMUTABLE", "tag": tag });
+            return Err(f);
+        }
         Err(e) => return Err(Failure::internal(e)),
     }
     if let Some(c) = &caller {

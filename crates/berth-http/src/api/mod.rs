@@ -11,6 +11,7 @@ pub mod allowlist;
 pub mod audit;
 pub mod envelope;
 pub mod images;
+pub mod immutability;
 pub mod monitoring;
 pub mod projects;
 pub mod repositories;

@@ -23,7 +23,7 @@ fn valid_project(name: &str) -> bool {
 }
 
 /// Whether the caller owns the project (or is an admin).
-async fn require_owner(state: &AppState, caller: &Caller, project: &str) -> Result<(), Problem> {
+pub(crate) async fn require_owner(state: &AppState, caller: &Caller, project: &str) -> Result<(), Problem> {
     if caller.principal.is_admin() {
         return Ok(());
     }

@@ -106,6 +106,11 @@ pub async fn delete_repository(State(state): State<AppState>, Path(name): Path<S
         Ok(()) => {}
         Err(RegistryError::NameUnknown) => return Err(not_found(&name)),
         Err(RegistryError::DeletesDisabled) => return Err(Problem::bad_request(G, "deletes are disabled")),
+        Err(RegistryError::TagImmutable(tag)) => {
+            return Err(Problem::new(G, StatusCode::FORBIDDEN, "FORBIDDEN", format!("tag {tag} is immutable"))
+                .with("reason", json!("TAG_IMMUTABLE"))
+                .with("tag", json!(tag)));
+        }
         Err(e) => return Err(Problem::internal(G, e)),
     }
     state.access.forget_repository(&name);

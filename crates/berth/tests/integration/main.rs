@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod crash;
 mod images;
+mod immutability;
 mod metrics;
 mod migrate;
 mod oci_client;
