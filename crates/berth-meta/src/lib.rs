@@ -76,6 +76,10 @@ pub trait BlobIndex: Send + Sync {
         events: &[EventDraft],
     ) -> Result<(), MetaError>;
 
+    /// Every blob row in digest order, strictly after `after`, at most `limit`,
+    /// with whether any repository links it (for `berth fsck`).
+    async fn list_blobs(&self, after: Option<&str>, limit: u32) -> Result<Vec<BlobRow>, MetaError>;
+
     /// Hides `digest` from `repo`, writing `events` if it was visible there.
     /// Returns false when it was not.
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, events: &[EventDraft]) -> Result<bool, MetaError>;

@@ -77,3 +77,12 @@ pub struct UploadProgress {
     pub hash_state: Vec<u8>,
     pub cursor: String,
 }
+
+/// A blob as the metadata knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRow {
+    pub digest: Digest,
+    pub size: u64,
+    /// Some repository can see it.
+    pub linked: bool,
+}

@@ -13,6 +13,7 @@ use berth_core::{Algorithm, Digest, RepoName, Tag};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
+use crate::BlobRow;
 use crate::{
     BlobIndex, EventActor, EventDraft, EventKind, JobLeases, ManifestRecord, ManifestStore, MetaError, NewManifest,
     NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
@@ -147,6 +148,28 @@ impl BlobIndex for PostgresMeta {
         .fetch_optional(&self.pool)
         .await?;
         Ok(size.map(|s| s as u64))
+    }
+
+    async fn list_blobs(&self, after: Option<&str>, limit: u32) -> Result<Vec<BlobRow>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT b.digest, b.size,
+                    CASE WHEN EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest) THEN 1 ELSE 0 END
+                      AS linked
+             FROM blobs b WHERE b.digest > $1 ORDER BY b.digest LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BlobRow {
+                    digest: parse_digest(row.try_get("digest")?)?,
+                    size: row.try_get::<i64, _>("size")? as u64,
+                    linked: row.try_get::<i32, _>("linked")? != 0,
+                })
+            })
+            .collect()
     }
 
     async fn repos_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<String>, MetaError> {

@@ -16,6 +16,7 @@ use berth_core::{Algorithm, Digest, RepoName, Tag};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
+use crate::BlobRow;
 use crate::{
     BlobIndex, EventActor, EventDraft, EventKind, JobLeases, ManifestRecord, ManifestStore, MetaError, NewManifest,
     NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
@@ -164,6 +165,28 @@ impl BlobIndex for SqliteMeta {
         .fetch_optional(&self.reader)
         .await?;
         Ok(size.map(|s| s as u64))
+    }
+
+    async fn list_blobs(&self, after: Option<&str>, limit: u32) -> Result<Vec<BlobRow>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT b.digest, b.size,
+                    CASE WHEN EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest) THEN 1 ELSE 0 END
+                      AS linked
+             FROM blobs b WHERE b.digest > ? ORDER BY b.digest LIMIT ?",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BlobRow {
+                    digest: parse_digest(row.try_get("digest")?)?,
+                    size: row.try_get::<i64, _>("size")? as u64,
+                    linked: row.try_get::<i32, _>("linked")? != 0,
+                })
+            })
+            .collect()
     }
 
     async fn repos_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<String>, MetaError> {

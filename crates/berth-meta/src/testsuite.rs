@@ -44,6 +44,7 @@ pub async fn run_all(meta: &dyn Metadata) {
     catalog_search_uses_indexes(meta).await;
     totals_count_content(meta).await;
     immutable_tags_hold_inside_the_transaction(meta).await;
+    blob_rows_page_in_digest_order(meta).await;
 }
 
 fn draft(event: &str) -> crate::AuditDraft {
@@ -791,4 +792,32 @@ async fn immutable_tags_hold_inside_the_transaction(meta: &dyn Metadata) {
     meta.replace_immutability_rules("frozen", &[], None).await.unwrap();
     assert!(meta.delete_tag(&r, &tag("v1"), &[]).await.unwrap());
     assert!(meta.delete_repository("frozen/app", &[]).await.unwrap());
+}
+
+/// `list_blobs` pages every blob row in digest order and says which are linked.
+async fn blob_rows_page_in_digest_order(meta: &dyn Metadata) {
+    let r = repo("fsck/app");
+    let (kept, dropped) = (Digest::sha256(b"fsck-kept"), Digest::sha256(b"fsck-dropped"));
+    meta.link_blob(&r, &kept, 9, &[]).await.unwrap();
+    meta.link_blob(&r, &dropped, 12, &[]).await.unwrap();
+    assert!(meta.unlink_blob(&r, &dropped, &[]).await.unwrap());
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = meta.list_blobs(after.as_deref(), 7).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = Some(page.last().unwrap().digest.to_string());
+        all.extend(page);
+    }
+    let digests: Vec<String> = all.iter().map(|b| b.digest.to_string()).collect();
+    let mut sorted = digests.clone();
+    sorted.sort();
+    assert_eq!(digests, sorted, "digest order, no repeats across pages");
+    sorted.dedup();
+    assert_eq!(sorted.len(), digests.len());
+    let find = |d: &Digest| all.iter().find(|b| &b.digest == d).cloned().expect("listed");
+    assert_eq!((find(&kept).size, find(&kept).linked), (9, true));
+    assert_eq!((find(&dropped).size, find(&dropped).linked), (12, false));
 }

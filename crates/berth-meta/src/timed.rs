@@ -66,6 +66,10 @@ impl BlobIndex for Timed {
         timed!("find_blob", self.inner.find_blob(digest))
     }
 
+    async fn list_blobs(&self, after: Option<&str>, limit: u32) -> Result<Vec<BlobRow>, MetaError> {
+        timed!("list_blobs", self.inner.list_blobs(after, limit))
+    }
+
     async fn repos_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<String>, MetaError> {
         timed!("repos_with_blob", self.inner.repos_with_blob(digest, limit))
     }

@@ -32,6 +32,10 @@ pub enum Command {
     /// blobs (every digest verified), manifests and tags. Re-runnable: what is
     /// already imported is skipped.
     Import(ImportArgs),
+    /// Check the blob store against the metadata: blobs missing or corrupt
+    /// (with --verify-digests), stale rows, orphaned bytes. Changes nothing;
+    /// exits 1 when a linked blob is missing or corrupt.
+    Fsck(FsckArgs),
     /// Manage users (works with the server running or stopped).
     User {
         #[command(subcommand)]
@@ -172,6 +176,17 @@ pub struct ServeArgs {
     /// Blob storage: fs:///path or s3://bucket/prefix?endpoint=…&region=…&path_style=true.
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
+}
+
+/// What `berth fsck` checks.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Re-hash every blob (reads all the bytes) instead of comparing sizes only.
+    #[arg(long)]
+    pub verify_digests: bool,
+    /// The berth to check (the same settings as `serve`).
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// What `berth import` reads and where it writes.

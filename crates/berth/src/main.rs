@@ -5,6 +5,7 @@ mod admin;
 mod backends;
 mod cli;
 mod config;
+mod fsck;
 mod import;
 mod migrate;
 mod proxy;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         cli::Command::StorageMigrate(args) => migrate::run(migrate::Kind::Storage, args),
         cli::Command::MetaMigrate(args) => migrate::run(migrate::Kind::Meta, args),
         cli::Command::Import(args) => import::run(args),
+        cli::Command::Fsck(args) => fsck::run(args),
         cli::Command::User { command } => {
             let args = command.serve_args().clone();
             admin::run(&args, |meta| admin::user(meta, command))

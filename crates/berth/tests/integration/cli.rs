@@ -87,3 +87,43 @@ fn sigterm_shuts_down_cleanly() {
     assert!(server.terminate(), "exit status 0 after SIGTERM; log: {:?}", server.log_lines());
     assert!(server.log_lines().iter().any(|l| l.contains("shut down cleanly")));
 }
+
+#[tokio::test]
+async fn fsck_finds_missing_corrupt_and_orphaned_blobs() {
+    let mut server = crate::common::start();
+    let c = crate::common::client();
+    let image = berth_testkit::ImageFixture::new(41, &[3000, 5000]);
+    crate::common::push_image(&c, &server.url(), "fsck/app", &image, "v1").await;
+    assert!(server.terminate());
+    let dir = server.data_dir().to_str().unwrap().to_owned();
+
+    let (ok, out) = run(&["fsck", "--verify-digests", "--data-dir", &dir], &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("3 blobs checked (8"), "config + 2 layers: {out}");
+    assert!(out.contains("0 missing, 0 corrupt, 0 stale rows, 0 orphans"), "{out}");
+
+    let blob_path = |d: &berth_core::Digest| {
+        let hex = d.encoded();
+        server.data_dir().join("blobs/sha256").join(&hex[..2]).join(hex)
+    };
+    let (gone, damaged) = (&image.layers[0].digest, &image.layers[1].digest);
+    std::fs::remove_file(blob_path(gone)).unwrap();
+    let mut bytes = std::fs::read(blob_path(damaged)).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(blob_path(damaged), &bytes).unwrap();
+    let orphan = berth_core::Digest::sha256(b"nobody knows me");
+    std::fs::create_dir_all(blob_path(&orphan).parent().unwrap()).unwrap();
+    std::fs::write(blob_path(&orphan), b"nobody knows me").unwrap();
+
+    // Sizes only: the flipped byte goes unnoticed, the rest does not.
+    let (ok, out) = run(&["fsck", "--data-dir", &dir], &[]);
+    assert!(!ok, "a missing linked blob fails the check: {out}");
+    assert!(out.contains(&format!("missing  {gone}")), "{out}");
+    assert!(out.contains(&format!("orphan   {orphan} (15 bytes)")), "{out}");
+    assert!(!out.contains("corrupt  "), "{out}");
+
+    let (ok, out) = run(&["fsck", "--verify-digests", "--data-dir", &dir], &[]);
+    assert!(!ok);
+    assert!(out.contains(&format!("corrupt  {damaged}: bytes hash to sha256:")), "{out}");
+    assert!(out.contains("1 missing, 1 corrupt, 0 stale rows, 1 orphans (15 bytes)"), "{out}");
+}
