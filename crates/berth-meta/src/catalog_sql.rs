@@ -306,33 +306,45 @@ macro_rules! catalog_impl {
                 if pulls.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.$writer.begin().await?;
+                // Rows are locked in one global order, tags before repositories and
+                // each sorted, the order pushes lock them in: concurrent flushes on
+                // other nodes and concurrent pushes (PostgreSQL) can then wait on each
+                // other but never deadlock.
+                let mut tagged: Vec<&PullTally> = pulls.iter().filter(|p| p.tag.is_some()).collect();
+                tagged.sort_by(|a, b| (&a.repo, &a.tag).cmp(&(&b.repo, &b.tag)));
+                let mut per_repo: std::collections::BTreeMap<&str, (i64, i64)> = std::collections::BTreeMap::new();
                 for pull in pulls {
+                    let entry = per_repo.entry(pull.repo.as_str()).or_insert((0, 0));
+                    entry.0 += pull.count;
+                    entry.1 = entry.1.max(pull.at);
+                }
+                let mut tx = self.$writer.begin().await?;
+                for pull in tagged {
+                    sqlx::query(
+                        "UPDATE tags SET pull_count = pull_count + $2,
+                           last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $3
+                                                 THEN $3 ELSE last_pulled_at END
+                         WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $4",
+                    )
+                    .bind(&pull.repo)
+                    .bind(pull.count)
+                    .bind(pull.at)
+                    .bind(&pull.tag)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (repo, (count, at)) in per_repo {
                     sqlx::query(
                         "UPDATE repositories SET pull_count = pull_count + $2,
                            last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $3
                                                  THEN $3 ELSE last_pulled_at END
                          WHERE name = $1",
                     )
-                    .bind(&pull.repo)
-                    .bind(pull.count)
-                    .bind(pull.at)
+                    .bind(repo)
+                    .bind(count)
+                    .bind(at)
                     .execute(&mut *tx)
                     .await?;
-                    if let Some(tag) = &pull.tag {
-                        sqlx::query(
-                            "UPDATE tags SET pull_count = pull_count + $2,
-                               last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $3
-                                                     THEN $3 ELSE last_pulled_at END
-                             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $4",
-                        )
-                        .bind(&pull.repo)
-                        .bind(pull.count)
-                        .bind(pull.at)
-                        .bind(tag)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
                 }
                 tx.commit().await?;
                 Ok(())

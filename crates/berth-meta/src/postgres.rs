@@ -323,7 +323,11 @@ impl ManifestStore for PostgresMeta {
         if let Some(tag) = immutable::protected_tag(&mut tx, repo, &moving).await? {
             return Err(MetaError::ImmutableTag(tag));
         }
-        for tag in tags {
+        // Tags, then the repository row below, each in a fixed order: the order pull-count
+        // flushes lock them in too, so concurrent writers never deadlock (PostgreSQL).
+        let mut ordered: Vec<&Tag> = tags.iter().collect();
+        ordered.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        for tag in ordered {
             sqlx::query(
                 "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT(repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,

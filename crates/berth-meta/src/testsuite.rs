@@ -45,6 +45,7 @@ pub async fn run_all(meta: &dyn Metadata) {
     totals_count_content(meta).await;
     immutable_tags_hold_inside_the_transaction(meta).await;
     blob_rows_page_in_digest_order(meta).await;
+    pushes_and_pull_flushes_never_deadlock(meta).await;
 }
 
 fn draft(event: &str) -> crate::AuditDraft {
@@ -820,4 +821,33 @@ async fn blob_rows_page_in_digest_order(meta: &dyn Metadata) {
     let find = |d: &Digest| all.iter().find(|b| &b.digest == d).cloned().expect("listed");
     assert_eq!((find(&kept).size, find(&kept).linked), (9, true));
     assert_eq!((find(&dropped).size, find(&dropped).linked), (12, false));
+}
+
+/// Pushes and pull-count flushes touch the same tag and repository rows; on
+/// PostgreSQL they must lock them in one order or concurrent ones deadlock.
+async fn pushes_and_pull_flushes_never_deadlock(meta: &dyn Metadata) {
+    let r = repo("race/app");
+    let config = Digest::sha256(b"race-config");
+    meta.link_blob(&r, &config, 4, &[]).await.unwrap();
+    let manifests: Vec<NewManifest> = (0..4).map(|i| manifest(&format!("race-{i}"), &[&config], None, None)).collect();
+    meta.put_manifest(&r, manifests[0].clone(), &[tag("a"), tag("b")]).await.unwrap();
+    let pulls = |n: i64| {
+        vec![
+            crate::PullTally { repo: "race/app".into(), tag: Some("b".into()), count: n, at: n },
+            crate::PullTally { repo: "race/app".into(), tag: None, count: n, at: n },
+            crate::PullTally { repo: "race/app".into(), tag: Some("a".into()), count: n, at: n },
+        ]
+    };
+    let (ab, ba, one, two) = ([tag("a"), tag("b")], [tag("b"), tag("a")], pulls(1), pulls(2));
+    for round in 0..40 {
+        let (p1, p2, f1, f2) = tokio::join!(
+            meta.put_manifest(&r, manifests[round % 4].clone(), &ba),
+            meta.put_manifest(&r, manifests[(round + 1) % 4].clone(), &ab),
+            meta.record_pulls(&one),
+            meta.record_pulls(&two),
+        );
+        for (what, result) in [("push 1", p1), ("push 2", p2), ("flush 1", f1), ("flush 2", f2)] {
+            result.unwrap_or_else(|e| panic!("round {round}: {what}: {e}"));
+        }
+    }
 }
