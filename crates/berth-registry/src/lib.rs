@@ -107,11 +107,6 @@ impl Registry {
         self.cache.invalidate(repo);
     }
 
-    /// Counts a manifest pull (in memory; see [`Registry::flush_usage`]).
-    pub fn record_pull(&self, repo: &RepoName, reference: &berth_core::Reference) {
-        self.usage.record_pull(repo, reference);
-    }
-
     /// Writes the pulls counted since the last call, in one transaction.
     pub async fn flush_usage(&self) -> Result<usize, RegistryError> {
         Ok(self.usage.flush(self.meta.as_ref()).await?)

@@ -1,18 +1,19 @@
-//! Pull events, batched off the pull path.
+//! Manifest pulls, recorded off the pull path: counted for the usage figures
+//! (see `usage.rs`) and, while some webhook subscribes to them, queued as
+//! `pull` events.
 //!
 //! A pull changes nothing, so its event need not share a transaction with
-//! anything: pulls are queued in memory and written in one transaction per
-//! flush (every second, and at shutdown). They are only queued while some
-//! webhook subscribes to them, so a registry nobody listens to pays one atomic
-//! load per pull.
+//! anything: events are queued in memory and written in one transaction per
+//! flush (every second, and at shutdown). A registry nobody listens to pays one
+//! atomic load per pull for them.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use berth_core::{Digest, RepoName};
+use berth_core::{Digest, Reference, RepoName};
 use berth_meta::{EventActor, EventDraft, EventKind};
 
-use crate::{Registry, RegistryError};
+use crate::{ManifestBody, Registry, RegistryError};
 
 /// Pulls waiting beyond this are dropped (and counted): a stalled database must
 /// not turn into unbounded memory.
@@ -36,15 +37,39 @@ pub struct Pull<'a> {
     pub size: u64,
 }
 
+impl<'a> Pull<'a> {
+    /// The pull of `manifest` from `repo` by `reference`.
+    pub fn of(repo: &'a RepoName, reference: &'a Reference, manifest: &'a ManifestBody) -> Self {
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag.as_str()),
+            Reference::Digest(_) => None,
+        };
+        Pull {
+            repo,
+            tag,
+            digest: &manifest.digest,
+            media_type: &manifest.media_type,
+            size: manifest.payload.len() as u64,
+        }
+    }
+}
+
 impl Registry {
     /// Whether pulls are recorded as events (some webhook subscribes to them).
     pub fn set_pull_events(&self, wanted: bool) {
         self.pulls.wanted.store(wanted, Ordering::Relaxed);
     }
 
-    /// Queues a `pull` event when anyone listens.
-    pub fn record_pull_event(&self, pull: Pull<'_>, actor: &EventActor) {
-        if !self.pulls.wanted.load(Ordering::Relaxed) {
+    /// Whether pull events are being recorded, so callers can skip preparing them.
+    pub fn pull_events_wanted(&self) -> bool {
+        self.pulls.wanted.load(Ordering::Relaxed)
+    }
+
+    /// Counts a manifest pull (in memory; see [`Registry::flush_usage`]) and
+    /// queues its `pull` event when anyone listens.
+    pub fn record_pull(&self, pull: Pull<'_>, actor: &EventActor) {
+        self.usage.record_pull(pull.repo, pull.tag);
+        if !self.pull_events_wanted() {
             return;
         }
         let event = EventDraft::new(EventKind::Pull, actor)

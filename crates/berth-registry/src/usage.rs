@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use berth_core::{Reference, RepoName};
+use berth_core::RepoName;
 use berth_meta::{MetaError, Metadata, PullTally, now_unix};
 
 /// How often recorded pulls are written.
@@ -25,13 +25,9 @@ pub(crate) struct Usage {
 }
 
 impl Usage {
-    /// Counts one pull of `repo` by `reference` (tags count per tag too).
-    pub(crate) fn record_pull(&self, repo: &RepoName, reference: &Reference) {
-        let tag = match reference {
-            Reference::Tag(t) => Some(t.as_str().to_owned()),
-            Reference::Digest(_) => None,
-        };
-        self.add(repo.as_str().to_owned(), tag, 1, now_unix());
+    /// Counts one pull of `repo`, by `tag` when it was one (tags count per tag too).
+    pub(crate) fn record_pull(&self, repo: &RepoName, tag: Option<&str>) {
+        self.add(repo.as_str().to_owned(), tag.map(str::to_owned), 1, now_unix());
     }
 
     fn add(&self, repo: String, tag: Option<String>, count: i64, at: i64) {

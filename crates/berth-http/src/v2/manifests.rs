@@ -27,19 +27,7 @@ pub(super) async fn get(state: &AppState, repo: &RepoName, reference: &str, req:
     let manifest = state.registry.get_manifest(repo, &reference).await?;
     let with_body = req.method == axum::http::Method::GET;
     if with_body {
-        let tag = match &reference {
-            Reference::Tag(tag) => Some(tag.as_str()),
-            Reference::Digest(_) => None,
-        };
-        let pull = berth_registry::Pull {
-            repo,
-            tag,
-            digest: &manifest.digest,
-            media_type: &manifest.media_type,
-            size: manifest.payload.len() as u64,
-        };
-        state.registry.record_pull_event(pull, &req.actor);
-        state.registry.record_pull(repo, &reference);
+        state.registry.record_pull(berth_registry::Pull::of(repo, &reference, &manifest), &req.actor);
     }
     let response = Response::builder()
         .status(StatusCode::OK)

@@ -123,7 +123,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
             };
             match authorized {
                 Ok(principal) => {
-                    request.actor = event_actor(&principal, &ip, &request, &parts.extensions);
+                    request.actor = event_actor(&state, &principal, &ip, &request, &parts.extensions);
                     // Changes are audited once they succeed (auth off: nobody to account for).
                     let audit = audit_event(&endpoint, &request.method, state.access.config().audit_pulls)
                         .filter(|_| state.access.enabled())
@@ -159,16 +159,22 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     response
 }
 
-/// The actor of the events a request causes. Writes always record the client's
-/// address; with authentication off, reads skip finding it (it costs per request).
+/// The actor of the events a request causes. Reads cause none unless pull
+/// events are wanted, so they skip building it (two strings per request);
+/// writes always record the client's address, even with authentication off.
 fn event_actor(
+    state: &AppState,
     principal: &berth_registry::access::Principal,
     ip: &str,
     request: &V2Request,
     extensions: &axum::http::Extensions,
 ) -> berth_meta::EventActor {
+    let read = matches!(request.method, Method::GET | Method::HEAD);
+    if read && !state.registry.pull_events_wanted() {
+        return berth_meta::EventActor::default();
+    }
     let ip = match ip {
-        "" if !matches!(request.method, Method::GET | Method::HEAD) => crate::auth::client_ip(extensions),
+        "" if !read => crate::auth::client_ip(extensions),
         known => known.to_owned(),
     };
     berth_meta::EventActor::new(principal.username(), ip)

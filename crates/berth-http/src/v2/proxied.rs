@@ -60,19 +60,7 @@ pub(super) async fn manifest(state: &AppState, route: &Route, reference: &str, r
     let found = state.proxy.manifest(route, &reference).await.map_err(|e| ApiError::from_proxy(e, true))?;
     let m = &found.body;
     if with_body {
-        let tag = match &reference {
-            berth_core::Reference::Tag(tag) => Some(tag.as_str()),
-            berth_core::Reference::Digest(_) => None,
-        };
-        let pull = berth_registry::Pull {
-            repo: &route.cache_repo,
-            tag,
-            digest: &m.digest,
-            media_type: &m.media_type,
-            size: m.payload.len() as u64,
-        };
-        state.registry.record_pull_event(pull, &req.actor);
-        state.registry.record_pull(&route.cache_repo, &reference);
+        state.registry.record_pull(berth_registry::Pull::of(&route.cache_repo, &reference, m), &req.actor);
     }
     let response = Response::builder()
         .status(StatusCode::OK)
