@@ -12,7 +12,7 @@ use berth_meta::ImmutabilityRule;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Caller, Problem, Surface, caller, json_body, refuse_if_locked, rfc3339};
+use super::{Problem, Surface, json_body, refuse_if_locked, rfc3339};
 use crate::AppState;
 
 const G: Surface = Surface::GhostDock;
@@ -25,14 +25,6 @@ fn rules_json(project: &str, rules: &[ImmutabilityRule]) -> Value {
         .map(|r| json!({ "id": r.id, "repository": r.repository, "pattern": r.pattern, "created_at": rfc3339(r.created_at) }))
         .collect();
     json!({ "project": project, "rules": rules })
-}
-
-/// The caller with authentication on; `None` (everyone) with it off.
-async fn authenticate(state: &AppState, parts: &axum::http::request::Parts) -> Result<Option<Caller>, Problem> {
-    if !state.access.enabled() {
-        return Ok(None);
-    }
-    Ok(Some(caller(state, parts, G).await?))
 }
 
 /// With authentication on, projects are records (created by a first push or an
@@ -54,7 +46,7 @@ pub async fn get_rules(
     request: Request,
 ) -> Result<Response, Problem> {
     let (parts, _) = request.into_parts();
-    let caller = authenticate(&state, &parts).await?;
+    let caller = super::optional_caller(&state, &parts, G).await?;
     if let Some(c) = &caller {
         let perms =
             state.access.repo_perms(&c.principal, &format!("{name}/x")).await.map_err(|e| Problem::internal(G, e))?;
@@ -88,7 +80,7 @@ pub async fn put_rules(
     request: Request,
 ) -> Result<Response, Problem> {
     let (parts, body) = request.into_parts();
-    let caller = authenticate(&state, &parts).await?;
+    let caller = super::optional_caller(&state, &parts, G).await?;
     refuse_if_locked(&state, G).await?;
     existing_project(&state, &name).await?;
     if let Some(c) = &caller {

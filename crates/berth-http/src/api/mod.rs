@@ -232,6 +232,14 @@ pub async fn caller(state: &AppState, parts: &Parts, surface: Surface) -> Result
     Ok(Caller { principal, actor, via_cookie, admin_ip_allowed })
 }
 
+/// The caller with authentication on; `None` (everyone may act) with it off.
+pub async fn optional_caller(state: &AppState, parts: &Parts, surface: Surface) -> Result<Option<Caller>, Problem> {
+    if !state.access.enabled() {
+        return Ok(None);
+    }
+    Ok(Some(caller(state, parts, surface).await?))
+}
+
 /// The actor of the events a management change causes: the caller, or just the
 /// client's address with authentication off.
 pub fn event_actor(caller: &Option<Caller>, parts: &Parts) -> berth_meta::EventActor {

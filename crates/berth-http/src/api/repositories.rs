@@ -19,7 +19,7 @@ use berth_registry::RegistryError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Caller, Problem, Surface, caller, json_body, refuse_if_locked, rfc3339};
+use super::{Caller, Problem, Surface, json_body, refuse_if_locked, rfc3339};
 use crate::AppState;
 
 const G: Surface = Surface::GhostDock;
@@ -35,7 +35,7 @@ fn not_found(name: &str) -> Problem {
 /// `GET /api/v1/repositories/{repository}`: anyone who may pull it.
 pub async fn get_repository(State(state): State<AppState>, Path(name): Path<String>, request: Request) -> Answer {
     let (parts, _) = request.into_parts();
-    let caller = authenticate(&state, &parts).await?;
+    let caller = super::optional_caller(&state, &parts, G).await?;
     let (repo, record) = find(&state, &name).await?;
     if !perms(&state, &caller, &repo).await?.pull {
         return Err(not_found(&name));
@@ -59,7 +59,7 @@ const MAX_DESCRIPTION: usize = 4096;
 /// `PUT /api/v1/repositories/{repository}`: description and visibility (owner).
 pub async fn put_repository(State(state): State<AppState>, Path(name): Path<String>, request: Request) -> Answer {
     let (parts, body) = request.into_parts();
-    let caller = authenticate(&state, &parts).await?;
+    let caller = super::optional_caller(&state, &parts, G).await?;
     refuse_if_locked(&state, G).await?;
     let (repo, _) = find(&state, &name).await?;
     require_owner(&state, &caller, &repo, &name).await?;
@@ -98,7 +98,7 @@ pub async fn put_repository(State(state): State<AppState>, Path(name): Path<Stri
 /// `DELETE /api/v1/repositories/{repository}`: every tag and manifest (owner).
 pub async fn delete_repository(State(state): State<AppState>, Path(name): Path<String>, request: Request) -> Answer {
     let (parts, _) = request.into_parts();
-    let caller = authenticate(&state, &parts).await?;
+    let caller = super::optional_caller(&state, &parts, G).await?;
     refuse_if_locked(&state, G).await?;
     let (repo, _) = find(&state, &name).await?;
     require_owner(&state, &caller, &repo, &name).await?;
@@ -119,14 +119,6 @@ pub async fn delete_repository(State(state): State<AppState>, Path(name): Path<S
         state.access.audit(draft).await;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// The caller, or `None` with authentication off.
-async fn authenticate(state: &AppState, parts: &axum::http::request::Parts) -> Result<Option<Caller>, Problem> {
-    if !state.access.enabled() {
-        return Ok(None);
-    }
-    Ok(Some(caller(state, parts, G).await?))
 }
 
 async fn find(state: &AppState, name: &str) -> Result<(RepoName, RepositoryRecord), Problem> {

@@ -11,7 +11,7 @@ use berth_webhooks::{Format, filter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Problem, Surface, caller, json_body, paging, query_pairs, refuse_if_locked, rfc3339};
+use super::{Problem, Surface, json_body, paging, query_pairs, refuse_if_locked, rfc3339};
 use crate::AppState;
 
 const G: Surface = Surface::GhostDock;
@@ -63,12 +63,11 @@ fn internal(e: MetaError) -> Problem {
 
 /// Admins only (everyone with authentication off); returns who acts.
 async fn admin(state: &AppState, parts: &Parts) -> Result<(EventActor, Option<super::Caller>), Problem> {
-    if !state.access.enabled() {
-        return Ok((EventActor::new("", crate::auth::client_ip(&parts.extensions)), None));
+    let caller = super::optional_caller(state, parts, G).await?;
+    if let Some(c) = &caller {
+        c.require_admin(G)?;
     }
-    let caller = caller(state, parts, G).await?;
-    caller.require_admin(G)?;
-    Ok((EventActor::new(caller.actor.username.clone(), caller.actor.ip.clone()), Some(caller)))
+    Ok((super::event_actor(&caller, parts), caller))
 }
 
 /// Audits a change (which also makes it a `webhook.*` event); nobody to account for with auth off.
