@@ -287,9 +287,7 @@ macro_rules! catalog_impl {
                     .bind(repo)
                     .fetch_all(&mut *tx)
                     .await?;
-                    if let Some(tag) = super::immutable::protected_tag(&mut tx, &name, &tags).await? {
-                        return Err(MetaError::ImmutableTag(tag));
-                    }
+                    super::immutable::refuse_protected(&mut tx, &name, &tags).await?;
                 }
                 // Manifests, their references, tags, blob links and uploads cascade.
                 let done = sqlx::query("DELETE FROM repositories WHERE name = $1").bind(repo).execute(&mut *tx).await?;

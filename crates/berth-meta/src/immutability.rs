@@ -74,22 +74,67 @@ macro_rules! immutability_impl {
 
         type Tx<'a> = sqlx::Transaction<'a, $db>;
 
-        /// The first of `tags` of `repo` that a rule of its project protects,
-        /// read inside the caller's write transaction.
-        pub(crate) async fn protected_tag(
+        /// Refuses the change when a rule of `repo`'s project protects one of
+        /// `tags`; the rules are read inside the caller's write transaction.
+        pub(crate) async fn refuse_protected(
             tx: &mut Tx<'_>,
             repo: &berth_core::RepoName,
             tags: &[String],
-        ) -> Result<Option<String>, MetaError> {
+        ) -> Result<(), MetaError> {
             if tags.is_empty() {
-                return Ok(None);
+                return Ok(());
             }
             let rules: Vec<(String, String)> =
                 sqlx::query_as("SELECT repository, pattern FROM immutable_tag_rules WHERE project = $1")
                     .bind(repo.project())
                     .fetch_all(&mut **tx)
                     .await?;
-            Ok($crate::immutability::protected(&rules, repo.as_str(), tags.iter().map(String::as_str)))
+            match $crate::immutability::protected(&rules, repo.as_str(), tags.iter().map(String::as_str)) {
+                Some(tag) => Err(MetaError::ImmutableTag(tag)),
+                None => Ok(()),
+            }
+        }
+
+        /// Refuses pointing any of `tags` (in repository `repo_id`) away from
+        /// `digest` when a rule protects it: a protected tag is written once, and
+        /// again only with the same manifest.
+        pub(crate) async fn refuse_protected_moves(
+            tx: &mut Tx<'_>,
+            repo_id: i64,
+            repo: &berth_core::RepoName,
+            digest: &str,
+            tags: &[berth_core::Tag],
+        ) -> Result<(), MetaError> {
+            let mut moving = Vec::new();
+            for tag in tags {
+                let current: Option<String> =
+                    sqlx::query_scalar("SELECT manifest_digest FROM tags WHERE repo_id = $1 AND name = $2")
+                        .bind(repo_id)
+                        .bind(tag.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if current.is_some_and(|d| d != digest) {
+                    moving.push(tag.as_str().to_owned());
+                }
+            }
+            refuse_protected(tx, repo, &moving).await
+        }
+
+        /// Refuses deleting manifest `digest` of `repo` while a protected tag points at it.
+        pub(crate) async fn refuse_protected_manifest(
+            tx: &mut Tx<'_>,
+            repo: &berth_core::RepoName,
+            digest: &str,
+        ) -> Result<(), MetaError> {
+            let tags: Vec<String> = sqlx::query_scalar(
+                "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repo_id
+                 WHERE r.name = $1 AND t.manifest_digest = $2",
+            )
+            .bind(repo.as_str())
+            .bind(digest)
+            .fetch_all(&mut **tx)
+            .await?;
+            refuse_protected(tx, repo, &tags).await
         }
 
         fn rule_row(row: &<$db as sqlx::Database>::Row) -> Result<ImmutabilityRule, MetaError> {

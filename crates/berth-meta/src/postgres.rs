@@ -307,22 +307,7 @@ impl ManifestStore for PostgresMeta {
         }
         // Pushes count; manifests stored by the pull-through cache do not.
         let pushes = i64::from(m.require_references);
-        // A protected tag may be written once, and again only with the same manifest.
-        let mut moving = Vec::new();
-        for tag in tags {
-            let current: Option<String> =
-                sqlx::query_scalar("SELECT manifest_digest FROM tags WHERE repo_id = $1 AND name = $2")
-                    .bind(repo_id)
-                    .bind(tag.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if current.is_some_and(|d| d != m.digest.as_str()) {
-                moving.push(tag.as_str().to_owned());
-            }
-        }
-        if let Some(tag) = immutable::protected_tag(&mut tx, repo, &moving).await? {
-            return Err(MetaError::ImmutableTag(tag));
-        }
+        immutable::refuse_protected_moves(&mut tx, repo_id, repo, m.digest.as_str(), tags).await?;
         // Tags, then the repository row below, each in a fixed order: the order pull-count
         // flushes lock them in too, so concurrent writers never deadlock (PostgreSQL).
         let mut ordered: Vec<&Tag> = tags.iter().collect();
@@ -395,17 +380,7 @@ impl ManifestStore for PostgresMeta {
         events: &[EventDraft],
     ) -> Result<bool, MetaError> {
         let mut tx = self.pool.begin().await?;
-        let tags: Vec<String> = sqlx::query_scalar(
-            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repo_id
-             WHERE r.name = $1 AND t.manifest_digest = $2",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
-        if let Some(tag) = immutable::protected_tag(&mut tx, repo, &tags).await? {
-            return Err(MetaError::ImmutableTag(tag));
-        }
+        immutable::refuse_protected_manifest(&mut tx, repo, digest.as_str()).await?;
         // Tags and refs go with it through ON DELETE CASCADE.
         let done = sqlx::query(
             "DELETE FROM manifests WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
@@ -424,9 +399,7 @@ impl ManifestStore for PostgresMeta {
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventDraft]) -> Result<bool, MetaError> {
         let mut tx = self.pool.begin().await?;
-        if let Some(tag) = immutable::protected_tag(&mut tx, repo, &[tag.as_str().to_owned()]).await? {
-            return Err(MetaError::ImmutableTag(tag));
-        }
+        immutable::refuse_protected(&mut tx, repo, &[tag.as_str().to_owned()]).await?;
         let done =
             sqlx::query("DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2")
                 .bind(repo.as_str())
