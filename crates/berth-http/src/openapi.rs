@@ -290,6 +290,12 @@ pub fn obj(props: &[(&str, Value)], required: &[&str]) -> Value {
     json!({"type": "object", "properties": properties, "required": required})
 }
 
+/// An object whose `props` are all required (others allowed).
+pub fn record(props: &[(&str, Value)]) -> Value {
+    let required: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
+    obj(props, &required)
+}
+
 /// `{"message": string}` plus `extra`.
 pub fn message(extra: &[(&str, Value)]) -> Value {
     let mut props = vec![("message", string())];

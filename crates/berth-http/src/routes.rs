@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 
 use crate::api;
 use crate::health;
-use crate::openapi::{Api, Auth, Op, Shape, array, boolean, integer, message, nullable, number, obj, op, string};
+use crate::openapi::{
+    Api, Auth, Op, Shape, array, boolean, integer, message, nullable, number, obj, op, record, string,
+};
 
 // Shapes shared by several operations.
 
@@ -48,15 +50,12 @@ fn token() -> Value {
 }
 
 fn pagination() -> Value {
-    obj(
-        &[("page", integer()), ("limit", integer()), ("total", integer()), ("pages", integer())],
-        &["page", "limit", "total", "pages"],
-    )
+    record(&[("page", integer()), ("limit", integer()), ("total", integer()), ("pages", integer())])
 }
 
 /// Seed 004's generic list (API.md C2).
 fn list_of(item: Value) -> Value {
-    obj(&[("data", array(item)), ("pagination", pagination())], &["data", "pagination"])
+    record(&[("data", array(item)), ("pagination", pagination())])
 }
 
 fn project() -> Value {
@@ -194,27 +193,27 @@ fn lock_status() -> Value {
 }
 
 fn allowlist() -> Value {
-    obj(&[("enabled", boolean()), ("cidrs", array(string()))], &["enabled", "cidrs"])
+    record(&[("enabled", boolean()), ("cidrs", array(string()))])
 }
 
 fn image() -> Value {
-    obj(
-        &[("name", string()), ("tag", string()), ("digest", string()), ("size", integer()), ("created_at", string())],
-        &["name", "tag", "digest", "size", "created_at"],
-    )
+    record(&[
+        ("name", string()),
+        ("tag", string()),
+        ("digest", string()),
+        ("size", integer()),
+        ("created_at", string()),
+    ])
 }
 
 fn image_page() -> Value {
-    obj(
-        &[
-            ("images", array(image())),
-            ("total", integer()),
-            ("page", integer()),
-            ("page_size", integer()),
-            ("total_pages", integer()),
-        ],
-        &["images", "total", "page", "page_size", "total_pages"],
-    )
+    record(&[
+        ("images", array(image())),
+        ("total", integer()),
+        ("page", integer()),
+        ("page_size", integer()),
+        ("total_pages", integer()),
+    ])
 }
 
 fn system_info() -> Value {
@@ -238,10 +237,12 @@ fn repository() -> Value {
             ("pull_count", integer()),
             (
                 "tags",
-                array(obj(
-                    &[("name", string()), ("digest", string()), ("size", integer()), ("created_at", string())],
-                    &["name", "digest", "size", "created_at"],
-                )),
+                array(record(&[
+                    ("name", string()),
+                    ("digest", string()),
+                    ("size", integer()),
+                    ("created_at", string()),
+                ])),
             ),
         ],
         &["name", "visibility", "created_at", "size", "pull_count", "tags"],
@@ -253,7 +254,7 @@ fn immutability() -> Value {
         &[("id", integer()), ("repository", string()), ("pattern", string()), ("created_at", string())],
         &["id", "repository", "pattern"],
     );
-    obj(&[("project", string()), ("rules", array(rule))], &["project", "rules"])
+    record(&[("project", string()), ("rules", array(rule))])
 }
 
 fn security(o: Op) -> Op {
@@ -276,13 +277,13 @@ pub(crate) fn management_api() -> Api {
             "/health",
             get(health::health),
             [management(op("get", "health", "Health (seed 000)"))
-                .ok_data(obj(&[("status", string()), ("version", string())], &["status", "version"]))],
+                .ok_data(record(&[("status", string()), ("version", string())]))],
         )
         .route(
             "/api/version",
             get(health::version),
             [management(op("get", "version", "Version and full version with commit and date"))
-                .ok_data(obj(&[("version", string()), ("full_version", string())], &["version", "full_version"]))],
+                .ok_data(record(&[("version", string()), ("full_version", string())]))],
         )
         .route(
             "/api/openapi.json",
@@ -299,32 +300,29 @@ pub(crate) fn management_api() -> Api {
                 200,
                 {
                     let word = || json!({"enum": ["healthy", "unhealthy"]});
-                    obj(
-                        &[
-                            ("status", word()),
-                            ("version", string()),
-                            (
-                                "services",
-                                obj(
-                                    &[("database", word()), ("storage", word()), ("auth", word())],
-                                    &["database", "storage", "auth"],
-                                ),
+                    record(&[
+                        ("status", word()),
+                        ("version", string()),
+                        (
+                            "services",
+                            obj(
+                                &[("database", word()), ("storage", word()), ("auth", word())],
+                                &["database", "storage", "auth"],
                             ),
-                            (
-                                "metrics",
-                                obj(
-                                    &[
-                                        ("repositories", integer()),
-                                        ("images", integer()),
-                                        ("users", integer()),
-                                        ("storage_used", string()),
-                                    ],
-                                    &["repositories", "images", "users", "storage_used"],
-                                ),
+                        ),
+                        (
+                            "metrics",
+                            obj(
+                                &[
+                                    ("repositories", integer()),
+                                    ("images", integer()),
+                                    ("users", integer()),
+                                    ("storage_used", string()),
+                                ],
+                                &["repositories", "images", "users", "storage_used"],
                             ),
-                        ],
-                        &["status", "version", "services", "metrics"],
-                    )
+                        ),
+                    ])
                 },
             )],
         )
@@ -335,53 +333,46 @@ pub(crate) fn management_api() -> Api {
                 .auth(Auth::Admin)
                 .ok(
                     200,
-                    obj(
-                        &[
-                            ("timestamp", string()),
-                            (
-                                "requests",
-                                obj(
-                                    &[("total", integer()), ("success", integer()), ("errors", integer())],
-                                    &["total", "success", "errors"],
-                                ),
+                    record(&[
+                        ("timestamp", string()),
+                        (
+                            "requests",
+                            obj(
+                                &[("total", integer()), ("success", integer()), ("errors", integer())],
+                                &["total", "success", "errors"],
                             ),
-                            (
-                                "registry",
-                                obj(
-                                    &[
-                                        ("pulls", integer()),
-                                        ("pushes", integer()),
-                                        ("repositories", integer()),
-                                        ("images", integer()),
-                                    ],
-                                    &["pulls", "pushes", "repositories", "images"],
-                                ),
+                        ),
+                        (
+                            "registry",
+                            obj(
+                                &[
+                                    ("pulls", integer()),
+                                    ("pushes", integer()),
+                                    ("repositories", integer()),
+                                    ("images", integer()),
+                                ],
+                                &["pulls", "pushes", "repositories", "images"],
                             ),
-                            (
-                                "storage",
-                                obj(
-                                    &[
-                                        ("total_size", integer()),
-                                        ("blob_count", integer()),
-                                        ("manifest_count", integer()),
-                                    ],
-                                    &["total_size", "blob_count", "manifest_count"],
-                                ),
+                        ),
+                        (
+                            "storage",
+                            obj(
+                                &[("total_size", integer()), ("blob_count", integer()), ("manifest_count", integer())],
+                                &["total_size", "blob_count", "manifest_count"],
                             ),
-                            (
-                                "performance",
-                                obj(
-                                    &[
-                                        ("avg_response_time", integer()),
-                                        ("p95_response_time", integer()),
-                                        ("p99_response_time", integer()),
-                                    ],
-                                    &["avg_response_time", "p95_response_time", "p99_response_time"],
-                                ),
+                        ),
+                        (
+                            "performance",
+                            obj(
+                                &[
+                                    ("avg_response_time", integer()),
+                                    ("p95_response_time", integer()),
+                                    ("p99_response_time", integer()),
+                                ],
+                                &["avg_response_time", "p95_response_time", "p99_response_time"],
                             ),
-                        ],
-                        &["timestamp", "requests", "registry", "storage", "performance"],
-                    ),
+                        ),
+                    ]),
                 )],
         )
         .route(
@@ -431,45 +422,40 @@ pub(crate) fn management_api() -> Api {
             "/api/v1/auth/verify-token",
             post(api::security::verify_token),
             [security(op("post", "verifyToken", "Checks a JWT or personal access token"))
-                .body(obj(&[("token", string())], &["token"]))
+                .body(record(&[("token", string())]))
                 .ok(200, obj(&[("valid", boolean()), ("user", obj(&[], &[]))], &["valid"]))],
         )
         .route(
             "/api/v1/auth/me",
             get(api::security::me),
-            [security(op("get", "me", "The caller")).auth(Auth::User).ok(200, obj(&[("user", user_000())], &["user"]))],
+            [security(op("get", "me", "The caller")).auth(Auth::User).ok(200, record(&[("user", user_000())]))],
         )
         .route(
             "/api/v1/auth/heartbeat",
             get(api::security::heartbeat),
             [security(op("get", "heartbeat", "Keeps a session alive"))
                 .auth(Auth::User)
-                .ok(200, obj(&[("status", string()), ("timestamp", integer())], &["status", "timestamp"]))],
+                .ok(200, record(&[("status", string()), ("timestamp", integer())]))],
         )
         .route(
             "/api/v1/auth/captcha",
             get(api::security::captcha),
-            [security(op("get", "captcha", "A captcha for logins after failures")).ok(
-                200,
-                obj(
-                    &[("captcha_id", string()), ("image", string()), ("expires_in", integer())],
-                    &["captcha_id", "image", "expires_in"],
-                ),
-            )],
+            [security(op("get", "captcha", "A captcha for logins after failures"))
+                .ok(200, record(&[("captcha_id", string()), ("image", string()), ("expires_in", integer())]))],
         )
         .route(
             "/api/v1/auth/2fa/setup",
             post(api::twofactor::setup),
             [security(op("post", "twoFactorSetup", "Starts TOTP enrolment"))
                 .auth(Auth::User)
-                .ok(200, obj(&[("secret", string()), ("otpauth_url", string())], &["secret", "otpauth_url"]))],
+                .ok(200, record(&[("secret", string()), ("otpauth_url", string())]))],
         )
         .route(
             "/api/v1/auth/2fa/enable",
             post(api::twofactor::enable),
             [security(op("post", "twoFactorEnable", "Confirms TOTP with a code"))
                 .auth(Auth::User)
-                .body(obj(&[("code", string())], &["code"]))
+                .body(record(&[("code", string())]))
                 .ok(200, message(&[("recovery_codes", array(string()))]))],
         )
         .route(
@@ -508,7 +494,7 @@ pub(crate) fn management_api() -> Api {
             post(api::security::lock),
             [security(op("post", "lock", "Locks the system"))
                 .auth(Auth::Admin)
-                .body(obj(&[("reason", string())], &["reason"]))
+                .body(record(&[("reason", string())]))
                 .ok(200, message(&[]))],
         )
         .route(
@@ -522,15 +508,12 @@ pub(crate) fn management_api() -> Api {
                 .query("end_date", string(), "RFC 3339 or YYYY-MM-DD")
                 .ok(
                     200,
-                    obj(
-                        &[
-                            ("logs", array(audit_000())),
-                            ("total", integer()),
-                            ("page", integer()),
-                            ("page_size", integer()),
-                        ],
-                        &["logs", "total", "page", "page_size"],
-                    ),
+                    record(&[
+                        ("logs", array(audit_000())),
+                        ("total", integer()),
+                        ("page", integer()),
+                        ("page_size", integer()),
+                    ]),
                 )],
         )
         .route(
@@ -567,15 +550,12 @@ pub(crate) fn management_api() -> Api {
             [
                 ghost(op("get", "listUsers", "Users")).auth(Auth::Admin).paged("limit", 50).ok(
                     200,
-                    obj(
-                        &[
-                            ("users", array(user_004())),
-                            ("total", integer()),
-                            ("page", integer()),
-                            ("limit", integer()),
-                        ],
-                        &["users", "total", "page", "limit"],
-                    ),
+                    record(&[
+                        ("users", array(user_004())),
+                        ("total", integer()),
+                        ("page", integer()),
+                        ("limit", integer()),
+                    ]),
                 ),
                 ghost(op("post", "createUser", "Creates a user"))
                     .auth(Auth::Admin)
@@ -658,7 +638,7 @@ pub(crate) fn management_api() -> Api {
             [
                 ghost(op("put", "putMember", "Adds a member or changes their role"))
                     .auth(Auth::User)
-                    .body(obj(&[("role", json!({"enum": ["owner", "maintainer", "developer", "guest"]}))], &["role"]))
+                    .body(record(&[("role", json!({"enum": ["owner", "maintainer", "developer", "guest"]}))]))
                     .ok(200, project()),
                 ghost(op("delete", "deleteMember", "Removes a member")).auth(Auth::User).empty(204),
             ],
@@ -675,7 +655,7 @@ pub(crate) fn management_api() -> Api {
                     .body({
                         let mut rule = obj(&[("repository", string()), ("pattern", string())], &["pattern"]);
                         rule["additionalProperties"] = json!(false);
-                        obj(&[("rules", array(rule))], &["rules"])
+                        record(&[("rules", array(rule))])
                     })
                     .ok(200, immutability()),
             ],
@@ -807,10 +787,7 @@ pub(crate) fn management_api() -> Api {
             "/api/system/compatibility",
             get(api::system::compatibility),
             [management(op("get", "systemCompatibility", "Checks that matter to berth")).auth(Auth::Admin).ok_data(
-                obj(
-                    &[("compatible", boolean()), ("warnings", array(string())), ("errors", array(string()))],
-                    &["compatible", "warnings", "errors"],
-                ),
+                record(&[("compatible", boolean()), ("warnings", array(string())), ("errors", array(string()))]),
             )],
         )
         .route(
@@ -843,7 +820,7 @@ pub(crate) fn management_api() -> Api {
             [
                 management(op("get", "listUpstreams", "Upstream registries"))
                     .auth(Auth::Admin)
-                    .ok_data(obj(&[("upstreams", array(upstream())), ("count", integer())], &["upstreams", "count"])),
+                    .ok_data(record(&[("upstreams", array(upstream())), ("count", integer())])),
                 management(op("post", "addUpstream", "Adds an upstream"))
                     .auth(Auth::Admin)
                     .body(upstream_body(true))
@@ -876,10 +853,11 @@ pub(crate) fn management_api() -> Api {
         .route(
             "/api/accel/upstreams/{name}/health",
             get(api::accel::upstream_health),
-            [management(op("get", "upstreamHealth", "Checks GET {url}/v2/")).auth(Auth::Admin).ok_data(obj(
-                &[("name", string()), ("healthy", boolean()), ("status", string())],
-                &["name", "healthy", "status"],
-            ))],
+            [management(op("get", "upstreamHealth", "Checks GET {url}/v2/")).auth(Auth::Admin).ok_data(record(&[
+                ("name", string()),
+                ("healthy", boolean()),
+                ("status", string()),
+            ]))],
         )
         .route(
             "/api/accel/cache",
@@ -889,17 +867,14 @@ pub(crate) fn management_api() -> Api {
         .route(
             "/api/accel/cache/stats",
             get(api::accel::cache_stats),
-            [management(op("get", "cacheStats", "Cache size and hit rate")).auth(Auth::Admin).ok_data(obj(
-                &[
-                    ("total_size", integer()),
-                    ("max_size", integer()),
-                    ("entry_count", integer()),
-                    ("hit_count", integer()),
-                    ("miss_count", integer()),
-                    ("hit_rate", number()),
-                ],
-                &["total_size", "max_size", "entry_count", "hit_count", "miss_count", "hit_rate"],
-            ))],
+            [management(op("get", "cacheStats", "Cache size and hit rate")).auth(Auth::Admin).ok_data(record(&[
+                ("total_size", integer()),
+                ("max_size", integer()),
+                ("entry_count", integer()),
+                ("hit_count", integer()),
+                ("miss_count", integer()),
+                ("hit_rate", number()),
+            ]))],
         )
         .route(
             "/api/accel/cache/entries",
@@ -908,24 +883,21 @@ pub(crate) fn management_api() -> Api {
                 .auth(Auth::Admin)
                 .query("page", integer(), "page number")
                 .query("page_size", integer(), "entries per page (at most 1000)")
-                .ok_data(obj(
-                    &[
-                        (
-                            "entries",
-                            array(obj(
-                                &[
-                                    ("digest", string()),
-                                    ("size", integer()),
-                                    ("last_access", string()),
-                                    ("access_count", integer()),
-                                ],
-                                &["digest", "size"],
-                            )),
-                        ),
-                        ("count", integer()),
-                    ],
-                    &["entries", "count"],
-                ))],
+                .ok_data(record(&[
+                    (
+                        "entries",
+                        array(obj(
+                            &[
+                                ("digest", string()),
+                                ("size", integer()),
+                                ("last_access", string()),
+                                ("access_count", integer()),
+                            ],
+                            &["digest", "size"],
+                        )),
+                    ),
+                    ("count", integer()),
+                ]))],
         )
         .route(
             "/api/accel/cache/{digest}",
@@ -940,10 +912,10 @@ pub(crate) fn management_api() -> Api {
             [
                 management(op("put", "pinCacheEntry", "Pins a cached blob (never evicted)"))
                     .auth(Auth::Admin)
-                    .ok_data(obj(&[("digest", string()), ("pinned", boolean())], &["digest", "pinned"])),
+                    .ok_data(record(&[("digest", string()), ("pinned", boolean())])),
                 management(op("delete", "unpinCacheEntry", "Unpins a cached blob"))
                     .auth(Auth::Admin)
-                    .ok_data(obj(&[("digest", string()), ("pinned", boolean())], &["digest", "pinned"])),
+                    .ok_data(record(&[("digest", string()), ("pinned", boolean())])),
             ],
         )
         .route(
