@@ -91,6 +91,7 @@ impl From<RegistryError> for ApiError {
             E::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::SizeInvalid),
             E::DeletesDisabled => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported),
             E::TagImmutable(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
+            E::ManifestReferenced(_) => (StatusCode::CONFLICT, ErrorCode::Denied),
             E::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unknown),
             E::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "backend unavailable");
@@ -120,6 +121,13 @@ impl From<RegistryError> for ApiError {
                 api = api
                     .message(format!("tag {tag} is immutable: a project rule forbids moving or deleting it"))
                     .detail(json!({"reason": "TAG_IMMUTABLE", "tag": tag}))
+            }
+            E::ManifestReferenced(index) => {
+                api = api
+                    .message(format!(
+                        "the manifest is a child of index {index} in this repository; delete the index first"
+                    ))
+                    .detail(json!({"reason": "MANIFEST_REFERENCED", "index": index}))
             }
             E::Unavailable(_) => {
                 api = api

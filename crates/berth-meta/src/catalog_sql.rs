@@ -289,11 +289,18 @@ macro_rules! catalog_impl {
                     .await?;
                     super::immutable::refuse_protected(&mut tx, &name, &tags).await?;
                 }
+                let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+                    .bind(repo)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let blobs = super::collector::repo_blobs_to_queue(&mut tx, &ids).await?;
                 // Manifests, their references, tags, blob links and uploads cascade.
                 let done = sqlx::query("DELETE FROM repositories WHERE name = $1").bind(repo).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM cached_tags WHERE repo = $1").bind(repo).execute(&mut *tx).await?;
                 let deleted = done.rows_affected() > 0;
                 if deleted {
+                    // Its blobs may be garbage now (queue rows are locked last).
+                    super::collector::enqueue(&mut tx, &blobs).await?;
                     super::events::insert_events(&mut tx, events).await?;
                 }
                 tx.commit().await?;

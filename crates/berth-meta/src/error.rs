@@ -9,6 +9,10 @@ pub enum MetaError {
     /// A tag immutability rule protects this tag from being moved or deleted.
     #[error("tag {0:?} is immutable")]
     ImmutableTag(String),
+    /// The manifest is a child of an index in the same repository (the index's
+    /// digest): delete the index first.
+    #[error("manifest is referenced by index {0}")]
+    ReferencedByIndex(String),
     /// A uniqueness rule or invariant refused the change (name taken, last admin).
     #[error("conflict: {0}")]
     Conflict(String),

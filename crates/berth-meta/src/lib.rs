@@ -14,6 +14,7 @@ mod catalog_sql;
 mod error;
 mod events;
 mod events_sql;
+pub mod gc;
 pub mod immutability;
 mod migrate;
 mod model;
@@ -33,6 +34,7 @@ pub use access::*;
 pub use catalog::{CatalogStore, ImagePage, ImageRow, PullTally, RepositoryRecord, Viewer};
 pub use error::MetaError;
 pub use events::*;
+pub use gc::*;
 pub use immutability::{ImmutabilityRule, ImmutabilityStore};
 pub use model::*;
 pub use postgres::PostgresMeta;
@@ -75,6 +77,16 @@ pub trait BlobIndex: Send + Sync {
         size: u64,
         events: &[EventDraft],
     ) -> Result<(), MetaError>;
+
+    /// Makes an existing blob visible in `repo` (creating the repository),
+    /// writing `events` in the same transaction; returns its size. `None` when
+    /// no such blob exists or the collector is deleting it: upload it instead.
+    async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventDraft],
+    ) -> Result<Option<u64>, MetaError>;
 
     /// Every blob row in digest order, strictly after `after`, at most `limit`,
     /// with whether any repository links it (for `berth fsck`).
@@ -183,6 +195,7 @@ pub trait Metadata:
     + CatalogStore
     + ImmutabilityStore
     + StatsStore
+    + GcStore
     + std::fmt::Debug
 {
 }
@@ -200,6 +213,7 @@ impl<T> Metadata for T where
         + CatalogStore
         + ImmutabilityStore
         + StatsStore
+        + GcStore
         + std::fmt::Debug
 {
 }

@@ -15,8 +15,8 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::BlobRow;
 use crate::{
-    BlobIndex, EventActor, EventDraft, EventKind, JobLeases, ManifestRecord, ManifestStore, MetaError, NewManifest,
-    NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
+    BlobIndex, EventActor, EventDraft, EventKind, GcKind, JobLeases, ManifestRecord, ManifestStore, MetaError,
+    NewManifest, NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "repository_details", include_str!("../migrations/postgres/0006_repository_details.sql")),
     (7, "events", include_str!("../migrations/postgres/0007_events.sql")),
     (8, "immutability", include_str!("../migrations/postgres/0008_immutability.sql")),
+    (9, "gc", include_str!("../migrations/postgres/0009_gc.sql")),
 ];
 
 /// Metadata in a PostgreSQL database.
@@ -61,6 +62,26 @@ impl PostgresMeta {
 
 fn parse_digest(s: &str) -> Result<Digest, MetaError> {
     s.parse().map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
+}
+
+/// The manifests that `tags` point at now, other than `digest` (they are about to move).
+async fn moved_tags(
+    tx: &mut Transaction<'_, Postgres>,
+    repo_id: i64,
+    digest: &str,
+    tags: &[&Tag],
+) -> Result<Vec<String>, MetaError> {
+    let mut moved = Vec::new();
+    for tag in tags {
+        let target: Option<String> =
+            sqlx::query_scalar("SELECT manifest_digest FROM tags WHERE repo_id = $1 AND name = $2")
+                .bind(repo_id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+        moved.extend(target.filter(|t| t != digest));
+    }
+    Ok(moved)
 }
 
 /// Finds or creates a repository inside a write transaction.
@@ -209,9 +230,43 @@ impl BlobIndex for PostgresMeta {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // Until a manifest references it, the link is garbage once the grace period ends.
+        collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
         events::insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventDraft],
+    ) -> Result<Option<u64>, MetaError> {
+        let mut tx = self.pool.begin().await?;
+        // Locked so the collector cannot tombstone it between this check and the link.
+        let row: Option<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT size, deleting_since FROM blobs WHERE digest = $1 FOR SHARE")
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((size, None)) = row else {
+            return Ok(None);
+        };
+        let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT(repo_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .bind(now_unix())
+        .execute(&mut *tx)
+        .await?;
+        collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
+        events::insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(Some(size as u64))
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, events: &[EventDraft]) -> Result<bool, MetaError> {
@@ -225,6 +280,7 @@ impl BlobIndex for PostgresMeta {
         .await?;
         let deleted = done.rows_affected() > 0;
         if deleted {
+            collector::enqueue(&mut tx, &[(GcKind::Blob, 0, digest.to_string())]).await?;
             events::insert_events(&mut tx, events).await?;
         }
         tx.commit().await?;
@@ -250,12 +306,13 @@ impl ManifestStore for PostgresMeta {
         let mut missing = Vec::new();
         let checked = if m.require_references { m.blob_refs.as_slice() } else { &[] };
         for blob in checked {
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT 1::BIGINT FROM repository_blobs WHERE repo_id = $1 AND digest = $2")
-                    .bind(repo_id)
-                    .bind(blob.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let seen: Option<i64> = sqlx::query_scalar(
+                "SELECT 1::BIGINT FROM repository_blobs WHERE repo_id = $1 AND digest = $2 FOR SHARE",
+            )
+            .bind(repo_id)
+            .bind(blob.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
             if seen.is_none() {
                 missing.push(blob.clone());
             }
@@ -263,7 +320,7 @@ impl ManifestStore for PostgresMeta {
         let checked = if m.require_references { m.manifest_refs.as_slice() } else { &[] };
         for child in checked {
             let seen: Option<i64> =
-                sqlx::query_scalar("SELECT 1::BIGINT FROM manifests WHERE repo_id = $1 AND digest = $2")
+                sqlx::query_scalar("SELECT 1::BIGINT FROM manifests WHERE repo_id = $1 AND digest = $2 FOR SHARE")
                     .bind(repo_id)
                     .bind(child.as_str())
                     .fetch_optional(&mut *tx)
@@ -312,6 +369,7 @@ impl ManifestStore for PostgresMeta {
         // flushes lock them in too, so concurrent writers never deadlock (PostgreSQL).
         let mut ordered: Vec<&Tag> = tags.iter().collect();
         ordered.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let moved = moved_tags(&mut tx, repo_id, m.digest.as_str(), &ordered).await?;
         for tag in ordered {
             sqlx::query(
                 "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count) VALUES ($1, $2, $3, $4, $5)
@@ -332,6 +390,13 @@ impl ManifestStore for PostgresMeta {
             .bind(repo_id)
             .execute(&mut *tx)
             .await?;
+        // What the moved tags pointed at may be garbage now; so may a manifest pushed
+        // without a tag, unless an index or a tagged referrer comes to hold it.
+        let mut queued = collector::untagged_to_queue(&mut tx, repo_id, moved).await?;
+        if tags.is_empty() && m.require_references {
+            queued.push((GcKind::Manifest, repo_id, m.digest.to_string()));
+        }
+        collector::enqueue(&mut tx, &queued).await?;
         events::insert_events(&mut tx, &m.events).await?;
         tx.commit().await?;
         Ok(())
@@ -381,6 +446,39 @@ impl ManifestStore for PostgresMeta {
     ) -> Result<bool, MetaError> {
         let mut tx = self.pool.begin().await?;
         immutable::refuse_protected_manifest(&mut tx, repo, digest.as_str()).await?;
+        let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        // What it references, read before the cascade removes it and queued after the
+        // delete: queue rows are always locked last (PostgreSQL lock order).
+        if let Some(repo_id) = repo_id {
+            // A child of an index stays while the index does: deleting it would break the index.
+            let parent: Option<String> = sqlx::query_scalar(
+                "SELECT manifest_digest FROM manifest_refs
+                 WHERE repo_id = $1 AND child_digest = $2 AND kind = 'manifest' LIMIT 1",
+            )
+            .bind(repo_id)
+            .bind(digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(parent) = parent {
+                return Err(MetaError::ReferencedByIndex(parent));
+            }
+        }
+        let queued: Vec<(GcKind, i64, String)> = if let Some(repo_id) = repo_id {
+            let mut queued = collector::manifest_refs_to_queue(&mut tx, repo_id, digest.as_str()).await?;
+            let subject: Option<Option<String>> =
+                sqlx::query_scalar("SELECT subject_digest FROM manifests WHERE repo_id = $1 AND digest = $2")
+                    .bind(repo_id)
+                    .bind(digest.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            queued.extend(subject.flatten().map(|s| (GcKind::Manifest, s)));
+            queued.into_iter().map(|(kind, d)| (kind, repo_id, d)).collect()
+        } else {
+            Vec::new()
+        };
         // Tags and refs go with it through ON DELETE CASCADE.
         let done = sqlx::query(
             "DELETE FROM manifests WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
@@ -391,6 +489,7 @@ impl ManifestStore for PostgresMeta {
         .await?;
         let deleted = done.rows_affected() > 0;
         if deleted {
+            collector::enqueue(&mut tx, &queued).await?;
             events::insert_events(&mut tx, events).await?;
         }
         tx.commit().await?;
@@ -400,14 +499,19 @@ impl ManifestStore for PostgresMeta {
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventDraft]) -> Result<bool, MetaError> {
         let mut tx = self.pool.begin().await?;
         immutable::refuse_protected(&mut tx, repo, &[tag.as_str().to_owned()]).await?;
-        let done =
-            sqlx::query("DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2")
-                .bind(repo.as_str())
-                .bind(tag.as_str())
-                .execute(&mut *tx)
-                .await?;
-        let deleted = done.rows_affected() > 0;
-        if deleted {
+        let target: Option<(i64, String)> = sqlx::query_as(
+            "DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2
+             RETURNING repo_id, manifest_digest",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let deleted = target.is_some();
+        if let Some((repo_id, digest)) = target {
+            // The manifest may be garbage now (queue rows are locked last).
+            let queued = collector::untagged_to_queue(&mut tx, repo_id, vec![digest]).await?;
+            collector::enqueue(&mut tx, &queued).await?;
             events::insert_events(&mut tx, events).await?;
         }
         tx.commit().await?;
@@ -660,4 +764,18 @@ mod catalog {
 /// Tag immutability rules and the in-transaction check (shared SQL).
 pub(crate) mod immutable {
     crate::immutability::immutability_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+}
+
+/// The garbage collector's queue, checks and deletions (shared SQL).
+pub(crate) mod collector {
+    crate::gc::gc_impl!(
+        super::PostgresMeta,
+        sqlx::Postgres,
+        pool,
+        pool,
+        "BEGIN",
+        " FOR UPDATE",
+        " FOR SHARE",
+        "(SELECT jsonb_array_elements_text($1::jsonb))"
+    );
 }

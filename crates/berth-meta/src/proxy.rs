@@ -117,10 +117,6 @@ pub trait ProxyStore: Send + Sync {
     /// Hides `digest` from every repository of `project`; returns how many links went.
     async fn unlink_blob_in_project(&self, project: &str, digest: &str) -> Result<u64, MetaError>;
 
-    /// Forgets a blob that no repository links any more; true when it did, so
-    /// its bytes may be deleted.
-    async fn forget_unlinked_blob(&self, digest: &str) -> Result<bool, MetaError>;
-
     /// Deletes every repository of `project` with all it holds; returns how many.
     async fn delete_project_repositories(&self, project: &str) -> Result<u64, MetaError>;
 }

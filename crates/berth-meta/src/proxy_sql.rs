@@ -230,23 +230,20 @@ macro_rules! proxy_impl {
                 let sql = $crate::access_sql::dyn_sql!(
                     "DELETE FROM repository_blobs WHERE digest = $2 AND repo_id IN {IN_PROJECT}"
                 );
-                let done = sqlx::query(sql).bind(project).bind(digest).execute(&self.$writer).await?;
+                let mut tx = self.$writer.begin().await?;
+                let done = sqlx::query(sql).bind(project).bind(digest).execute(&mut *tx).await?;
+                super::collector::enqueue(&mut tx, &[($crate::GcKind::Blob, 0, digest.to_owned())]).await?;
+                tx.commit().await?;
                 Ok(done.rows_affected())
-            }
-
-            async fn forget_unlinked_blob(&self, digest: &str) -> Result<bool, MetaError> {
-                let done = sqlx::query(
-                    "DELETE FROM blobs WHERE digest = $1
-                       AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE digest = $1)",
-                )
-                .bind(digest)
-                .execute(&self.$writer)
-                .await?;
-                Ok(done.rows_affected() > 0)
             }
 
             async fn delete_project_repositories(&self, project: &str) -> Result<u64, MetaError> {
                 let mut tx = self.$writer.begin().await?;
+                let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE project = $1")
+                    .bind(project)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let blobs = super::collector::repo_blobs_to_queue(&mut tx, &ids).await?;
                 sqlx::query("DELETE FROM cached_tags WHERE repo IN (SELECT name FROM repositories WHERE project = $1)")
                     .bind(project)
                     .execute(&mut *tx)
@@ -257,6 +254,7 @@ macro_rules! proxy_impl {
                 }
                 let done =
                     sqlx::query("DELETE FROM repositories WHERE project = $1").bind(project).execute(&mut *tx).await?;
+                super::collector::enqueue(&mut tx, &blobs).await?;
                 tx.commit().await?;
                 Ok(done.rows_affected())
             }

@@ -18,8 +18,8 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::BlobRow;
 use crate::{
-    BlobIndex, EventActor, EventDraft, EventKind, JobLeases, ManifestRecord, ManifestStore, MetaError, NewManifest,
-    NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
+    BlobIndex, EventActor, EventDraft, EventKind, GcKind, JobLeases, ManifestRecord, ManifestStore, MetaError,
+    NewManifest, NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "repository_details", include_str!("../migrations/sqlite/0006_repository_details.sql")),
     (7, "events", include_str!("../migrations/sqlite/0007_events.sql")),
     (8, "immutability", include_str!("../migrations/sqlite/0008_immutability.sql")),
+    (9, "gc", include_str!("../migrations/sqlite/0009_gc.sql")),
 ];
 
 /// Metadata in a SQLite database file.
@@ -78,6 +79,26 @@ impl SqliteMeta {
 
 fn parse_digest(s: &str) -> Result<Digest, MetaError> {
     s.parse().map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
+}
+
+/// The manifests that `tags` point at now, other than `digest` (they are about to move).
+async fn moved_tags(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo_id: i64,
+    digest: &str,
+    tags: &[&Tag],
+) -> Result<Vec<String>, MetaError> {
+    let mut moved = Vec::new();
+    for tag in tags {
+        let target: Option<String> =
+            sqlx::query_scalar("SELECT manifest_digest FROM tags WHERE repo_id = ? AND name = ?")
+                .bind(repo_id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+        moved.extend(target.filter(|t| t != digest));
+    }
+    Ok(moved)
 }
 
 /// Finds or creates a repository inside a write transaction.
@@ -226,9 +247,42 @@ impl BlobIndex for SqliteMeta {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // Until a manifest references it, the link is garbage once the grace period ends.
+        collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
         events::insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventDraft],
+    ) -> Result<Option<u64>, MetaError> {
+        let mut tx = self.writer.begin().await?;
+        // Locked so the collector cannot tombstone it between this check and the link.
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as("SELECT size, deleting_since FROM blobs WHERE digest = ?")
+            .bind(digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((size, None)) = row else {
+            return Ok(None);
+        };
+        let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES (?, ?, ?)
+             ON CONFLICT(repo_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .bind(now_unix())
+        .execute(&mut *tx)
+        .await?;
+        collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
+        events::insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(Some(size as u64))
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, events: &[EventDraft]) -> Result<bool, MetaError> {
@@ -242,6 +296,7 @@ impl BlobIndex for SqliteMeta {
         .await?;
         let deleted = done.rows_affected() > 0;
         if deleted {
+            collector::enqueue(&mut tx, &[(GcKind::Blob, 0, digest.to_string())]).await?;
             events::insert_events(&mut tx, events).await?;
         }
         tx.commit().await?;
@@ -328,6 +383,7 @@ impl ManifestStore for SqliteMeta {
         // flushes lock them in too, so concurrent writers never deadlock (PostgreSQL).
         let mut ordered: Vec<&Tag> = tags.iter().collect();
         ordered.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let moved = moved_tags(&mut tx, repo_id, m.digest.as_str(), &ordered).await?;
         for tag in ordered {
             sqlx::query(
                 "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count) VALUES (?, ?, ?, ?, ?)
@@ -348,6 +404,13 @@ impl ManifestStore for SqliteMeta {
             .bind(repo_id)
             .execute(&mut *tx)
             .await?;
+        // What the moved tags pointed at may be garbage now; so may a manifest pushed
+        // without a tag, unless an index or a tagged referrer comes to hold it.
+        let mut queued = collector::untagged_to_queue(&mut tx, repo_id, moved).await?;
+        if tags.is_empty() && m.require_references {
+            queued.push((GcKind::Manifest, repo_id, m.digest.to_string()));
+        }
+        collector::enqueue(&mut tx, &queued).await?;
         events::insert_events(&mut tx, &m.events).await?;
         tx.commit().await?;
         Ok(())
@@ -397,6 +460,39 @@ impl ManifestStore for SqliteMeta {
     ) -> Result<bool, MetaError> {
         let mut tx = self.writer.begin().await?;
         immutable::refuse_protected_manifest(&mut tx, repo, digest.as_str()).await?;
+        let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(repo.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        // What it references, read before the cascade removes it and queued after the
+        // delete: queue rows are always locked last (PostgreSQL lock order).
+        if let Some(repo_id) = repo_id {
+            // A child of an index stays while the index does: deleting it would break the index.
+            let parent: Option<String> = sqlx::query_scalar(
+                "SELECT manifest_digest FROM manifest_refs
+                 WHERE repo_id = ? AND child_digest = ? AND kind = 'manifest' LIMIT 1",
+            )
+            .bind(repo_id)
+            .bind(digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(parent) = parent {
+                return Err(MetaError::ReferencedByIndex(parent));
+            }
+        }
+        let queued: Vec<(GcKind, i64, String)> = if let Some(repo_id) = repo_id {
+            let mut queued = collector::manifest_refs_to_queue(&mut tx, repo_id, digest.as_str()).await?;
+            let subject: Option<Option<String>> =
+                sqlx::query_scalar("SELECT subject_digest FROM manifests WHERE repo_id = ? AND digest = ?")
+                    .bind(repo_id)
+                    .bind(digest.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            queued.extend(subject.flatten().map(|s| (GcKind::Manifest, s)));
+            queued.into_iter().map(|(kind, d)| (kind, repo_id, d)).collect()
+        } else {
+            Vec::new()
+        };
         // Tags and refs go with it through ON DELETE CASCADE.
         let done = sqlx::query(
             "DELETE FROM manifests WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
@@ -407,6 +503,7 @@ impl ManifestStore for SqliteMeta {
         .await?;
         let deleted = done.rows_affected() > 0;
         if deleted {
+            collector::enqueue(&mut tx, &queued).await?;
             events::insert_events(&mut tx, events).await?;
         }
         tx.commit().await?;
@@ -416,14 +513,19 @@ impl ManifestStore for SqliteMeta {
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventDraft]) -> Result<bool, MetaError> {
         let mut tx = self.writer.begin().await?;
         immutable::refuse_protected(&mut tx, repo, &[tag.as_str().to_owned()]).await?;
-        let done =
-            sqlx::query("DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND name = ?")
-                .bind(repo.as_str())
-                .bind(tag.as_str())
-                .execute(&mut *tx)
-                .await?;
-        let deleted = done.rows_affected() > 0;
-        if deleted {
+        let target: Option<(i64, String)> = sqlx::query_as(
+            "DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND name = ?
+             RETURNING repo_id, manifest_digest",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let deleted = target.is_some();
+        if let Some((repo_id, digest)) = target {
+            // The manifest may be garbage now (queue rows are locked last).
+            let queued = collector::untagged_to_queue(&mut tx, repo_id, vec![digest]).await?;
+            collector::enqueue(&mut tx, &queued).await?;
             events::insert_events(&mut tx, events).await?;
         }
         tx.commit().await?;
@@ -683,4 +785,18 @@ mod catalog {
 /// Tag immutability rules and the in-transaction check (shared SQL).
 pub(crate) mod immutable {
     crate::immutability::immutability_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+}
+
+/// The garbage collector's queue, checks and deletions (shared SQL).
+pub(crate) mod collector {
+    crate::gc::gc_impl!(
+        super::SqliteMeta,
+        sqlx::Sqlite,
+        writer,
+        reader,
+        "BEGIN IMMEDIATE",
+        "",
+        "",
+        "(SELECT value FROM json_each($1))"
+    );
 }

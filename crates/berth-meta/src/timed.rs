@@ -74,6 +74,15 @@ impl BlobIndex for Timed {
         timed!("repos_with_blob", self.inner.repos_with_blob(digest, limit))
     }
 
+    async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventDraft],
+    ) -> Result<Option<u64>, MetaError> {
+        timed!("mount_blob", self.inner.mount_blob(repo, digest, events))
+    }
+
     async fn link_blob(
         &self,
         repo: &RepoName,
@@ -437,10 +446,6 @@ impl ProxyStore for Timed {
         timed!("unlink_blob_in_project", self.inner.unlink_blob_in_project(project, digest))
     }
 
-    async fn forget_unlinked_blob(&self, digest: &str) -> Result<bool, MetaError> {
-        timed!("forget_unlinked_blob", self.inner.forget_unlinked_blob(digest))
-    }
-
     async fn delete_project_repositories(&self, project: &str) -> Result<u64, MetaError> {
         timed!("delete_project_repositories", self.inner.delete_project_repositories(project))
     }
@@ -622,5 +627,78 @@ impl ImmutabilityStore for Timed {
         audit: Option<&AuditDraft>,
     ) -> Result<Vec<ImmutabilityRule>, MetaError> {
         timed!("replace_immutability_rules", self.inner.replace_immutability_rules(project, rules, audit))
+    }
+}
+
+#[async_trait]
+impl GcStore for Timed {
+    async fn gc_due(&self, kind: GcKind, cutoff_ms: i64, limit: u32) -> Result<Vec<GcItem>, MetaError> {
+        timed!("gc_due", self.inner.gc_due(kind, cutoff_ms, limit))
+    }
+
+    async fn gc_queue_stats(&self) -> Result<GcQueueStats, MetaError> {
+        timed!("gc_queue_stats", self.inner.gc_queue_stats())
+    }
+
+    async fn gc_seed(&self) -> Result<u64, MetaError> {
+        timed!("gc_seed", self.inner.gc_seed())
+    }
+
+    async fn gc_manifest_holds(&self, item: &GcItem, policy: GcPolicy) -> Result<Option<ManifestHolds>, MetaError> {
+        timed!("gc_manifest_holds", self.inner.gc_manifest_holds(item, policy))
+    }
+
+    async fn gc_link_holds(&self, item: &GcItem) -> Result<Option<(Vec<String>, bool)>, MetaError> {
+        timed!("gc_link_holds", self.inner.gc_link_holds(item))
+    }
+
+    async fn gc_blob_holds(&self, digest: &str) -> Result<Option<BlobHolds>, MetaError> {
+        timed!("gc_blob_holds", self.inner.gc_blob_holds(digest))
+    }
+
+    async fn gc_collect_manifest(
+        &self,
+        item: &GcItem,
+        policy: GcPolicy,
+    ) -> Result<Option<CollectedManifest>, MetaError> {
+        timed!("gc_collect_manifest", self.inner.gc_collect_manifest(item, policy))
+    }
+
+    async fn gc_collect_link(&self, item: &GcItem) -> Result<bool, MetaError> {
+        timed!("gc_collect_link", self.inner.gc_collect_link(item))
+    }
+
+    async fn gc_claim_blobs(&self, items: &[GcItem]) -> Result<Vec<ClaimedBlob>, MetaError> {
+        timed!("gc_claim_blobs", self.inner.gc_claim_blobs(items))
+    }
+
+    async fn gc_tombstones(&self, limit: u32) -> Result<Vec<ClaimedBlob>, MetaError> {
+        timed!("gc_tombstones", self.inner.gc_tombstones(limit))
+    }
+
+    async fn gc_finish_blobs(&self, digests: &[String]) -> Result<(), MetaError> {
+        timed!("gc_finish_blobs", self.inner.gc_finish_blobs(digests))
+    }
+
+    async fn begin_blob_commit(&self, upload_id: &str, digest: &str) -> Result<bool, MetaError> {
+        timed!("begin_blob_commit", self.inner.begin_blob_commit(upload_id, digest))
+    }
+
+    async fn gc_start_run(&self, node: &str, trigger: &str, dry_run: bool, grace_secs: i64) -> Result<i64, MetaError> {
+        timed!("gc_start_run", self.inner.gc_start_run(node, trigger, dry_run, grace_secs))
+    }
+
+    async fn gc_update_run(
+        &self,
+        id: i64,
+        counters: &GcCounters,
+        state: &str,
+        error: Option<&str>,
+    ) -> Result<(), MetaError> {
+        timed!("gc_update_run", self.inner.gc_update_run(id, counters, state, error))
+    }
+
+    async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>, MetaError> {
+        timed!("gc_runs", self.inner.gc_runs(limit))
     }
 }

@@ -137,8 +137,18 @@ impl Proxy {
             self.registry.invalidate(&repo);
         }
         self.meta.delete_cache_entry(&entry.digest).await?;
-        if self.meta.forget_unlinked_blob(&entry.digest).await? {
+        // The collector's protocol, at once: only a blob nothing links or commits loses its bytes.
+        let item = berth_meta::GcItem {
+            kind: berth_meta::GcKind::Blob,
+            repo_id: 0,
+            repository: String::new(),
+            digest: entry.digest.clone(),
+            queued_at: berth_meta::now_ms(),
+        };
+        let claimed = self.meta.gc_claim_blobs(&[item]).await?;
+        if !claimed.is_empty() {
             self.registry.blob_store().delete(&digest).await.map_err(berth_registry::RegistryError::from)?;
+            self.meta.gc_finish_blobs(std::slice::from_ref(&entry.digest)).await?;
         }
         self.stats.evicted(reason, entry.size as u64);
         let mut event =

@@ -38,6 +38,9 @@ pub enum RegistryError {
     /// A tag immutability rule of the project protects this tag.
     #[error("tag {0} is immutable: it cannot be moved or deleted")]
     TagImmutable(String),
+    /// The manifest is a child of an index in the repository (the index's digest).
+    #[error("manifest is referenced by index {0}")]
+    ManifestReferenced(String),
     #[error("storage is full")]
     StorageFull,
     /// A backend (database or blob store) is unreachable; the client may retry.
@@ -53,6 +56,7 @@ impl From<MetaError> for RegistryError {
         match e {
             MetaError::MissingReferences(missing) => RegistryError::ManifestBlobUnknown(missing),
             MetaError::ImmutableTag(tag) => RegistryError::TagImmutable(tag),
+            MetaError::ReferencedByIndex(index) => RegistryError::ManifestReferenced(index),
             MetaError::Unavailable(detail) => RegistryError::Unavailable(detail),
             other => RegistryError::Internal(other.to_string()),
         }

@@ -59,6 +59,9 @@ pub enum MountOutcome {
     Started(UploadState),
 }
 
+/// How long a commit waits for the collector to finish deleting the same digest.
+const COLLECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Registry {
     /// Opens a new upload session in `repo`, creating the repository.
     pub async fn start_upload(
@@ -100,8 +103,10 @@ impl Registry {
         {
             let mut mounted = blob_event(EventKind::BlobMount, actor, repo, digest, size);
             mounted.detail = serde_json::json!({ "from": from.map(RepoName::as_str) });
-            self.meta.link_blob(repo, digest, size, &[mounted]).await?;
-            return Ok(MountOutcome::Mounted { size });
+            // None: the collector took it since; the client uploads it instead.
+            if let Some(size) = self.meta.mount_blob(repo, digest, &[mounted]).await? {
+                return Ok(MountOutcome::Mounted { size });
+            }
         }
         Ok(MountOutcome::Started(self.start_upload(repo, digest.algorithm(), actor).await?))
     }
@@ -234,6 +239,11 @@ impl Registry {
             self.discard(id, &state.cursor).await;
             return Err(RegistryError::DigestInvalid(format!("uploaded content has digest {computed}, not {digest}")));
         }
+        if let Err(e) = self.claim_commit(id, digest).await {
+            state.closed = true;
+            self.discard(id, &sealed).await;
+            return Err(e);
+        }
         if let Err(e) = self.blobs.upload_commit(id, &sealed, digest).await {
             // The staged data may already be sealed; the client must start over.
             state.closed = true;
@@ -246,6 +256,22 @@ impl Registry {
         self.meta.delete_upload(id).await?;
         self.sessions.lock().unwrap().remove(id);
         Ok(state.received)
+    }
+
+    /// Marks the session as committing `digest` before its bytes go in place, so
+    /// the garbage collector leaves that digest alone. While the collector is
+    /// deleting an earlier copy's bytes this waits for it to finish.
+    async fn claim_commit(&self, id: &str, digest: &Digest) -> Result<(), RegistryError> {
+        let deadline = tokio::time::Instant::now() + COLLECTION_WAIT;
+        while !self.meta.begin_blob_commit(id, digest.as_str()).await? {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RegistryError::Unavailable(format!(
+                    "blob {digest} is being garbage-collected; push it again in a moment"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 
     /// Cancels a session and discards its bytes.

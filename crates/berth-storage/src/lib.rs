@@ -44,6 +44,21 @@ pub trait BlobStore: Send + Sync + Debug {
     /// Removes a committed blob's bytes. Missing blobs are not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;
 
+    /// Removes many committed blobs' bytes (garbage collection). Missing blobs
+    /// are not an error; on error some may be gone and others not, and calling
+    /// again is safe. By default [`DELETE_CONCURRENCY`] deletes run at a time;
+    /// S3 sends batched `DeleteObjects` requests instead.
+    async fn delete_many(&self, digests: &[Digest]) -> Result<(), StorageError> {
+        for chunk in digests.chunks(DELETE_CONCURRENCY) {
+            let mut deletes = Vec::with_capacity(chunk.len());
+            for digest in chunk {
+                deletes.push(self.delete(digest));
+            }
+            futures_util::future::try_join_all(deletes).await?;
+        }
+        Ok(())
+    }
+
     /// Every committed blob with its size, in no particular order. This walks the
     /// whole store: for maintenance (migration, scrubbing), never on a request path.
     fn list(&self) -> BoxStream<'_, Result<(Digest, u64), StorageError>>;
@@ -93,6 +108,9 @@ pub trait BlobStore: Send + Sync + Debug {
         self.stat(&absent).await.map(|_| ())
     }
 }
+
+/// Deletes one backend runs at once in [`BlobStore::delete_many`].
+pub const DELETE_CONCURRENCY: usize = 16;
 
 /// A digest no blob has in practice, used by [`BlobStore::health_check`].
 const HEALTH_PROBE_DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";

@@ -221,6 +221,19 @@ impl BlobStore for S3Store {
         }
     }
 
+    async fn delete_many(&self, digests: &[Digest]) -> Result<(), StorageError> {
+        // object_store batches these into DeleteObjects requests of 1000 keys.
+        let paths: Vec<object_store::Result<Path>> = digests.iter().map(|d| Ok(self.blob_path(d))).collect();
+        let mut deleted = self.store.delete_stream(futures_util::stream::iter(paths).boxed());
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Ok(())
+    }
+
     fn list(&self) -> BoxStream<'_, Result<(Digest, u64), StorageError>> {
         let prefix = self.path("blobs/");
         let strip = self.prefix.len() + "blobs/".len();

@@ -55,6 +55,10 @@ impl BlobStore for Timed {
         timed!("delete", self.inner.delete(digest))
     }
 
+    async fn delete_many(&self, digests: &[Digest]) -> Result<(), StorageError> {
+        timed!("delete_many", self.inner.delete_many(digests))
+    }
+
     fn list(&self) -> BoxStream<'_, Result<(Digest, u64), StorageError>> {
         self.inner.list()
     }
