@@ -20,6 +20,7 @@ mod model;
 pub mod postgres;
 mod proxy;
 mod proxy_sql;
+pub mod retention;
 pub mod sqlite;
 mod stats;
 pub mod testsuite;
@@ -37,6 +38,7 @@ pub use immutability::{ImmutabilityRule, ImmutabilityStore};
 pub use model::*;
 pub use postgres::PostgresMeta;
 pub use proxy::*;
+pub use retention::{RetentionPolicy, RetentionRule, RetentionStore, RetentionTag};
 pub use sqlite::SqliteMeta;
 pub use stats::*;
 
@@ -182,6 +184,7 @@ pub trait Metadata:
     + EventStore
     + CatalogStore
     + ImmutabilityStore
+    + RetentionStore
     + StatsStore
     + std::fmt::Debug
 {
@@ -199,6 +202,7 @@ impl<T> Metadata for T where
         + EventStore
         + CatalogStore
         + ImmutabilityStore
+        + RetentionStore
         + StatsStore
         + std::fmt::Debug
 {

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "repository_details", include_str!("../migrations/postgres/0006_repository_details.sql")),
     (7, "events", include_str!("../migrations/postgres/0007_events.sql")),
     (8, "immutability", include_str!("../migrations/postgres/0008_immutability.sql")),
+    (10, "retention", include_str!("../migrations/postgres/0010_retention.sql")),
 ];
 
 /// Metadata in a PostgreSQL database.
@@ -660,4 +661,9 @@ mod catalog {
 /// Tag immutability rules and the in-transaction check (shared SQL).
 pub(crate) mod immutable {
     crate::immutability::immutability_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+}
+
+/// Retention policies and the reads that evaluate them (shared SQL).
+mod retention {
+    crate::retention::retention_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
 }
