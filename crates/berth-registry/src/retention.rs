@@ -55,6 +55,17 @@ pub struct RetentionReport {
     pub protected: Vec<TagItem>,
 }
 
+impl RetentionReport {
+    /// The audit entry of a real run by `actor`.
+    pub fn audit_draft(&self, actor: &crate::access::Actor, project: &str) -> berth_meta::AuditDraft {
+        let mut d = actor.draft("retention_run", "project.retention.run", &format!("project:{project}"));
+        d.detail["deleted_tags"] = self.deleted_tags.len().into();
+        d.detail["deleted_manifests"] = self.deleted_manifests.len().into();
+        d.detail["protected"] = self.protected.len().into();
+        d
+    }
+}
+
 /// A rule ready to evaluate.
 #[derive(Debug)]
 struct Compiled {
