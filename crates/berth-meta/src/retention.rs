@@ -81,6 +81,23 @@ pub trait RetentionStore: Send + Sync {
     async fn retention_manifests(&self, repo: &RepoName, created_before: i64) -> Result<Vec<String>, MetaError>;
 }
 
+/// One project's repositories (index `repositories_project`).
+pub(crate) const REPOSITORIES_SQL: &str = "SELECT name FROM repositories WHERE project = $1 ORDER BY name";
+
+/// One repository's tags, newest push first (index `tags_pushed`).
+pub(crate) const TAGS_SQL: &str = "SELECT t.name, t.manifest_digest, t.updated_at, t.last_pulled_at FROM tags t
+     WHERE t.repo_id = (SELECT id FROM repositories WHERE name = $1)
+     ORDER BY t.updated_at DESC, t.name";
+
+/// One repository's manifests that may go once untagged (primary keys and `manifest_refs_child`).
+pub(crate) const MANIFESTS_SQL: &str = "SELECT m.digest FROM manifests m
+     WHERE m.repo_id = (SELECT id FROM repositories WHERE name = $1) AND m.created_at < $2
+       AND NOT EXISTS (SELECT 1 FROM manifest_refs r
+                       WHERE r.repo_id = m.repo_id AND r.child_digest = m.digest AND r.kind = 'manifest')
+       AND (m.subject_digest IS NULL
+            OR NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repo_id = m.repo_id AND s.digest = m.subject_digest))
+     ORDER BY m.digest";
+
 /// Expands [`RetentionStore`] for one backend.
 macro_rules! retention_impl {
     ($ty:ty, $db:ty, $writer:ident, $reader:ident) => {
@@ -188,21 +205,15 @@ macro_rules! retention_impl {
             }
 
             async fn project_repositories(&self, project: &str) -> Result<Vec<String>, MetaError> {
-                Ok(sqlx::query_scalar("SELECT name FROM repositories WHERE project = $1 ORDER BY name")
+                Ok(sqlx::query_scalar($crate::retention::REPOSITORIES_SQL)
                     .bind(project)
                     .fetch_all(&self.$reader)
                     .await?)
             }
 
             async fn retention_tags(&self, repo: &RepoName) -> Result<Vec<RetentionTag>, MetaError> {
-                let rows = sqlx::query(
-                    "SELECT t.name, t.manifest_digest, t.updated_at, t.last_pulled_at FROM tags t
-                     WHERE t.repo_id = (SELECT id FROM repositories WHERE name = $1)
-                     ORDER BY t.updated_at DESC, t.name",
-                )
-                .bind(repo.as_str())
-                .fetch_all(&self.$reader)
-                .await?;
+                let rows =
+                    sqlx::query($crate::retention::TAGS_SQL).bind(repo.as_str()).fetch_all(&self.$reader).await?;
                 rows.iter()
                     .map(|row| {
                         Ok(RetentionTag {
@@ -220,21 +231,11 @@ macro_rules! retention_impl {
                 repo: &RepoName,
                 created_before: i64,
             ) -> Result<Vec<String>, MetaError> {
-                Ok(sqlx::query_scalar(
-                    "SELECT m.digest FROM manifests m
-                     WHERE m.repo_id = (SELECT id FROM repositories WHERE name = $1) AND m.created_at < $2
-                       AND NOT EXISTS (SELECT 1 FROM manifest_refs r
-                                       WHERE r.repo_id = m.repo_id AND r.child_digest = m.digest
-                                         AND r.kind = 'manifest')
-                       AND (m.subject_digest IS NULL
-                            OR NOT EXISTS (SELECT 1 FROM manifests s
-                                           WHERE s.repo_id = m.repo_id AND s.digest = m.subject_digest))
-                     ORDER BY m.digest",
-                )
-                .bind(repo.as_str())
-                .bind(created_before)
-                .fetch_all(&self.$reader)
-                .await?)
+                Ok(sqlx::query_scalar($crate::retention::MANIFESTS_SQL)
+                    .bind(repo.as_str())
+                    .bind(created_before)
+                    .fetch_all(&self.$reader)
+                    .await?)
             }
         }
     };

@@ -605,6 +605,31 @@ mod tests {
         crate::testsuite::run_all(&meta).await;
     }
 
+    /// Retention reads one project's repositories and one repository's rows
+    /// through indexes: no query plan scans a whole table.
+    #[tokio::test]
+    async fn retention_reads_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
+        for (sql, index) in [
+            (crate::retention::REPOSITORIES_SQL, "repositories_project"),
+            (crate::retention::TAGS_SQL, "tags_pushed"),
+            (crate::retention::MANIFESTS_SQL, "manifest_refs_child"),
+        ] {
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .bind("p/r")
+                .bind(0_i64)
+                .fetch_all(&meta.reader)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>(3))
+                .collect();
+            assert!(plan.iter().all(|step| !step.starts_with("SCAN")), "{sql}: {plan:?}");
+            assert!(plan.iter().any(|step| step.contains(index)), "{sql}: {plan:?}");
+        }
+    }
+
     /// Run with `cargo test -p berth-meta --release -- --ignored --nocapture scale`.
     #[tokio::test]
     #[ignore = "seeds 100k repositories (about a minute in debug builds)"]
