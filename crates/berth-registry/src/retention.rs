@@ -10,12 +10,12 @@
 //! a present subject are deleted too, in every repository of the project.
 //!
 //! A run first computes the whole plan from the database's indexes and then,
-//! unless it is a dry run, deletes exactly that plan through
+//! unless it is a dry run, deletes that plan (less what changed meanwhile) through
 //! [`Registry::delete_manifest`], so events, webhooks and immutability apply as
 //! for any delete: a dry run lists what the real run deletes. Blobs are left to
 //! garbage collection.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use berth_core::{Reference, RepoName};
 use berth_meta::{EventActor, RetentionPolicy, RetentionRule, RetentionTag};
@@ -240,40 +240,75 @@ impl Registry {
         Ok(())
     }
 
-    /// Deletes the plan of a dry run: tags first, then manifests. What is
-    /// already gone is left out of the result; a tag that became immutable
-    /// meanwhile moves to `protected`.
+    /// Deletes the plan of a dry run, repository by repository: tags first,
+    /// then manifests. Each repository's tags are read again just before, and
+    /// what changed since the plan is left alone: a tag pushed to another
+    /// manifest, a manifest tagged again, anything already gone. A tag that
+    /// became immutable meanwhile moves to `protected`.
     async fn apply_retention(
         &self,
         plan: RetentionReport,
         actor: &EventActor,
     ) -> Result<RetentionReport, RegistryError> {
         let mut done = RetentionReport { dry_run: false, protected: plan.protected, ..Default::default() };
-        for item in plan.deleted_tags {
-            let reference = item.tag.parse().map(Reference::Tag).map_err(|_| bad_row(&item.tag))?;
-            match self.delete_planned(&item.repository, &reference, actor).await? {
-                Outcome::Deleted => done.deleted_tags.push(item),
-                Outcome::Immutable => done.protected.push(item),
-                Outcome::Gone => {}
-            }
-        }
-        for item in plan.deleted_manifests {
-            let reference = item.digest.parse().map(Reference::Digest).map_err(|_| bad_row(&item.digest))?;
-            if let Outcome::Deleted = self.delete_planned(&item.repository, &reference, actor).await? {
-                done.deleted_manifests.push(item);
-            }
+        let mut repos: Vec<&str> = plan.deleted_tags.iter().map(|t| t.repository.as_str()).collect();
+        repos.extend(plan.deleted_manifests.iter().map(|m| m.repository.as_str()));
+        repos.sort_unstable();
+        repos.dedup();
+        for name in repos {
+            let repo: RepoName = name.parse().map_err(|_| bad_row(name))?;
+            let tags = plan.deleted_tags.iter().filter(|t| t.repository == name);
+            self.apply_tag_deletes(&repo, tags, actor, &mut done).await?;
+            let manifests = plan.deleted_manifests.iter().filter(|m| m.repository == name);
+            self.apply_manifest_deletes(&repo, manifests, actor, &mut done).await?;
         }
         Ok(done)
     }
 
+    async fn apply_tag_deletes(
+        &self,
+        repo: &RepoName,
+        items: impl Iterator<Item = &TagItem>,
+        actor: &EventActor,
+        done: &mut RetentionReport,
+    ) -> Result<(), RegistryError> {
+        let current: HashMap<String, String> =
+            self.meta.retention_tags(repo).await?.into_iter().map(|t| (t.name, t.digest)).collect();
+        for item in items.filter(|i| current.get(&i.tag) == Some(&i.digest)) {
+            let reference = item.tag.parse().map(Reference::Tag).map_err(|_| bad_row(&item.tag))?;
+            match self.delete_planned(repo, &reference, actor).await? {
+                Outcome::Deleted => done.deleted_tags.push(item.clone()),
+                Outcome::Immutable => done.protected.push(item.clone()),
+                Outcome::Gone => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_manifest_deletes(
+        &self,
+        repo: &RepoName,
+        items: impl Iterator<Item = &ManifestItem>,
+        actor: &EventActor,
+        done: &mut RetentionReport,
+    ) -> Result<(), RegistryError> {
+        let tagged: HashSet<String> = self.meta.retention_tags(repo).await?.into_iter().map(|t| t.digest).collect();
+        for item in items.filter(|i| !tagged.contains(&i.digest)) {
+            let reference = item.digest.parse().map(Reference::Digest).map_err(|_| bad_row(&item.digest))?;
+            if let Outcome::Deleted = self.delete_planned(repo, &reference, actor).await? {
+                done.deleted_manifests.push(item.clone());
+            }
+        }
+        Ok(())
+    }
+
     async fn delete_planned(
         &self,
-        repo: &str,
+        repo: &RepoName,
         reference: &Reference,
         actor: &EventActor,
     ) -> Result<Outcome, RegistryError> {
-        let repo: RepoName = repo.parse().map_err(|_| bad_row(repo))?;
-        match self.delete_manifest(&repo, reference, actor).await {
+        match self.delete_manifest(repo, reference, actor).await {
             Ok(()) => Ok(Outcome::Deleted),
             Err(RegistryError::ManifestUnknown | RegistryError::NameUnknown) => Ok(Outcome::Gone),
             Err(RegistryError::TagImmutable(_)) => Ok(Outcome::Immutable),
