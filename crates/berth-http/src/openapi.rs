@@ -45,6 +45,8 @@ pub struct Op {
     auth: Auth,
     params: Vec<Value>,
     body: Option<Value>,
+    /// False when the body may be left out (its fields can come as query parameters).
+    body_required: bool,
     responses: Map<String, Value>,
 }
 
@@ -59,6 +61,7 @@ pub fn op(method: &'static str, id: &'static str, summary: &'static str) -> Op {
         auth: Auth::None,
         params: Vec::new(),
         body: None,
+        body_required: true,
         responses: Map::new(),
     }
 }
@@ -104,6 +107,13 @@ impl Op {
     /// A JSON request body.
     pub fn body(mut self, schema: Value) -> Self {
         self.body = Some(schema);
+        self
+    }
+
+    /// A JSON request body that may be left out.
+    pub fn optional_body(mut self, schema: Value) -> Self {
+        self.body = Some(schema);
+        self.body_required = false;
         self
     }
 
@@ -158,7 +168,8 @@ impl Op {
             Auth::Admin => operation["x-berth-auth"] = json!("admin"),
         }
         if let Some(body) = &self.body {
-            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": body}}});
+            operation["requestBody"] =
+                json!({"required": self.body_required, "content": {"application/json": {"schema": body}}});
         }
         operation
     }

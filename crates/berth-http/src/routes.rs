@@ -257,6 +257,44 @@ fn immutability() -> Value {
     record(&[("project", string()), ("rules", array(rule))])
 }
 
+fn retention_rule() -> Value {
+    let n = || nullable(integer());
+    let t = || nullable(string());
+    let mut rule = obj(
+        &[
+            ("repository", string()),
+            ("keep_last", n()),
+            ("keep_tags", t()),
+            ("keep_semver", t()),
+            ("keep_pulled_within_days", n()),
+        ],
+        &[],
+    );
+    rule["additionalProperties"] = json!(false);
+    rule
+}
+
+fn retention() -> Value {
+    record(&[
+        ("project", string()),
+        ("enabled", boolean()),
+        ("untagged_hours", nullable(integer())),
+        ("rules", array(retention_rule())),
+        ("updated_at", nullable(string())),
+    ])
+}
+
+fn retention_report() -> Value {
+    let tag = record(&[("repository", string()), ("tag", string()), ("digest", string())]);
+    let manifest = record(&[("repository", string()), ("digest", string())]);
+    record(&[
+        ("dry_run", boolean()),
+        ("deleted_tags", array(tag.clone())),
+        ("deleted_manifests", array(manifest)),
+        ("protected", array(tag)),
+    ])
+}
+
 fn security(o: Op) -> Op {
     o.tag("security").shape(Shape::Security)
 }
@@ -659,6 +697,45 @@ pub(crate) fn management_api() -> Api {
                     })
                     .ok(200, immutability()),
             ],
+        )
+        .route(
+            "/api/v1/projects/{name}/retention",
+            get(api::retention::get_policy).put(api::retention::put_policy),
+            [
+                ghost(op("get", "getRetention", "Retention policy of a project")).auth(Auth::User).ok(200, retention()),
+                ghost(op("put", "putRetention", "Replaces the retention policy (project owner, admin)"))
+                    .auth(Auth::User)
+                    .body({
+                        let mut body = obj(
+                            &[
+                                ("enabled", boolean()),
+                                ("untagged_hours", nullable(integer())),
+                                ("rules", array(retention_rule())),
+                            ],
+                            &["enabled", "rules"],
+                        );
+                        body["additionalProperties"] = json!(false);
+                        body
+                    })
+                    .ok(200, retention()),
+            ],
+        )
+        .route(
+            "/api/v1/projects/{name}/retention/run",
+            post(api::retention::run),
+            [ghost(op(
+                "post",
+                "runRetention",
+                "Applies the retention policy now, or previews it (project owner, admin)",
+            ))
+            .auth(Auth::User)
+            .query(
+                "dry_run",
+                boolean(),
+                "true: only list what would be deleted (this or the body's dry_run is required)",
+            )
+            .body(record(&[("dry_run", boolean())]))
+            .ok(200, retention_report())],
         )
         .route(
             "/api/v1/webhooks",

@@ -21,6 +21,7 @@ mod model;
 pub mod postgres;
 mod proxy;
 mod proxy_sql;
+pub mod retention;
 pub mod sqlite;
 mod stats;
 pub mod testsuite;
@@ -39,6 +40,7 @@ pub use immutability::{ImmutabilityRule, ImmutabilityStore};
 pub use model::*;
 pub use postgres::PostgresMeta;
 pub use proxy::*;
+pub use retention::{RetentionPolicy, RetentionRule, RetentionStore, RetentionTag};
 pub use sqlite::SqliteMeta;
 pub use stats::*;
 
@@ -194,6 +196,7 @@ pub trait Metadata:
     + EventStore
     + CatalogStore
     + ImmutabilityStore
+    + RetentionStore
     + StatsStore
     + GcStore
     + std::fmt::Debug
@@ -212,6 +215,7 @@ impl<T> Metadata for T where
         + EventStore
         + CatalogStore
         + ImmutabilityStore
+        + RetentionStore
         + StatsStore
         + GcStore
         + std::fmt::Debug

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "events", include_str!("../migrations/postgres/0007_events.sql")),
     (8, "immutability", include_str!("../migrations/postgres/0008_immutability.sql")),
     (9, "gc", include_str!("../migrations/postgres/0009_gc.sql")),
+    (10, "retention", include_str!("../migrations/postgres/0010_retention.sql")),
 ];
 
 /// Metadata in a PostgreSQL database.
@@ -778,4 +779,9 @@ pub(crate) mod collector {
         " FOR SHARE",
         "(SELECT jsonb_array_elements_text($1::jsonb))"
     );
+}
+
+/// Retention policies and the reads that evaluate them (shared SQL).
+mod retention {
+    crate::retention::retention_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
 }

@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "events", include_str!("../migrations/sqlite/0007_events.sql")),
     (8, "immutability", include_str!("../migrations/sqlite/0008_immutability.sql")),
     (9, "gc", include_str!("../migrations/sqlite/0009_gc.sql")),
+    (10, "retention", include_str!("../migrations/sqlite/0010_retention.sql")),
 ];
 
 /// Metadata in a SQLite database file.
@@ -706,6 +707,31 @@ mod tests {
         crate::testsuite::run_all(&meta).await;
     }
 
+    /// Retention reads one project's repositories and one repository's rows
+    /// through indexes: no query plan scans a whole table.
+    #[tokio::test]
+    async fn retention_reads_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
+        for (sql, index) in [
+            (crate::retention::REPOSITORIES_SQL, "repositories_project"),
+            (crate::retention::TAGS_SQL, "tags_pushed"),
+            (crate::retention::MANIFESTS_SQL, "manifest_refs_child"),
+        ] {
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .bind("p/r")
+                .bind(0_i64)
+                .fetch_all(&meta.reader)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>(3))
+                .collect();
+            assert!(plan.iter().all(|step| !step.starts_with("SCAN")), "{sql}: {plan:?}");
+            assert!(plan.iter().any(|step| step.contains(index)), "{sql}: {plan:?}");
+        }
+    }
+
     /// Run with `cargo test -p berth-meta --release -- --ignored --nocapture scale`.
     #[tokio::test]
     #[ignore = "seeds 100k repositories (about a minute in debug builds)"]
@@ -799,4 +825,9 @@ pub(crate) mod collector {
         "",
         "(SELECT value FROM json_each($1))"
     );
+}
+
+/// Retention policies and the reads that evaluate them (shared SQL).
+mod retention {
+    crate::retention::retention_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
 }

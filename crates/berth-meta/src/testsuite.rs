@@ -44,6 +44,8 @@ pub async fn run_all(meta: &dyn Metadata) {
     catalog_search_uses_indexes(meta).await;
     totals_count_content(meta).await;
     immutable_tags_hold_inside_the_transaction(meta).await;
+    retention_policies_round_trip(meta).await;
+    retention_reads_follow_push_time_and_references(meta).await;
     blob_rows_page_in_digest_order(meta).await;
     pushes_and_pull_flushes_never_deadlock(meta).await;
 }
@@ -866,4 +868,91 @@ async fn pushes_and_pull_flushes_never_deadlock(meta: &dyn Metadata) {
             result.unwrap_or_else(|e| panic!("round {round}: {what}: {e}"));
         }
     }
+}
+
+/// A retention policy is stored whole, replaced whole, and audited with its write.
+async fn retention_policies_round_trip(meta: &dyn Metadata) {
+    use crate::{RetentionPolicy, RetentionRule};
+    assert_eq!(meta.retention_policy("retain").await.unwrap(), None);
+    let rules = vec![
+        RetentionRule { repository: "retain/*".into(), keep_last: Some(3), ..Default::default() },
+        RetentionRule {
+            repository: "retain/app".into(),
+            keep_tags: Some("^stable$".into()),
+            keep_semver: Some(">=1.2, <2".into()),
+            keep_pulled_within_days: Some(30),
+            ..Default::default()
+        },
+    ];
+    let policy = RetentionPolicy {
+        project: "retain".into(),
+        enabled: true,
+        untagged_hours: Some(24),
+        rules: rules.clone(),
+        updated_at: 0,
+    };
+    let (_, head_before) = meta.audit_head().await.unwrap();
+    let stored = meta.replace_retention_policy(&policy, Some(&draft("retention_updated"))).await.unwrap();
+    assert_ne!(meta.audit_head().await.unwrap().1, head_before, "the write is audited");
+    assert!(stored.updated_at > 0);
+    assert_eq!(stored, RetentionPolicy { updated_at: stored.updated_at, ..policy.clone() });
+    assert_eq!(meta.retention_policy("retain").await.unwrap(), Some(stored));
+    let idle = RetentionPolicy { project: "retain-idle".into(), rules: rules.clone(), ..Default::default() };
+    meta.replace_retention_policy(&idle, None).await.unwrap();
+    let enabled = meta.retention_projects().await.unwrap();
+    assert!(enabled.contains(&"retain".to_owned()) && !enabled.contains(&"retain-idle".to_owned()));
+
+    // Replacing drops the old rules and settings.
+    let fewer = RetentionPolicy { rules: rules[1..].to_vec(), enabled: false, untagged_hours: None, ..policy };
+    let stored = meta.replace_retention_policy(&fewer, None).await.unwrap();
+    assert_eq!((stored.rules, stored.enabled, stored.untagged_hours), (rules[1..].to_vec(), false, None));
+    assert!(!meta.retention_projects().await.unwrap().contains(&"retain".to_owned()));
+}
+
+/// Tags come newest push first; manifests that may go exclude index children
+/// and referrers of a present subject.
+async fn retention_reads_follow_push_time_and_references(meta: &dyn Metadata) {
+    let r = repo("retain/app");
+    meta.link_blob(&repo("retain/deep/er"), &Digest::sha256(b"retain-other"), 1, &[]).await.unwrap();
+    meta.link_blob(&repo("retainer/app"), &Digest::sha256(b"retain-other"), 1, &[]).await.unwrap();
+    let config = Digest::sha256(b"retain-config");
+    meta.link_blob(&r, &config, 5, &[]).await.unwrap();
+    assert_eq!(meta.project_repositories("retain").await.unwrap(), ["retain/app", "retain/deep/er"]);
+
+    let (old, child) =
+        (manifest("retain-old", &[&config], None, None), manifest("retain-child", &[&config], None, None));
+    meta.put_manifest(&r, old.clone(), &[tag("b-old"), tag("a-old")]).await.unwrap();
+    meta.put_manifest(&r, child.clone(), &[]).await.unwrap();
+    let mut index = manifest("retain-index", &[], None, None);
+    index.manifest_refs = vec![child.digest.clone()];
+    meta.put_manifest(&r, index.clone(), &[]).await.unwrap();
+    let live_ref = manifest("retain-sig", &[&config], Some(&old.digest), Some("application/x-sig"));
+    let gone = Digest::sha256(b"retain-never-pushed");
+    let dangling = manifest("retain-dangling", &[&config], Some(&gone), Some("application/x-sig"));
+    meta.put_manifest(&r, live_ref.clone(), &[]).await.unwrap();
+    meta.put_manifest(&r, dangling.clone(), &[]).await.unwrap();
+    // Push times are whole seconds: the next push is a later one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let new = manifest("retain-new", &[&config], None, None);
+    meta.put_manifest(&r, new.clone(), &[tag("new")]).await.unwrap();
+    meta.record_pulls(&[crate::PullTally { repo: r.to_string(), tag: Some("a-old".into()), count: 2, at: 1234 }])
+        .await
+        .unwrap();
+
+    let tags = meta.retention_tags(&r).await.unwrap();
+    let names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["new", "a-old", "b-old"], "newest push first, ties by name");
+    assert!(tags[0].pushed_at > tags[1].pushed_at);
+    assert_eq!((tags[1].digest.as_str(), tags[1].last_pulled_at), (old.digest.as_str(), Some(1234)));
+    assert_eq!(tags[2].last_pulled_at, None);
+    assert!(meta.retention_tags(&repo("retain/none")).await.unwrap().is_empty());
+
+    let later = crate::now_unix() + 10;
+    let mut expected: Vec<String> = [&old, &index, &dangling, &new].iter().map(|m| m.digest.to_string()).collect();
+    expected.sort();
+    assert_eq!(meta.retention_manifests(&r, later).await.unwrap(), expected);
+    let before_new = tags[0].pushed_at;
+    let older = meta.retention_manifests(&r, before_new).await.unwrap();
+    assert!(!older.contains(&new.digest.to_string()) && older.contains(&old.digest.to_string()));
+    assert!(meta.retention_manifests(&r, 0).await.unwrap().is_empty());
 }

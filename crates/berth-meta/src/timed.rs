@@ -702,3 +702,34 @@ impl GcStore for Timed {
         timed!("gc_runs", self.inner.gc_runs(limit))
     }
 }
+
+#[async_trait]
+impl RetentionStore for Timed {
+    async fn retention_policy(&self, project: &str) -> Result<Option<RetentionPolicy>, MetaError> {
+        timed!("retention_policy", self.inner.retention_policy(project))
+    }
+
+    async fn replace_retention_policy(
+        &self,
+        policy: &RetentionPolicy,
+        audit: Option<&AuditDraft>,
+    ) -> Result<RetentionPolicy, MetaError> {
+        timed!("replace_retention_policy", self.inner.replace_retention_policy(policy, audit))
+    }
+
+    async fn retention_projects(&self) -> Result<Vec<String>, MetaError> {
+        timed!("retention_projects", self.inner.retention_projects())
+    }
+
+    async fn project_repositories(&self, project: &str) -> Result<Vec<String>, MetaError> {
+        timed!("project_repositories", self.inner.project_repositories(project))
+    }
+
+    async fn retention_tags(&self, repo: &RepoName) -> Result<Vec<RetentionTag>, MetaError> {
+        timed!("retention_tags", self.inner.retention_tags(repo))
+    }
+
+    async fn retention_manifests(&self, repo: &RepoName, created_before: i64) -> Result<Vec<String>, MetaError> {
+        timed!("retention_manifests", self.inner.retention_manifests(repo, created_before))
+    }
+}

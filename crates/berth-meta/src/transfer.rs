@@ -133,7 +133,16 @@ pub async fn sqlite_to_postgres(
         .execute(to)
         .await?;
     // Identity columns were given explicit values: move their sequences past them.
-    for table in ["users", "tokens", "audit_log", "events", "webhooks", "webhook_deliveries", "immutable_tag_rules"] {
+    for table in [
+        "users",
+        "tokens",
+        "audit_log",
+        "events",
+        "webhooks",
+        "webhook_deliveries",
+        "immutable_tag_rules",
+        "retention_rules",
+    ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT MAX(id) FROM {table}), 1))"
         )))
@@ -290,6 +299,25 @@ const ACCESS_TABLES: &[Table] = {
             name: "immutable_tag_rules",
             key: "id",
             columns: &[("id", Int), ("project", Text), ("repository", Text), ("pattern", Text), ("created_at", Int)],
+        },
+        Table {
+            name: "retention_policies",
+            key: "project",
+            columns: &[("project", Text), ("enabled", Int), ("untagged_hours", Int), ("updated_at", Int)],
+        },
+        Table {
+            name: "retention_rules",
+            key: "id",
+            columns: &[
+                ("id", Int),
+                ("project", Text),
+                ("repository", Text),
+                ("keep_last", Int),
+                ("keep_tags", Text),
+                ("keep_semver", Text),
+                ("keep_pulled_within_days", Int),
+                ("created_at", Int),
+            ],
         },
         Table {
             name: "events",
@@ -565,7 +593,7 @@ mod tests {
 
     #[tokio::test]
     async fn copies_users_tokens_and_the_audit_chain() {
-        use crate::{AccessStore, AuditLog};
+        use crate::{AccessStore, AuditLog, RetentionStore};
         let Some((dst, _)) = crate::postgres::test_database().await else {
             eprintln!("BERTH_TEST_POSTGRES_URL not set; skipping the transfer test");
             return;
@@ -592,10 +620,20 @@ mod tests {
         };
         let alice = src.create_user(&user("alice"), &draft("user_created")).await.unwrap();
         src.ensure_project("team", Some(alice.id), &draft("project_created")).await.unwrap();
+        let retain = crate::RetentionRule { repository: "team/*".into(), keep_last: Some(5), ..Default::default() };
+        let policy = crate::RetentionPolicy {
+            project: "team".into(),
+            enabled: true,
+            untagged_hours: Some(48),
+            rules: vec![retain],
+            updated_at: 0,
+        };
+        let policy = src.replace_retention_policy(&policy, None).await.unwrap();
         for _ in 0..2 {
             super::sqlite_to_postgres(&src, &dst, |_, _| {}).await.unwrap();
         }
         assert_eq!(dst.user_by_name("alice").await.unwrap().unwrap().id, alice.id);
+        assert_eq!(dst.retention_policy("team").await.unwrap(), Some(policy));
         assert_eq!(
             dst.project_access("team", Some(alice.id)).await.unwrap(),
             Some(("private".into(), Some("owner".into())))

@@ -35,6 +35,7 @@ const KNOWN_KEYS: &[&str] = &[
     "secrets",
     "proxy",
     "webhooks",
+    "retention",
     "log",
 ];
 
@@ -63,7 +64,24 @@ pub struct Config {
     pub secrets: SecretsSection,
     pub proxy: ProxySection,
     pub webhooks: WebhooksSection,
+    pub retention: RetentionSection,
     pub log: LogConfig,
+}
+
+/// Retention policies (docs/operations/retention.md); the policies themselves
+/// are managed at `/api/v1/projects/{name}/retention`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// How often every enabled policy is applied (`0` or `off`: never; runs by API only).
+    #[serde(deserialize_with = "duration_or_off", serialize_with = "duration_out")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection { interval: Duration::from_secs(3600) }
+    }
 }
 
 /// Webhook delivery (docs/webhooks.md).
@@ -365,6 +383,7 @@ impl Default for Config {
             secrets: SecretsSection::default(),
             proxy: ProxySection::default(),
             webhooks: WebhooksSection::default(),
+            retention: RetentionSection::default(),
             log: LogConfig::default(),
         }
     }
@@ -516,6 +535,21 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     }
 }
 
+/// A duration, or `off` for none (`Duration::ZERO`).
+fn duration_or_off<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(n) => Ok(Duration::from_secs(n)),
+        Raw::Text(s) if s.trim().eq_ignore_ascii_case("off") => Ok(Duration::ZERO),
+        Raw::Text(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+    }
+}
+
 fn duration_out<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{}s", d.as_secs()))
 }
@@ -543,6 +577,7 @@ mod tests {
         assert_eq!(parsed.registry.deletes_enabled, d.registry.deletes_enabled);
         assert_eq!(parsed.proxy.tag_ttl, d.proxy.tag_ttl);
         assert_eq!(parsed.proxy.max_size, d.proxy.max_size);
+        assert_eq!(parsed.retention.interval, d.retention.interval);
         assert!(parsed.proxy.upstreams.is_empty());
     }
 
@@ -567,6 +602,19 @@ mod tests {
         assert_eq!(parsed.proxy.upstreams[0].priority, 1);
         assert!(parsed.proxy.upstreams[0].mirror);
         assert_eq!(parsed.proxy.upstreams[1].timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn retention_interval_can_be_turned_off() {
+        let read = |text: &str| -> Config {
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text)).extract().unwrap()
+        };
+        assert_eq!(read("").retention.interval, Duration::from_secs(3600));
+        assert_eq!(read("[retention]\ninterval = \"15m\"").retention.interval, Duration::from_secs(900));
+        assert_eq!(read("[retention]\ninterval = \"off\"").retention.interval, Duration::ZERO);
+        assert_eq!(read("[retention]\ninterval = 0").retention.interval, Duration::ZERO);
+        let bad: Result<Config, _> = Figment::from(Toml::string("[retention]\ninterval = \"soon\"")).extract();
+        assert!(bad.is_err());
     }
 
     #[test]

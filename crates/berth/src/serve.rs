@@ -76,6 +76,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         webhook_config(&config),
         config.external_url.clone().unwrap_or_else(|| format!("http://{addr}")),
     );
+    let state_access = access.clone();
     let state = AppState {
         registry: registry.clone(),
         access,
@@ -104,7 +105,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let node = node_id(local);
     let dispatcher = webhooks.spawn(node.clone());
     let usage = registry.spawn_usage_flusher();
-    let sweeper = tokio::spawn(sweep_uploads(registry.clone(), timed_meta, node));
+    let sweeper = tokio::spawn(sweep_uploads(registry.clone(), timed_meta, node.clone()));
+    let retention = (!config.retention.interval.is_zero()).then(|| {
+        tokio::spawn(apply_retention(registry.clone(), state_access.clone(), node, config.retention.interval))
+    });
 
     let handle = axum_server::Handle::new();
     // The handlers are installed before "listening" is logged: a SIGTERM right after it must not
@@ -129,6 +133,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         _ => axum_server::from_tcp(listener)?.handle(handle).serve(service).await?,
     }
     sweeper.abort();
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     maintenance.abort();
     dispatcher.abort();
     // Queued pull events are written; everything else is already in the outbox.
@@ -210,6 +217,57 @@ async fn sweep_uploads(registry: Arc<Registry>, meta: Arc<dyn Metadata>, node: S
             Err(e) => tracing::warn!(error = %e, "upload expiry sweep failed"),
         }
         tokio::time::sleep(UPLOAD_SWEEP_INTERVAL).await;
+    }
+}
+
+/// Applies every enabled retention policy every `interval`, on whichever node
+/// holds the lease; each run is audited as the system.
+async fn apply_retention(
+    registry: Arc<Registry>,
+    access: Arc<berth_registry::access::AccessService>,
+    node: String,
+    interval: Duration,
+) {
+    let ttl = interval.as_secs().max(1).saturating_mul(2) as i64;
+    loop {
+        tokio::time::sleep(interval).await;
+        match registry.meta().try_lease("retention", &node, ttl).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take the retention lease");
+                continue;
+            }
+        }
+        let projects = match registry.meta().retention_projects().await {
+            Ok(projects) => projects,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list retention policies");
+                continue;
+            }
+        };
+        for project in projects {
+            apply_policy(&registry, &access, &project).await;
+        }
+    }
+}
+
+/// One scheduled run of `project`'s policy.
+async fn apply_policy(registry: &Registry, access: &berth_registry::access::AccessService, project: &str) {
+    let actor = berth_meta::EventActor::system("retention");
+    match registry.run_retention(project, false, berth_meta::now_unix(), &actor).await {
+        Ok(report) if report.deleted_tags.is_empty() && report.deleted_manifests.is_empty() => {}
+        Ok(report) => {
+            tracing::info!(
+                project,
+                tags = report.deleted_tags.len(),
+                manifests = report.deleted_manifests.len(),
+                protected = report.protected.len(),
+                "retention deleted what its policy does not keep"
+            );
+            access.audit(report.audit_draft(&berth_registry::access::Actor::system(), project)).await;
+        }
+        Err(e) => tracing::warn!(project, error = %e, "retention run failed"),
     }
 }
 

@@ -29,7 +29,7 @@ fn rules_json(project: &str, rules: &[ImmutabilityRule]) -> Value {
 
 /// With authentication on, projects are records (created by a first push or an
 /// admin); with it off there are none, and any well-formed project name will do.
-async fn existing_project(state: &AppState, name: &str) -> Result<(), Problem> {
+pub(crate) async fn existing_project(state: &AppState, name: &str) -> Result<(), Problem> {
     let well_formed = !name.contains('/') && format!("{name}/x").parse::<berth_core::RepoName>().is_ok();
     let exists = if state.access.enabled() {
         well_formed && state.access.meta().project(name).await.map_err(|e| Problem::internal(G, e))?.is_some()

@@ -15,6 +15,7 @@ pub mod immutability;
 pub mod monitoring;
 pub mod projects;
 pub mod repositories;
+pub mod retention;
 pub mod security;
 pub mod system;
 pub mod twofactor;

@@ -15,5 +15,6 @@ mod oci_client;
 mod openapi;
 mod protocol;
 mod proxy;
+mod retention;
 mod v1_1_1;
 mod webhooks;
