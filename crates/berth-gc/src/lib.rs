@@ -88,6 +88,15 @@ pub struct Report {
     pub plan: Option<Plan>,
 }
 
+/// A real run that holds the lease and has its record; see [`Collector::finish`].
+#[derive(Debug)]
+pub struct Started {
+    pub run_id: i64,
+    node: String,
+    grace: Duration,
+    at: std::time::Instant,
+}
+
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -126,18 +135,40 @@ impl Collector {
 
     /// Runs once: dry (read-only, returns the plan) or for real (under the lease).
     pub async fn run(&self, request: &RunRequest, progress: &ProgressFn) -> Result<Report, GcError> {
-        let grace = request.grace.unwrap_or(self.settings.grace);
         if request.dry_run {
-            return self.dry_run(request, grace).await;
+            return self.dry_run(request, request.grace.unwrap_or(self.settings.grace)).await;
         }
+        let started = self.start(request).await?;
+        self.finish(started, progress).await
+    }
+
+    /// Starts a real run: takes the lease and records the run, or answers
+    /// [`GcError::Busy`]. Then [`Collector::finish`] does the work (in the
+    /// background, for the API).
+    pub async fn start(&self, request: &RunRequest) -> Result<Started, GcError> {
+        let grace = request.grace.unwrap_or(self.settings.grace);
         if !self.meta.try_lease(LEASE, &request.node, LEASE_TTL_SECS).await? {
             return Err(GcError::Busy);
         }
-        let started = std::time::Instant::now();
-        let run_id =
-            self.meta.gc_start_run(&request.node, request.trigger.as_str(), false, grace.as_secs() as i64).await?;
+        let run_id = match self
+            .meta
+            .gc_start_run(&request.node, request.trigger.as_str(), false, grace.as_secs() as i64)
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => {
+                self.meta.try_lease(LEASE, &request.node, -1).await.ok();
+                return Err(e.into());
+            }
+        };
+        Ok(Started { run_id, node: request.node.clone(), grace, at: std::time::Instant::now() })
+    }
+
+    /// Does a started run's work, records how it ended and releases the lease.
+    pub async fn finish(&self, started: Started, progress: &ProgressFn) -> Result<Report, GcError> {
+        let Started { run_id, node, grace, at } = started;
         let mut counters = GcCounters::default();
-        let outcome = self.collect(&request.node, grace, &mut counters, run_id, progress).await;
+        let outcome = self.collect(&node, grace, &mut counters, run_id, progress).await;
         let (state, error) = match &outcome {
             Ok(()) => ("finished", None),
             Err(e) => ("failed", Some(e.to_string())),
@@ -146,9 +177,9 @@ impl Collector {
             tracing::warn!(error = %e, "could not record the end of the garbage-collection run");
         }
         // Release the lease so the next run (any node) need not wait for it to expire.
-        self.meta.try_lease(LEASE, &request.node, -1).await.ok();
+        self.meta.try_lease(LEASE, &node, -1).await.ok();
         outcome?;
-        let elapsed = started.elapsed();
+        let elapsed = at.elapsed();
         tracing::info!(
             run = run_id,
             manifests = counters.manifests_deleted,

@@ -57,6 +57,12 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Request counters and latencies (Prometheus and `GET /api/v1/metrics`).
     pub http_metrics: Arc<metrics::HttpMetrics>,
+    /// The garbage collector (`/api/v1/system/gc`).
+    pub gc: Arc<berth_gc::Collector>,
+    /// How often scheduled collections run (zero: never), for the status.
+    pub gc_interval: std::time::Duration,
+    /// This process's name among the nodes (lease holder of the runs it starts).
+    pub node: Arc<str>,
 }
 
 /// The whole HTTP application.

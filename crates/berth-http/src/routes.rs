@@ -295,6 +295,59 @@ fn retention_report() -> Value {
     ])
 }
 
+fn gc_run() -> Value {
+    let counters = [
+        ("examined", integer()),
+        ("manifests_deleted", integer()),
+        ("links_deleted", integer()),
+        ("blobs_deleted", integer()),
+        ("bytes_reclaimed", integer()),
+    ];
+    let mut fields = vec![
+        ("id", integer()),
+        ("node", string()),
+        ("trigger", string()),
+        ("dry_run", boolean()),
+        ("grace_seconds", integer()),
+        ("state", string()),
+        ("started_at", string()),
+        ("updated_at", string()),
+        ("finished_at", nullable(string())),
+        ("error", nullable(string())),
+    ];
+    fields.extend(counters);
+    record(&fields)
+}
+
+fn gc_status() -> Value {
+    let queue =
+        record(&[("manifests", integer()), ("links", integer()), ("blobs", integer()), ("tombstones", integer())]);
+    let settings = record(&[
+        ("grace_seconds", integer()),
+        ("interval_seconds", integer()),
+        ("delete_untagged", boolean()),
+        ("keep_referrers", boolean()),
+    ]);
+    record(&[("queue", queue), ("settings", settings), ("running", boolean()), ("runs", array(gc_run()))])
+}
+
+fn gc_plan() -> Value {
+    let pair = record(&[("repository", string()), ("digest", string())]);
+    record(&[
+        ("dry_run", boolean()),
+        ("run_id", integer()),
+        ("examined", integer()),
+        ("manifests_deleted", integer()),
+        ("links_deleted", integer()),
+        ("blobs_deleted", integer()),
+        ("bytes_reclaimed", integer()),
+        ("manifests", array(pair.clone())),
+        ("links", array(pair)),
+        ("blobs", array(record(&[("digest", string()), ("size", integer())]))),
+        ("truncated", boolean()),
+    ])
+}
+
 fn security(o: Op) -> Op {
     o.tag("security").shape(Shape::Security)
 }
@@ -513,6 +566,20 @@ pub(crate) fn management_api() -> Api {
                     .auth(Auth::Admin)
                     .body(allowlist())
                     .ok(200, allowlist()),
+            ],
+        )
+        .route(
+            "/api/v1/system/gc",
+            get(api::gc::status).post(api::gc::run),
+            [
+                ghost(op("get", "gcStatus", "Garbage collection: queue, settings, recent runs"))
+                    .auth(Auth::Admin)
+                    .ok(200, gc_status()),
+                ghost(op("post", "gcRun", "Starts a garbage collection (202), or previews one with dry_run (200)"))
+                    .auth(Auth::Admin)
+                    .optional_body(obj(&[("dry_run", boolean()), ("grace_seconds", integer())], &[]))
+                    .ok(200, gc_plan())
+                    .ok(202, record(&[("run_id", integer()), ("state", string())])),
             ],
         )
         .route(

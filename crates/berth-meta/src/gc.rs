@@ -212,7 +212,8 @@ pub trait GcStore: Send + Sync {
     /// in place. False while the collector is deleting that digest's bytes.
     async fn begin_blob_commit(&self, upload_id: &str, digest: &str) -> Result<bool, MetaError>;
 
-    /// Records the start of a run; returns its id.
+    /// Records the start of a run; returns its id. A real run (the caller holds
+    /// the lease) marks runs left `running` by a crash as failed.
     async fn gc_start_run(&self, node: &str, trigger: &str, dry_run: bool, grace_secs: i64) -> Result<i64, MetaError>;
 
     /// Updates a run's counters and state (`running`, `finished`, `failed`).
@@ -736,6 +737,16 @@ macro_rules! gc_impl {
                 grace_secs: i64,
             ) -> Result<i64, MetaError> {
                 let now = now_ms();
+                if !dry_run {
+                    // The caller holds the lease: a real run still "running" was interrupted.
+                    sqlx::query(
+                        "UPDATE gc_runs SET state = 'failed', error = 'interrupted', finished_at = $1
+                         WHERE state = 'running' AND dry_run = 0",
+                    )
+                    .bind(now)
+                    .execute(&self.$writer)
+                    .await?;
+                }
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO gc_runs (node, trigger, dry_run, grace_secs, state, started_at, updated_at)
                      VALUES ($1, $2, $3, $4, 'running', $5, $5) RETURNING id",

@@ -38,6 +38,31 @@ pub async fn run_all(store: &dyn BlobStore) {
     many_appends_of_odd_sizes_reassemble(store).await;
     empty_blob(store).await;
     fresh_upload_reads_empty(store).await;
+    delete_many_removes_a_batch(store).await;
+}
+
+/// Garbage collection deletes in batches (S3: DeleteObjects); missing blobs are fine.
+async fn delete_many_removes_a_batch(store: &dyn BlobStore) {
+    let mut digests = Vec::new();
+    for i in 0..25 {
+        let body = format!("batch blob {i}");
+        let digest = Digest::sha256(body.as_bytes());
+        let id = format!("suite-batch-{i}");
+        let cursor = store.upload_create(&id).await.unwrap();
+        let cursor = append(store, &id, &cursor, 0, &[body.as_bytes()]).await;
+        let sealed = store.upload_seal(&id, &cursor).await.unwrap();
+        store.upload_commit(&id, &sealed, &digest).await.unwrap();
+        digests.push(digest);
+    }
+    let keep = digests.pop().unwrap();
+    digests.push(Digest::sha256(b"never stored"));
+    store.delete_many(&digests).await.unwrap();
+    for digest in &digests {
+        assert_eq!(store.stat(digest).await.unwrap(), None, "{digest} deleted");
+    }
+    assert!(store.stat(&keep).await.unwrap().is_some(), "blobs outside the batch stay");
+    store.delete_many(&digests).await.unwrap();
+    store.delete(&keep).await.unwrap();
 }
 
 /// A session opened on one node and continued on another is re-read (to rebuild

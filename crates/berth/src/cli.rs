@@ -36,6 +36,9 @@ pub enum Command {
     /// (with --verify-digests), stale rows, orphaned bytes. Changes nothing;
     /// exits 1 when a linked blob is missing or corrupt.
     Fsck(FsckArgs),
+    /// Collect garbage once: delete manifests, blob links and blobs nothing
+    /// references, once their grace period has passed. Safe while servers run.
+    Gc(GcArgs),
     /// Manage users (works with the server running or stopped).
     User {
         #[command(subcommand)]
@@ -185,6 +188,23 @@ pub struct FsckArgs {
     #[arg(long)]
     pub verify_digests: bool,
     /// The berth to check (the same settings as `serve`).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// `berth gc` options.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// List what a run would delete now, changing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Override the configured grace period (`0` collects everything unreferenced now).
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<String>,
+    /// First queue everything unreferenced, from a pass over the database.
+    #[arg(long)]
+    pub full: bool,
+    /// The berth to collect (the same settings as `serve`).
     #[command(flatten)]
     pub serve: ServeArgs,
 }

@@ -36,6 +36,7 @@ const KNOWN_KEYS: &[&str] = &[
     "proxy",
     "webhooks",
     "retention",
+    "gc",
     "log",
 ];
 
@@ -65,6 +66,7 @@ pub struct Config {
     pub proxy: ProxySection,
     pub webhooks: WebhooksSection,
     pub retention: RetentionSection,
+    pub gc: GcSection,
     pub log: LogConfig,
 }
 
@@ -81,6 +83,51 @@ pub struct RetentionSection {
 impl Default for RetentionSection {
     fn default() -> Self {
         RetentionSection { interval: Duration::from_secs(3600) }
+    }
+}
+
+/// Online garbage collection (docs/operations/gc.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcSection {
+    /// How often a collection runs, on one node (`0` or `off`: by API or CLI only).
+    #[serde(deserialize_with = "duration_or_off", serialize_with = "duration_out")]
+    pub interval: Duration,
+    /// How long something stays after it became unreferenced.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
+    pub grace: Duration,
+    /// Delete manifests no tag, index or kept referrer reaches.
+    pub delete_untagged: bool,
+    /// Keep a referrer (signature, SBOM) while its subject exists.
+    pub keep_referrers: bool,
+    /// Queue entries read, and blobs deleted, per batch.
+    pub batch: u32,
+    /// Batches in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for GcSection {
+    fn default() -> Self {
+        GcSection {
+            interval: Duration::from_secs(600),
+            grace: Duration::from_secs(3600),
+            delete_untagged: true,
+            keep_referrers: true,
+            batch: 1000,
+            concurrency: 4,
+        }
+    }
+}
+
+impl GcSection {
+    /// The collector's settings.
+    pub fn settings(&self) -> berth_gc::GcSettings {
+        berth_gc::GcSettings {
+            grace: self.grace,
+            policy: berth_meta::GcPolicy { delete_untagged: self.delete_untagged, keep_referrers: self.keep_referrers },
+            batch: self.batch.clamp(1, 1000),
+            concurrency: self.concurrency.clamp(1, 64),
+        }
     }
 }
 
@@ -384,6 +431,7 @@ impl Default for Config {
             proxy: ProxySection::default(),
             webhooks: WebhooksSection::default(),
             retention: RetentionSection::default(),
+            gc: GcSection::default(),
             log: LogConfig::default(),
         }
     }

@@ -6,6 +6,7 @@ mod backends;
 mod cli;
 mod config;
 mod fsck;
+mod gc;
 mod import;
 mod migrate;
 mod proxy;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         cli::Command::MetaMigrate(args) => migrate::run(migrate::Kind::Meta, args),
         cli::Command::Import(args) => import::run(args),
         cli::Command::Fsck(args) => fsck::run(args),
+        cli::Command::Gc(args) => gc::run(args),
         cli::Command::User { command } => {
             let args = command.serve_args().clone();
             admin::run(&args, |meta| admin::user(meta, command))

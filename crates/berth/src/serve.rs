@@ -77,6 +77,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.external_url.clone().unwrap_or_else(|| format!("http://{addr}")),
     );
     let state_access = access.clone();
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let node = node_id(local);
+    let collector = Arc::new(berth_gc::Collector::new(
+        registry.meta().clone(),
+        registry.blob_store().clone(),
+        config.gc.settings(),
+    ));
     let state = AppState {
         registry: registry.clone(),
         access,
@@ -94,18 +103,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )),
         metrics,
         http_metrics: Arc::new(berth_http::metrics::HttpMetrics::new()),
+        gc: collector.clone(),
+        gc_interval: config.gc.interval,
+        node: Arc::from(node.as_str()),
     };
     crate::proxy::apply_config(&config, &state).await?;
     let maintenance = proxy.spawn_maintenance();
     let app = berth_http::router(state);
 
-    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
-    let node = node_id(local);
     let dispatcher = webhooks.spawn(node.clone());
     let usage = registry.spawn_usage_flusher();
     let sweeper = tokio::spawn(sweep_uploads(registry.clone(), timed_meta, node.clone()));
+    let collection = (!config.gc.interval.is_zero())
+        .then(|| tokio::spawn(collect_garbage(collector.clone(), node.clone(), config.gc.interval)));
     let retention = (!config.retention.interval.is_zero()).then(|| {
         tokio::spawn(apply_retention(registry.clone(), state_access.clone(), node, config.retention.interval))
     });
@@ -135,6 +145,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     sweeper.abort();
     if let Some(retention) = retention {
         retention.abort();
+    }
+    if let Some(collection) = collection {
+        collection.abort();
     }
     maintenance.abort();
     dispatcher.abort();
@@ -217,6 +230,19 @@ async fn sweep_uploads(registry: Arc<Registry>, meta: Arc<dyn Metadata>, node: S
             Err(e) => tracing::warn!(error = %e, "upload expiry sweep failed"),
         }
         tokio::time::sleep(UPLOAD_SWEEP_INTERVAL).await;
+    }
+}
+
+/// Runs the garbage collector every `interval`, on whichever node gets the lease
+/// (a run holds it while it works; the others skip their turn).
+async fn collect_garbage(collector: Arc<berth_gc::Collector>, node: String, interval: Duration) {
+    let request = berth_gc::RunRequest { trigger: berth_gc::Trigger::Schedule, node, dry_run: false, grace: None };
+    loop {
+        tokio::time::sleep(interval).await;
+        match collector.run(&request, &|_, _| {}).await {
+            Ok(_) | Err(berth_gc::GcError::Busy) => {}
+            Err(e) => tracing::warn!(error = %e, "scheduled garbage collection failed; the next run resumes"),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod accel;
 pub mod allowlist;
 pub mod audit;
 pub mod envelope;
+pub mod gc;
 pub mod images;
 pub mod immutability;
 pub mod monitoring;

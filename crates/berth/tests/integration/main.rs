@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod crash;
+mod gc;
 mod images;
 mod immutability;
 mod metrics;

@@ -1,0 +1,364 @@
+//! Online garbage collection against a real server: what goes, what stays,
+//! multi-arch indexes, referrers, the dry run, the API's auth, `berth gc`, and
+//! a race of pushes and deletes against a collector running every second.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_testkit::fixtures::index;
+use berth_testkit::{BerthProcess, Blob, ImageFixture};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{blob_files, client, push_blob, push_image, put_manifest, sha256_hex};
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth");
+const OCI_INDEX: &str = berth_core::media_type::OCI_INDEX;
+const OCI_MANIFEST: &str = berth_core::media_type::OCI_MANIFEST;
+
+/// Hex names of the blob files on disk.
+fn stored(berth: &BerthProcess) -> BTreeSet<String> {
+    blob_files(berth.data_dir()).into_iter().map(|(_, hex)| hex).collect()
+}
+
+fn hex(blob: &Blob) -> String {
+    blob.digest.encoded().to_owned()
+}
+
+async fn dry_run(c: &Client, base: &str) -> Value {
+    let r = c.post(format!("{base}/api/v1/system/gc")).json(&json!({"dry_run": true, "grace_seconds": 0})).send();
+    let r = r.await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Starts a real run without grace and waits for it to finish; returns the run.
+async fn collect(c: &Client, base: &str) -> Value {
+    let r = c.post(format!("{base}/api/v1/system/gc")).json(&json!({"grace_seconds": 0})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["run_id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: Value = c.get(format!("{base}/api/v1/system/gc")).send().await.unwrap().json().await.unwrap();
+        let run = status["runs"].as_array().unwrap().iter().find(|r| r["id"] == id).cloned().unwrap();
+        if run["state"] != "running" {
+            assert_eq!(run["state"], "finished", "{run}");
+            return run;
+        }
+        assert!(Instant::now() < deadline, "run {id} did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn listed(plan: &Value, key: &str, field: &str) -> BTreeSet<String> {
+    plan[key].as_array().unwrap().iter().map(|e| e[field].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn collection_frees_exactly_what_nothing_references() {
+    let berth = BerthProcess::start_with_env(BIN, &[], &[("BERTH_GC__INTERVAL", "off")]);
+    let (c, base) = (client(), berth.url());
+    // Two images sharing a layer, a signature of the first, a two-platform index.
+    let shared = Blob::random(3000, 1);
+    let mut a = ImageFixture::new(11, &[1000]);
+    let mut b = ImageFixture::new(12, &[2000]);
+    a.layers.push(shared.clone());
+    b.layers.push(shared.clone());
+    let rebuild = |img: &mut ImageFixture| {
+        let m = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": img.config.descriptor("application/vnd.oci.image.config.v1+json"),
+            "layers": img.layers.iter().map(|l| l.descriptor("application/vnd.oci.image.layer.v1.tar")).collect::<Vec<_>>(),
+        });
+        img.manifest = serde_json::to_vec(&m).unwrap();
+        img.digest = berth_core::Digest::sha256(&img.manifest);
+    };
+    rebuild(&mut a);
+    rebuild(&mut b);
+    push_image(&c, &base, "lib/app", &a, "a").await;
+    push_image(&c, &base, "lib/app", &b, "b").await;
+    let sig = ImageFixture::artifact(13, "application/vnd.example.sig", &a.digest, a.manifest.len());
+    push_image(&c, &base, "lib/app", &sig, &sig.digest.to_string()).await;
+    let amd = ImageFixture::new(14, &[500]);
+    let arm = ImageFixture::new(15, &[600]);
+    push_image(&c, &base, "lib/app", &amd, &amd.digest.to_string()).await;
+    push_image(&c, &base, "lib/app", &arm, &arm.digest.to_string()).await;
+    let multi = index(&[(&amd.digest, amd.manifest.len()), (&arm.digest, arm.manifest.len())]);
+    let r = put_manifest(&c, &base, "lib/app", "multi", OCI_INDEX, multi.clone()).await;
+    assert_eq!(r.status(), 201);
+    // An abandoned layer: pushed, never referenced.
+    let abandoned = Blob::random(700, 16);
+    push_blob(&c, &base, "lib/app", &abandoned).await;
+
+    // A child of a tagged index cannot be deleted on its own.
+    let r = c.delete(format!("{base}/v2/lib/app/manifests/{}", amd.digest)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED");
+    assert_eq!(body["errors"][0]["detail"]["reason"], "MANIFEST_REFERENCED");
+
+    // With the configured grace (1 h) nothing is due yet.
+    let r = c.post(format!("{base}/api/v1/system/gc")).json(&json!({"dry_run": true})).send().await.unwrap();
+    let plan: Value = r.json().await.unwrap();
+    assert_eq!((plan["manifests_deleted"].as_u64(), plan["blobs_deleted"].as_u64()), (Some(0), Some(0)), "{plan}");
+    // Without grace only the abandoned layer would go: everything else is reachable.
+    let plan = dry_run(&c, &base).await;
+    assert_eq!(listed(&plan, "blobs", "digest"), BTreeSet::from([abandoned.digest.to_string()]), "{plan}");
+    assert_eq!(plan["manifests_deleted"], 0);
+    let run = collect(&c, &base).await;
+    assert_eq!(run["blobs_deleted"], 1);
+    assert_eq!(run["bytes_reclaimed"], 700);
+    assert!(!stored(&berth).contains(&hex(&abandoned)));
+
+    // Deleting tag `a` frees its manifest, its signature (the subject is gone), its own
+    // layer and config, and the signature's blobs; the shared layer stays for `b`.
+    let r = c.delete(format!("{base}/v2/lib/app/manifests/a")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let plan = dry_run(&c, &base).await;
+    let expected_manifests = BTreeSet::from([a.digest.to_string(), sig.digest.to_string()]);
+    assert_eq!(listed(&plan, "manifests", "digest"), expected_manifests, "{plan}");
+    let mut expected_blobs: BTreeSet<String> = [&a.config, &a.layers[0]].iter().map(|b| b.digest.to_string()).collect();
+    expected_blobs.extend(sig.blobs().map(|b| b.digest.to_string()));
+    assert_eq!(listed(&plan, "blobs", "digest"), expected_blobs, "{plan}");
+    let run = collect(&c, &base).await;
+    for key in ["manifests_deleted", "links_deleted", "blobs_deleted", "bytes_reclaimed"] {
+        assert_eq!(run[key], plan[key], "{key}: the run did what the dry run said");
+    }
+    let files = stored(&berth);
+    for gone in expected_blobs.iter() {
+        assert!(!files.contains(gone.strip_prefix("sha256:").unwrap()), "{gone} still stored");
+    }
+    assert_eq!(c.get(format!("{base}/v2/lib/app/manifests/{}", a.digest)).send().await.unwrap().status(), 404);
+    // `b` still pulls, every blob verified.
+    for blob in b.blobs() {
+        let r = c.get(format!("{base}/v2/lib/app/blobs/{}", blob.digest)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(sha256_hex(&r.bytes().await.unwrap()), blob.digest.encoded());
+    }
+
+    // Deleting the index tag frees the index and both platform images.
+    let r = c.delete(format!("{base}/v2/lib/app/manifests/multi")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let run = collect(&c, &base).await;
+    assert_eq!(run["manifests_deleted"], 3, "{run}");
+    for image in [&amd, &arm] {
+        let r = c.get(format!("{base}/v2/lib/app/manifests/{}", image.digest)).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        for blob in image.blobs() {
+            assert!(!stored(&berth).contains(&hex(blob)));
+        }
+    }
+    // What is left is exactly `b`.
+    let expected: BTreeSet<String> = b.blobs().map(hex).collect();
+    assert_eq!(stored(&berth), expected);
+
+    // The status shows the runs and an empty queue.
+    let status: Value = c.get(format!("{base}/api/v1/system/gc")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["queue"]["blobs"], 0, "{status}");
+    assert_eq!(status["settings"]["grace_seconds"], 3600);
+    assert!(status["runs"].as_array().unwrap().len() >= 5);
+
+    // Bad bodies are refused.
+    for body in [json!({"dry_run": "yes"}), json!({"grace_seconds": -1}), json!({"other": 1})] {
+        let r = c.post(format!("{base}/api/v1/system/gc")).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+    }
+}
+
+const ADMIN_PASSWORD: &str = "gc-Admin-password-1";
+
+#[tokio::test]
+async fn only_admins_run_or_watch_the_collector() {
+    let berth = BerthProcess::start_with_auth(BIN, ADMIN_PASSWORD, &[("BERTH_GC__INTERVAL", "off")]);
+    let (c, base) = (client(), berth.url());
+    let login = |user: &'static str, password: &'static str| {
+        let c = c.clone();
+        let base = base.clone();
+        async move {
+            let r = c
+                .post(format!("{base}/api/v1/auth/login"))
+                .json(&json!({"username": user, "password": password}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let admin = login("admin", ADMIN_PASSWORD).await;
+    let r = c
+        .post(format!("{base}/api/v1/users"))
+        .bearer_auth(&admin)
+        .json(&json!({"username": "plain", "password": "password-plain-1", "email": "plain@x.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let plain = login("plain", "password-plain-1").await;
+    let url = format!("{base}/api/v1/system/gc");
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(c.post(&url).send().await.unwrap().status(), 401);
+    assert_eq!(c.get(&url).bearer_auth(&plain).send().await.unwrap().status(), 403);
+    assert_eq!(c.post(&url).bearer_auth(&plain).send().await.unwrap().status(), 403);
+    assert_eq!(c.get(&url).bearer_auth(&admin).send().await.unwrap().status(), 200);
+    let r = c.post(&url).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    // The start is audited.
+    let logs: Value = c
+        .get(format!("{base}/api/v1/audit/logs?event_type=gc_started"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(logs.to_string().contains("system.gc"), "{logs}");
+}
+
+#[tokio::test]
+async fn the_cli_collects_and_refuses_a_second_collector() {
+    let mut berth = BerthProcess::start_with_env(BIN, &[], &[("BERTH_GC__INTERVAL", "off")]);
+    let (c, base) = (client(), berth.url());
+    let image = ImageFixture::new(21, &[4096, 8192]);
+    push_image(&c, &base, "cli/app", &image, "v1").await;
+    assert_eq!(c.delete(format!("{base}/v2/cli/app/manifests/v1")).send().await.unwrap().status(), 202);
+    let data_dir = berth.data_dir().to_path_buf();
+    let gc = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("gc").args(args).arg("--data-dir").arg(&data_dir);
+        cmd.output().unwrap()
+    };
+    // The server is running: the CLI works next to it.
+    let dry = gc(&["--dry-run", "--grace", "0"]);
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    let out = String::from_utf8_lossy(&dry.stdout);
+    assert!(out.contains(&format!("manifest cli/app@{}", image.digest)), "{out}");
+    assert!(out.contains("would delete 1 manifests, 3 blob links, 3 blobs"), "{out}");
+    assert_eq!(stored(&berth).len(), 3, "a dry run deletes nothing");
+    // A lease held by another node (here: a live server's run) makes the CLI wait its turn.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data_dir.join("berth.db").display())).await.unwrap();
+    sqlx::query("INSERT INTO leases (name, holder, expires_at) VALUES ('gc', 'other-node', ?)")
+        .bind(berth_meta::now_unix() + 60)
+        .execute(&db)
+        .await
+        .unwrap();
+    let busy = gc(&["--grace", "0"]);
+    assert!(!busy.status.success());
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("already running"));
+    sqlx::query("DELETE FROM leases WHERE name = 'gc'").execute(&db).await.unwrap();
+    db.close().await;
+    let real = gc(&["--grace", "0"]);
+    assert!(real.status.success(), "{}", String::from_utf8_lossy(&real.stderr));
+    let out = String::from_utf8_lossy(&real.stdout);
+    assert!(out.contains("deleted 1 manifests, 3 blob links, 3 blobs"), "{out}");
+    assert!(stored(&berth).is_empty());
+    // The server still serves (and pushes the same content again).
+    berth.restart();
+    let (c, base) = (client(), berth.url());
+    push_image(&c, &base, "cli/app", &image, "v1").await;
+    assert_eq!(stored(&berth).len(), 3);
+}
+
+/// One client of the race: pushes images sharing layers, deletes some, and
+/// remembers which tags it was told exist.
+async fn race_client(
+    c: Client,
+    base: String,
+    id: usize,
+    until: Instant,
+    shared: Arc<Vec<Blob>>,
+) -> BTreeMap<String, Vec<Blob>> {
+    let repo = format!("race/c{}", id % 5);
+    let mut live: BTreeMap<String, (Vec<Blob>, String)> = BTreeMap::new();
+    let mut n = 0u64;
+    while Instant::now() < until {
+        n += 1;
+        let seed = (id as u64) * 1_000_000 + n;
+        let mut layers = vec![shared[(seed % shared.len() as u64) as usize].clone()];
+        layers.push(shared[((seed / 7) % shared.len() as u64) as usize].clone());
+        layers.push(Blob::random(512 + (seed % 1024) as usize, seed));
+        layers.dedup_by(|a, b| a.digest == b.digest);
+        let config = Blob::new(format!(r#"{{"client":{id},"n":{n}}}"#));
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": config.descriptor("application/vnd.oci.image.config.v1+json"),
+            "layers": layers.iter().map(|l| l.descriptor("application/vnd.oci.image.layer.v1.tar")).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        let mut blobs = layers.clone();
+        blobs.push(config);
+        // Upload everything, as a client that does not trust HEAD would, then the manifest.
+        for blob in &blobs {
+            let r = c
+                .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={}", blob.digest))
+                .body(blob.data.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "client {id} blob push");
+        }
+        let tag = format!("c{id}-{n}");
+        let r = put_manifest(&c, &base, &repo, &tag, OCI_MANIFEST, manifest.clone()).await;
+        assert_eq!(r.status(), 201, "client {id}: {:?}", r.text().await);
+        live.insert(tag.clone(), (blobs, berth_core::Digest::sha256(&manifest).to_string()));
+        // Delete about half of what was pushed, by tag or by digest.
+        if n % 2 == 0 {
+            let victim = live.keys().nth((seed % live.len() as u64) as usize).cloned().unwrap();
+            let (_, digest) = live.remove(&victim).unwrap();
+            let reference = if n % 4 == 0 { digest } else { victim };
+            let r = c.delete(format!("{base}/v2/{repo}/manifests/{reference}")).send().await.unwrap();
+            assert_eq!(r.status(), 202, "client {id} delete");
+        }
+        // Pull one surviving image and verify it.
+        if let Some((tag, (blobs, _))) = live.iter().nth((seed % live.len().max(1) as u64) as usize) {
+            verify(&c, &base, &repo, tag, blobs).await;
+        }
+    }
+    live.into_iter().map(|(tag, (blobs, _))| (format!("{repo}:{tag}"), blobs)).collect()
+}
+
+async fn verify(c: &Client, base: &str, repo: &str, tag: &str, blobs: &[Blob]) {
+    let r = c.get(format!("{base}/v2/{repo}/manifests/{tag}")).header("accept", OCI_MANIFEST).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{repo}:{tag} manifest");
+    for blob in blobs {
+        let r = c.get(format!("{base}/v2/{repo}/blobs/{}", blob.digest)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{repo}:{tag} blob {}", blob.digest);
+        assert_eq!(sha256_hex(&r.bytes().await.unwrap()), blob.digest.encoded(), "{repo}:{tag} blob bytes");
+    }
+}
+
+/// 20 clients push and delete images sharing layers while the collector runs
+/// every second with a 2 s grace period. Every acknowledged, still-tagged image
+/// pulls and verifies, during and after. `BERTH_GC_RACE_SECS` sets the length.
+#[tokio::test]
+async fn pushes_and_deletes_race_a_collector_without_losing_data() {
+    let secs: u64 = std::env::var("BERTH_GC_RACE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let berth = BerthProcess::start_with_env(BIN, &[], &[("BERTH_GC__INTERVAL", "1s"), ("BERTH_GC__GRACE", "2s")]);
+    let base = berth.url();
+    let shared = Arc::new((0..8).map(|i| Blob::random(2048 + i * 100, 9_000 + i as u64)).collect::<Vec<_>>());
+    let until = Instant::now() + Duration::from_secs(secs);
+    let clients: Vec<_> =
+        (0..20).map(|id| tokio::spawn(race_client(client(), base.clone(), id, until, shared.clone()))).collect();
+    let mut survivors = BTreeMap::new();
+    for handle in clients {
+        survivors.extend(handle.await.unwrap());
+    }
+    // Every survivor pulls and verifies.
+    let c = client();
+    for (name, blobs) in &survivors {
+        let (repo, tag) = name.split_once(':').unwrap();
+        verify(&c, &base, repo, tag, blobs).await;
+    }
+    // Once the grace periods pass, the store holds exactly the survivors' blobs.
+    let expected: BTreeSet<String> = survivors.values().flatten().map(hex).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored(&berth) != expected {
+        assert!(Instant::now() < deadline, "{} blobs stored, {} referenced", stored(&berth).len(), expected.len());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let status: Value = c.get(format!("{base}/api/v1/system/gc")).send().await.unwrap().json().await.unwrap();
+    assert!(status["runs"].as_array().unwrap().iter().all(|r| r["state"] != "failed"), "{status}");
+    eprintln!("race: {} images survive, {} blobs stored", survivors.len(), expected.len());
+}
