@@ -304,10 +304,10 @@ async fn race_client(
         assert_eq!(r.status(), 201, "client {id}: {:?}", r.text().await);
         live.insert(tag.clone(), (blobs, berth_core::Digest::sha256(&manifest).to_string()));
         // Delete about half of what was pushed, by tag or by digest.
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let victim = live.keys().nth((seed % live.len() as u64) as usize).cloned().unwrap();
             let (_, digest) = live.remove(&victim).unwrap();
-            let reference = if n % 4 == 0 { digest } else { victim };
+            let reference = if n.is_multiple_of(4) { digest } else { victim };
             let r = c.delete(format!("{base}/v2/{repo}/manifests/{reference}")).send().await.unwrap();
             assert_eq!(r.status(), 202, "client {id} delete");
         }
