@@ -92,6 +92,7 @@ impl From<RegistryError> for ApiError {
             E::DeletesDisabled => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported),
             E::TagImmutable(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
             E::ManifestReferenced(_) => (StatusCode::CONFLICT, ErrorCode::Denied),
+            E::QuotaExceeded(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
             E::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unknown),
             E::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "backend unavailable");
@@ -121,6 +122,13 @@ impl From<RegistryError> for ApiError {
                 api = api
                     .message(format!("tag {tag} is immutable: a project rule forbids moving or deleting it"))
                     .detail(json!({"reason": "TAG_IMMUTABLE", "tag": tag}))
+            }
+            E::QuotaExceeded(kind) => {
+                api = api
+                    .message(format!(
+                        "the project's {kind} quota is used up; delete content or ask an admin to raise the limit"
+                    ))
+                    .detail(json!({"reason": "QUOTA_EXCEEDED", "quota": kind}))
             }
             E::ManifestReferenced(index) => {
                 api = api

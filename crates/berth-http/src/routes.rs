@@ -295,6 +295,28 @@ fn retention_report() -> Value {
     ])
 }
 
+fn quota() -> Value {
+    let n = || nullable(integer());
+    record(&[
+        ("project", string()),
+        (
+            "limits",
+            record(&[("storage_bytes", n()), ("storage_soft_bytes", n()), ("repositories", n()), ("tags", n())]),
+        ),
+        (
+            "usage",
+            record(&[
+                ("physical_bytes", integer()),
+                ("logical_bytes", integer()),
+                ("repositories", integer()),
+                ("tags", integer()),
+            ]),
+        ),
+        ("soft_limit_exceeded", boolean()),
+        ("updated_at", nullable(string())),
+    ])
+}
+
 fn gc_run() -> Value {
     let counters = [
         ("examined", integer()),
@@ -746,6 +768,30 @@ pub(crate) fn management_api() -> Api {
                     .body(record(&[("role", json!({"enum": ["owner", "maintainer", "developer", "guest"]}))]))
                     .ok(200, project()),
                 ghost(op("delete", "deleteMember", "Removes a member")).auth(Auth::User).empty(204),
+            ],
+        )
+        .route(
+            "/api/v1/projects/{name}/quota",
+            get(api::quota::get_quota).put(api::quota::put_quota),
+            [
+                ghost(op("get", "getQuota", "A project's limits and exact usage")).auth(Auth::User).ok(200, quota()),
+                ghost(op("put", "putQuota", "Replaces a project's limits (admin); null removes one"))
+                    .auth(Auth::Admin)
+                    .body({
+                        let n = || nullable(integer());
+                        let mut body = obj(
+                            &[
+                                ("storage_bytes", n()),
+                                ("storage_soft_bytes", n()),
+                                ("repositories", n()),
+                                ("tags", n()),
+                            ],
+                            &[],
+                        );
+                        body["additionalProperties"] = json!(false);
+                        body
+                    })
+                    .ok(200, quota()),
             ],
         )
         .route(

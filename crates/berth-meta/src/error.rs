@@ -13,6 +13,9 @@ pub enum MetaError {
     /// digest): delete the index first.
     #[error("manifest is referenced by index {0}")]
     ReferencedByIndex(String),
+    /// A project's hard limit refused the change: `storage`, `repositories` or `tags`.
+    #[error("project quota exceeded: {0}")]
+    QuotaExceeded(String),
     /// A uniqueness rule or invariant refused the change (name taken, last admin).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -28,6 +31,9 @@ pub enum MetaError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// How the quota triggers (migration 0011) mark their refusals.
+const QUOTA_MARK: &str = "berth-quota:";
+
 impl From<sqlx::Error> for MetaError {
     fn from(e: sqlx::Error) -> Self {
         match e {
@@ -37,6 +43,10 @@ impl From<sqlx::Error> for MetaError {
             sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) => {
                 // Postgres: admin shutdown / cannot connect now / connection exceptions.
                 MetaError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Database(ref db) if db.message().contains(QUOTA_MARK) => {
+                let kind = db.message().split(QUOTA_MARK).nth(1).unwrap_or("").split_whitespace().next();
+                MetaError::QuotaExceeded(kind.unwrap_or("storage").to_owned())
             }
             other => MetaError::Database(other),
         }

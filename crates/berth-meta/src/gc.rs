@@ -163,6 +163,11 @@ pub struct GcRun {
 /// The collector's queue, checks and deletions.
 #[async_trait]
 pub trait GcStore: Send + Sync {
+    /// Records bytes put in place for `digest` that nothing links (an upload
+    /// whose link was refused) and queues them, so the collector deletes them
+    /// unless something links the digest by then.
+    async fn gc_adopt_blob(&self, digest: &str, size: u64) -> Result<(), MetaError>;
+
     /// Entries of `kind` queued at or before `cutoff_ms`, oldest first, at most `limit`.
     async fn gc_due(&self, kind: GcKind, cutoff_ms: i64, limit: u32) -> Result<Vec<GcItem>, MetaError>;
 
@@ -482,6 +487,21 @@ macro_rules! gc_impl {
 
         #[async_trait]
         impl GcStore for $ty {
+            async fn gc_adopt_blob(&self, digest: &str, size: u64) -> Result<(), MetaError> {
+                let mut tx = self.$writer.begin().await?;
+                sqlx::query(
+                    "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
+                )
+                .bind(digest)
+                .bind(size as i64)
+                .bind($crate::now_unix())
+                .execute(&mut *tx)
+                .await?;
+                enqueue(&mut tx, &[(GcKind::Blob, 0, digest.to_owned())]).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn gc_due(&self, kind: GcKind, cutoff_ms: i64, limit: u32) -> Result<Vec<GcItem>, MetaError> {
                 let rows = sqlx::query(
                     "SELECT q.repo_id, q.digest, q.queued_at, COALESCE(r.name, '') FROM gc_queue q

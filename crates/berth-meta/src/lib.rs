@@ -21,6 +21,7 @@ mod model;
 pub mod postgres;
 mod proxy;
 mod proxy_sql;
+mod quota;
 pub mod retention;
 pub mod sqlite;
 mod stats;
@@ -40,6 +41,7 @@ pub use immutability::{ImmutabilityRule, ImmutabilityStore};
 pub use model::*;
 pub use postgres::PostgresMeta;
 pub use proxy::*;
+pub use quota::{ProjectUsage, QuotaLimits, QuotaStore, QuotaView};
 pub use retention::{RetentionPolicy, RetentionRule, RetentionStore, RetentionTag};
 pub use sqlite::SqliteMeta;
 pub use stats::*;
@@ -199,6 +201,7 @@ pub trait Metadata:
     + RetentionStore
     + StatsStore
     + GcStore
+    + QuotaStore
     + std::fmt::Debug
 {
 }
@@ -218,6 +221,7 @@ impl<T> Metadata for T where
         + RetentionStore
         + StatsStore
         + GcStore
+        + QuotaStore
         + std::fmt::Debug
 {
 }

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "immutability", include_str!("../migrations/postgres/0008_immutability.sql")),
     (9, "gc", include_str!("../migrations/postgres/0009_gc.sql")),
     (10, "retention", include_str!("../migrations/postgres/0010_retention.sql")),
+    (11, "quotas", include_str!("../migrations/postgres/0011_quotas.sql")),
 ];
 
 /// Metadata in a PostgreSQL database.
@@ -784,4 +785,9 @@ pub(crate) mod collector {
 /// Retention policies and the reads that evaluate them (shared SQL).
 mod retention {
     crate::retention::retention_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+}
+
+/// Project quotas: limits and the usage triggers keep (shared SQL).
+mod quotas {
+    crate::quota::quota_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
 }

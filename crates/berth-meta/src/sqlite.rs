@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "immutability", include_str!("../migrations/sqlite/0008_immutability.sql")),
     (9, "gc", include_str!("../migrations/sqlite/0009_gc.sql")),
     (10, "retention", include_str!("../migrations/sqlite/0010_retention.sql")),
+    (11, "quotas", include_str!("../migrations/sqlite/0011_quotas.sql")),
 ];
 
 /// Metadata in a SQLite database file.
@@ -716,7 +717,7 @@ mod tests {
         for (sql, index) in [
             (crate::retention::REPOSITORIES_SQL, "repositories_project"),
             (crate::retention::TAGS_SQL, "tags_pushed"),
-            (crate::retention::MANIFESTS_SQL, "manifest_refs_child"),
+            (crate::retention::MANIFESTS_SQL, "manifest_refs_repo_child"),
         ] {
             let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
                 .bind("p/r")
@@ -830,4 +831,9 @@ pub(crate) mod collector {
 /// Retention policies and the reads that evaluate them (shared SQL).
 mod retention {
     crate::retention::retention_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+}
+
+/// Project quotas: limits and the usage triggers keep (shared SQL).
+mod quotas {
+    crate::quota::quota_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
 }

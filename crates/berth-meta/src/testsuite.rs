@@ -48,6 +48,90 @@ pub async fn run_all(meta: &dyn Metadata) {
     retention_reads_follow_push_time_and_references(meta).await;
     blob_rows_page_in_digest_order(meta).await;
     pushes_and_pull_flushes_never_deadlock(meta).await;
+    quotas_count_exactly_and_refuse(meta).await;
+}
+
+/// Usage follows every change exactly (links, mounts, tags, deletes, cascades,
+/// collection) and hard limits refuse inside the transaction.
+async fn quotas_count_exactly_and_refuse(meta: &dyn Metadata) {
+    use crate::{ProjectUsage, QuotaLimits};
+    let usage = |l, p, r, t| ProjectUsage { logical_bytes: l, physical_bytes: p, repositories: r, tags: t };
+    let one: RepoName = "quota/one".parse().unwrap();
+    let two: RepoName = "quota/two".parse().unwrap();
+    let (a, b, c) = (Digest::sha256(b"quota a"), Digest::sha256(b"quota b"), Digest::sha256(b"quota c"));
+    assert_eq!(meta.project_quota("quota").await.unwrap().usage, usage(0, 0, 0, 0));
+    meta.link_blob(&one, &a, 10, &[]).await.unwrap();
+    meta.link_blob(&one, &b, 20, &[]).await.unwrap();
+    meta.link_blob(&one, &b, 20, &[]).await.unwrap();
+    assert_eq!(meta.mount_blob(&two, &a, &[]).await.unwrap(), Some(10));
+    assert_eq!(meta.project_quota("quota").await.unwrap().usage, usage(40, 30, 2, 0));
+    let m = manifest_with(&[&a, &b], b"quota manifest");
+    meta.put_manifest(&one, m.clone(), &["v1".parse().unwrap(), "v2".parse().unwrap()]).await.unwrap();
+    meta.put_manifest(&one, m.clone(), &["v1".parse().unwrap()]).await.unwrap();
+    assert_eq!(meta.project_quota("quota").await.unwrap().usage.tags, 2);
+
+    // Hard limits: storage counts physical bytes, so a blob the project has is free.
+    let limits = QuotaLimits { storage_bytes: Some(35), storage_soft: Some(25), repositories: Some(3), tags: Some(3) };
+    let view = meta.set_project_quota("quota", &limits, None).await.unwrap();
+    assert_eq!(view.limits, limits);
+    assert!(matches!(meta.link_blob(&one, &c, 10, &[]).await, Err(MetaError::QuotaExceeded(k)) if k == "storage"));
+    let three: RepoName = "quota/three".parse().unwrap();
+    meta.link_blob(&three, &b, 20, &[]).await.unwrap();
+    let four: RepoName = "quota/four".parse().unwrap();
+    assert!(
+        matches!(meta.link_blob(&four, &a, 10, &[]).await, Err(MetaError::QuotaExceeded(k)) if k == "repositories")
+    );
+    meta.put_manifest(&one, m.clone(), &["v3".parse().unwrap()]).await.unwrap();
+    let refused = meta.put_manifest(&one, m.clone(), &["v4".parse().unwrap()]).await;
+    assert!(matches!(refused, Err(MetaError::QuotaExceeded(k)) if k == "tags"));
+    meta.put_manifest(&one, m.clone(), &["v1".parse().unwrap()]).await.unwrap();
+    assert_eq!(meta.project_quota("quota").await.unwrap().usage, usage(60, 30, 3, 3));
+
+    // Soft limit: one warning per crossing.
+    assert!(meta.mark_soft_limit("quota", Some(5), &[]).await.unwrap());
+    assert!(!meta.mark_soft_limit("quota", Some(6), &[]).await.unwrap());
+    assert_eq!(meta.project_quota("quota").await.unwrap().soft_warned_at, Some(5));
+    assert!(meta.mark_soft_limit("quota", None, &[]).await.unwrap());
+
+    // Removals: unlink, delete tag, delete repository (cascade), collection of a link.
+    assert!(meta.unlink_blob(&two, &a, &[]).await.unwrap());
+    assert_eq!(meta.project_quota("quota").await.unwrap().usage, usage(50, 30, 3, 3));
+    assert!(meta.delete_tag(&one, &"v3".parse().unwrap(), &[]).await.unwrap());
+    assert!(meta.delete_repository("quota/one", &[]).await.unwrap());
+    assert_eq!(meta.project_quota("quota").await.unwrap().usage, usage(20, 20, 2, 0));
+    let item = crate::GcItem {
+        kind: crate::GcKind::Link,
+        repo_id: repo_id_of(meta, "quota/three").await,
+        repository: "quota/three".into(),
+        digest: b.to_string(),
+        queued_at: crate::now_ms(),
+    };
+    assert!(meta.gc_collect_link(&item).await.unwrap());
+    assert_eq!(meta.project_quota("quota").await.unwrap().usage, usage(0, 0, 2, 0));
+    meta.set_project_quota("quota", &QuotaLimits::default(), None).await.unwrap();
+    meta.link_blob(&four, &c, 10, &[]).await.unwrap();
+    assert_eq!(meta.project_quota("quota").await.unwrap().usage, usage(10, 10, 3, 0));
+}
+
+/// A repository's id, through the collector's queue (the blob link it queued).
+async fn repo_id_of(meta: &dyn Metadata, repo: &str) -> i64 {
+    let due = meta.gc_due(crate::GcKind::Link, i64::MAX, 100_000).await.unwrap();
+    due.iter().find(|i| i.repository == repo).map(|i| i.repo_id).expect("a queued link of the repository")
+}
+
+fn manifest_with(blobs: &[&Digest], payload: &[u8]) -> NewManifest {
+    NewManifest {
+        digest: Digest::sha256(payload),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        artifact_type: None,
+        subject: None,
+        annotations_json: None,
+        payload: payload.to_vec(),
+        blob_refs: blobs.iter().map(|d| (*d).clone()).collect(),
+        manifest_refs: Vec::new(),
+        require_references: true,
+        events: Vec::new(),
+    }
 }
 
 /// Claims one blob for deletion right away, as cache eviction does; true when claimed

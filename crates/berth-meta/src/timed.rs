@@ -632,6 +632,10 @@ impl ImmutabilityStore for Timed {
 
 #[async_trait]
 impl GcStore for Timed {
+    async fn gc_adopt_blob(&self, digest: &str, size: u64) -> Result<(), MetaError> {
+        timed!("gc_adopt_blob", self.inner.gc_adopt_blob(digest, size))
+    }
+
     async fn gc_due(&self, kind: GcKind, cutoff_ms: i64, limit: u32) -> Result<Vec<GcItem>, MetaError> {
         timed!("gc_due", self.inner.gc_due(kind, cutoff_ms, limit))
     }
@@ -731,5 +735,25 @@ impl RetentionStore for Timed {
 
     async fn retention_manifests(&self, repo: &RepoName, created_before: i64) -> Result<Vec<String>, MetaError> {
         timed!("retention_manifests", self.inner.retention_manifests(repo, created_before))
+    }
+}
+
+#[async_trait]
+impl QuotaStore for Timed {
+    async fn project_quota(&self, project: &str) -> Result<QuotaView, MetaError> {
+        timed!("project_quota", self.inner.project_quota(project))
+    }
+
+    async fn set_project_quota(
+        &self,
+        project: &str,
+        limits: &QuotaLimits,
+        audit: Option<&AuditDraft>,
+    ) -> Result<QuotaView, MetaError> {
+        timed!("set_project_quota", self.inner.set_project_quota(project, limits, audit))
+    }
+
+    async fn mark_soft_limit(&self, project: &str, at: Option<i64>, events: &[EventDraft]) -> Result<bool, MetaError> {
+        timed!("mark_soft_limit", self.inner.mark_soft_limit(project, at, events))
     }
 }

@@ -319,6 +319,21 @@ const ACCESS_TABLES: &[Table] = {
                 ("created_at", Int),
             ],
         },
+        // Usage is not copied: the destination's triggers count every row as it arrives,
+        // and the limits come after the data (ACCESS_TABLES run after the registry rows).
+        Table {
+            name: "project_quotas",
+            key: "project",
+            columns: &[
+                ("project", Text),
+                ("storage_bytes", Int),
+                ("storage_soft", Int),
+                ("repositories", Int),
+                ("tags", Int),
+                ("soft_warned_at", Int),
+                ("updated_at", Int),
+            ],
+        },
         Table {
             name: "events",
             key: "id",

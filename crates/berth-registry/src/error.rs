@@ -41,6 +41,9 @@ pub enum RegistryError {
     /// The manifest is a child of an index in the repository (the index's digest).
     #[error("manifest is referenced by index {0}")]
     ManifestReferenced(String),
+    /// A hard limit of the project refused the change: `storage`, `repositories` or `tags`.
+    #[error("project quota exceeded: {0}")]
+    QuotaExceeded(String),
     #[error("storage is full")]
     StorageFull,
     /// A backend (database or blob store) is unreachable; the client may retry.
@@ -57,6 +60,7 @@ impl From<MetaError> for RegistryError {
             MetaError::MissingReferences(missing) => RegistryError::ManifestBlobUnknown(missing),
             MetaError::ImmutableTag(tag) => RegistryError::TagImmutable(tag),
             MetaError::ReferencedByIndex(index) => RegistryError::ManifestReferenced(index),
+            MetaError::QuotaExceeded(kind) => RegistryError::QuotaExceeded(kind),
             MetaError::Unavailable(detail) => RegistryError::Unavailable(detail),
             other => RegistryError::Internal(other.to_string()),
         }

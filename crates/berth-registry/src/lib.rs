@@ -12,6 +12,7 @@ mod cache;
 mod error;
 mod manifests;
 mod pulls;
+pub mod quota;
 pub mod retention;
 mod uploads;
 mod usage;

@@ -159,12 +159,13 @@ impl Registry {
         let session = self.session_handle(id);
         let mut state = session.lock().await;
         self.load_current(repo, id, &mut state).await?;
-        self.append_locked(id, &mut state, range, declared_len, body).await?;
+        self.append_locked(repo, id, &mut state, range, declared_len, body).await?;
         Ok(UploadState { id: id.to_owned(), received: state.received })
     }
 
     async fn append_locked(
         &self,
+        repo: &RepoName,
         id: &str,
         state: &mut Session,
         range: Option<ContentRange>,
@@ -172,6 +173,10 @@ impl Registry {
         body: ByteStream,
     ) -> Result<(), RegistryError> {
         let offset = state.received;
+        // Refused before a byte is read when the chunk's size is known.
+        if let Some(len) = declared_len.or(range.map(|r| r.len())) {
+            self.check_storage_quota(repo, offset + len).await?;
+        }
         if let Some(range) = range {
             if range.start != offset {
                 return Err(RegistryError::UploadRangeInvalid { received: offset });
@@ -225,7 +230,7 @@ impl Registry {
         let mut state = session.lock().await;
         self.load_current(repo, id, &mut state).await?;
         if let Some((range, declared_len, body)) = last_chunk {
-            self.append_locked(id, &mut state, range, declared_len, body).await?;
+            self.append_locked(repo, id, &mut state, range, declared_len, body).await?;
         }
         let sealed = self.blobs.upload_seal(id, &state.cursor).await?;
         let computed = if state.hasher.algorithm() == digest.algorithm() {
@@ -251,7 +256,16 @@ impl Registry {
             return Err(e.into());
         }
         let pushed = blob_event(EventKind::BlobPush, actor, repo, digest, state.received);
-        self.meta.link_blob(repo, digest, state.received, &[pushed]).await?;
+        if let Err(e) = self.meta.link_blob(repo, digest, state.received, &[pushed]).await {
+            // The bytes are in place but nothing links them (a quota refused the
+            // link, say): the collector decides whether anything else needs them.
+            state.closed = true;
+            self.discard(id, &sealed).await;
+            if let Err(adopt) = self.meta.gc_adopt_blob(digest.as_str(), state.received).await {
+                tracing::warn!(%digest, error = %adopt, "unlinked blob bytes left for berth fsck to report");
+            }
+            return Err(e.into());
+        }
         state.closed = true;
         self.meta.delete_upload(id).await?;
         self.sessions.lock().unwrap().remove(id);

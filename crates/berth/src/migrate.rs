@@ -111,6 +111,10 @@ async fn meta(args: &MigrateArgs, config: &Config) -> anyhow::Result<()> {
     for (table, n) in &report.tables {
         eprintln!("meta-migrate: {table}: {n} rows");
     }
+    // The collector's queue is not copied (its rows name source ids): queue afresh
+    // whatever is unreferenced, as `berth gc --full` would.
+    let queued = berth_meta::GcStore::gc_seed(dst).await?;
+    eprintln!("meta-migrate: queued {queued} unreferenced entries for garbage collection");
     from.close().await;
     to.close().await;
     eprintln!("meta-migrate: done; start berth with --database-url {}", redact(&args.to));

@@ -15,6 +15,7 @@ pub mod images;
 pub mod immutability;
 pub mod monitoring;
 pub mod projects;
+pub mod quota;
 pub mod repositories;
 pub mod retention;
 pub mod security;

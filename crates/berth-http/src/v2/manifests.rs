@@ -67,7 +67,8 @@ pub(super) async fn put(state: &AppState, repo: &RepoName, reference: &str, req:
         let tags: Vec<&str> = put.tags.iter().map(Tag::as_str).collect();
         response = response.header("oci-tag", tags.join(", "));
     }
-    Ok(response.body(Body::empty()).expect("valid response"))
+    let response = response.body(Body::empty()).expect("valid response");
+    Ok(super::with_quota_warning(state, repo, response).await)
 }
 
 /// Collects a manifest body, refusing more than the limit without buffering it.

@@ -437,3 +437,18 @@ fn digest_param(digest: &str, info: &mut RequestInfo) -> Result<Digest, ApiError
 pub(crate) fn upload_range(received: u64) -> String {
     format!("0-{}", received.saturating_sub(1))
 }
+
+/// Adds `X-Berth-Quota-Warning` to a push's answer while the project is over its
+/// soft storage limit. A failure to tell only loses the warning, never the push.
+async fn with_quota_warning(state: &AppState, repo: &RepoName, mut response: Response) -> Response {
+    match state.registry.quota_warning(repo).await {
+        Ok(Some(warning)) => {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&warning) {
+                response.headers_mut().insert("x-berth-quota-warning", value);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot check the project's soft quota"),
+    }
+    response
+}

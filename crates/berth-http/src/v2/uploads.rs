@@ -107,7 +107,9 @@ pub(super) async fn start(
             return Ok(session_response(StatusCode::ACCEPTED, repo, &state));
         }
         return match registry.mount_or_start(repo, &digest, from.as_ref(), &req.actor).await? {
-            MountOutcome::Mounted { .. } => Ok(blob_created(repo, &digest)),
+            MountOutcome::Mounted { .. } => {
+                Ok(super::with_quota_warning(state, repo, blob_created(repo, &digest)).await)
+            }
             MountOutcome::Started(state) => Ok(session_response(StatusCode::ACCEPTED, repo, &state)),
         };
     }
@@ -115,7 +117,7 @@ pub(super) async fn start(
         info.digest = Some(digest.to_string());
         let declared = req.content_length();
         registry.put_blob(repo, &digest, declared, body_stream(body), &req.actor).await?;
-        return Ok(blob_created(repo, &digest));
+        return Ok(super::with_quota_warning(state, repo, blob_created(repo, &digest)).await);
     }
     let algorithm = match req.param("digest-algorithm") {
         Some(a) => a.parse::<Algorithm>().map_err(ApiError::digest_invalid)?,
@@ -169,7 +171,7 @@ pub(super) async fn finish(
         .complete_upload(repo, id, &digest, last_chunk, &req.actor)
         .await
         .map_err(|e| session_error(repo, id, e))?;
-    Ok(blob_created(repo, &digest))
+    Ok(super::with_quota_warning(state, repo, blob_created(repo, &digest)).await)
 }
 
 pub(super) async fn cancel(state: &AppState, repo: &RepoName, id: &str) -> ApiResult {

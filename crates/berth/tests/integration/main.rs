@@ -16,6 +16,7 @@ mod oci_client;
 mod openapi;
 mod protocol;
 mod proxy;
+mod quota;
 mod retention;
 mod v1_1_1;
 mod webhooks;
