@@ -15,6 +15,7 @@
 
 mod plan;
 mod run;
+pub mod scrub;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -162,8 +162,11 @@ impl Collector {
             futures_util::future::try_join_all(deletes).await?;
             let digests: Vec<String> = group.iter().map(|c| c.digest.clone()).collect();
             self.meta.gc_finish_blobs(&digests).await?;
+            let bytes = group.iter().map(|c| c.size).sum::<u64>();
             pass.counters.blobs_deleted += group.len() as u64;
-            pass.counters.bytes_reclaimed += group.iter().map(|c| c.size).sum::<u64>();
+            pass.counters.bytes_reclaimed += bytes;
+            metrics::counter!("berth_gc_blobs_deleted_total").increment(group.len() as u64);
+            metrics::counter!("berth_gc_bytes_reclaimed_total").increment(bytes);
             pass.checkpoint(self).await?;
         }
         Ok(())

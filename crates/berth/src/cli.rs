@@ -187,6 +187,10 @@ pub struct FsckArgs {
     /// Re-hash every blob (reads all the bytes) instead of comparing sizes only.
     #[arg(long)]
     pub verify_digests: bool,
+    /// Hand orphaned bytes to the garbage collector, which deletes them on its
+    /// next run unless something links them by then.
+    #[arg(long)]
+    pub reclaim_orphans: bool,
     /// The berth to check (the same settings as `serve`).
     #[command(flatten)]
     pub serve: ServeArgs,

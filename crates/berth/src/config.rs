@@ -104,6 +104,12 @@ pub struct GcSection {
     pub batch: u32,
     /// Batches in flight at once.
     pub concurrency: usize,
+    /// How often a background scrub checks the blob store against the metadata
+    /// (`0` or `off`: only `berth fsck`).
+    #[serde(deserialize_with = "duration_or_off", serialize_with = "duration_out")]
+    pub scrub_interval: Duration,
+    /// Whether the background scrub re-hashes every blob (reads all bytes).
+    pub scrub_verify_digests: bool,
 }
 
 impl Default for GcSection {
@@ -115,6 +121,8 @@ impl Default for GcSection {
             keep_referrers: true,
             batch: 1000,
             concurrency: 4,
+            scrub_interval: Duration::from_secs(7 * 86_400),
+            scrub_verify_digests: false,
         }
     }
 }

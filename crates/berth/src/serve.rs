@@ -114,6 +114,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let dispatcher = webhooks.spawn(node.clone());
     let usage = registry.spawn_usage_flusher();
     let sweeper = tokio::spawn(sweep_uploads(registry.clone(), timed_meta, node.clone()));
+    let scrubbing = (!config.gc.scrub_interval.is_zero()).then(|| {
+        let task =
+            scrub_storage(registry.clone(), node.clone(), config.gc.scrub_interval, config.gc.scrub_verify_digests);
+        tokio::spawn(task)
+    });
     let collection = (!config.gc.interval.is_zero())
         .then(|| tokio::spawn(collect_garbage(collector.clone(), node.clone(), config.gc.interval)));
     let retention = (!config.retention.interval.is_zero()).then(|| {
@@ -148,6 +153,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     if let Some(collection) = collection {
         collection.abort();
+    }
+    if let Some(scrubbing) = scrubbing {
+        scrubbing.abort();
     }
     maintenance.abort();
     dispatcher.abort();
@@ -243,6 +251,82 @@ async fn collect_garbage(collector: Arc<berth_gc::Collector>, node: String, inte
             Ok(_) | Err(berth_gc::GcError::Busy) => {}
             Err(e) => tracing::warn!(error = %e, "scheduled garbage collection failed; the next run resumes"),
         }
+    }
+}
+
+/// Scrubs the blob store against the metadata every `interval`, on one node at
+/// a time (the lease outlives a scrub), and reports what it finds: metrics,
+/// warnings in the log and, when anything is wrong, a `system.scrub` event.
+async fn scrub_storage(registry: Arc<Registry>, node: String, interval: Duration, verify_digests: bool) {
+    let ttl = interval.as_secs().max(3600) as i64;
+    loop {
+        tokio::time::sleep(interval).await;
+        match registry.meta().try_lease("scrub", &node, ttl).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take the scrub lease");
+                continue;
+            }
+        }
+        let (meta, store) = (registry.meta().as_ref(), registry.blob_store().as_ref());
+        let findings = match berth_gc::scrub::scrub(meta, store, verify_digests, &|_, _| {}).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "background scrub failed");
+                continue;
+            }
+        };
+        report_scrub(&registry, &findings).await;
+    }
+}
+
+async fn report_scrub(registry: &Registry, f: &berth_gc::scrub::Findings) {
+    let orphaned_bytes: u64 = f.orphans.iter().map(|(_, size)| size).sum();
+    for (kind, n) in [
+        ("missing", f.missing.len()),
+        ("corrupt", f.corrupt.len()),
+        ("orphaned", f.orphans.len()),
+        ("stale", f.stale_rows.len()),
+    ] {
+        metrics::gauge!("berth_scrub_findings", "kind" => kind).set(n as f64);
+    }
+    metrics::gauge!("berth_scrub_orphaned_bytes").set(orphaned_bytes as f64);
+    metrics::gauge!("berth_scrub_last_run_timestamp_seconds").set(berth_meta::now_unix() as f64);
+    for digest in f.missing.iter().take(20) {
+        tracing::error!(%digest, "scrub: a linked blob has no bytes in the store");
+    }
+    for (digest, why) in f.corrupt.iter().take(20) {
+        tracing::error!(%digest, why, "scrub: corrupt blob");
+    }
+    let clean = !f.damaged() && f.orphans.is_empty();
+    tracing::info!(
+        checked = f.checked,
+        missing = f.missing.len(),
+        corrupt = f.corrupt.len(),
+        orphans = f.orphans.len(),
+        orphaned_bytes,
+        stale_rows = f.stale_rows.len(),
+        "background scrub finished"
+    );
+    if clean {
+        return;
+    }
+    let mut event = berth_meta::EventDraft::new(
+        berth_meta::EventKind::Management("system.scrub".into()),
+        &berth_meta::EventActor::system("scrub"),
+    );
+    let first = |list: Vec<String>| list.into_iter().take(100).collect::<Vec<_>>();
+    event.detail = serde_json::json!({
+        "checked": f.checked,
+        "missing": first(f.missing.iter().map(ToString::to_string).collect()),
+        "corrupt": first(f.corrupt.iter().map(|(d, why)| format!("{d}: {why}")).collect()),
+        "orphans": f.orphans.len(),
+        "orphaned_bytes": orphaned_bytes,
+        "stale_rows": f.stale_rows.len(),
+    });
+    if let Err(e) = registry.meta().append_events(&[event]).await {
+        tracing::warn!(error = %e, "could not record the scrub's findings");
     }
 }
 

@@ -80,6 +80,22 @@ fn describe_metrics() {
         Unit::Seconds,
         "Metadata database call latency by operation"
     );
+    describe_gauge!(
+        "berth_scrub_findings",
+        "Blobs the last background scrub found, by kind (missing, corrupt, orphaned, stale)"
+    );
+    describe_gauge!(
+        "berth_scrub_orphaned_bytes",
+        Unit::Bytes,
+        "Bytes in the blob store no blob row names (last scrub)"
+    );
+    describe_gauge!("berth_scrub_last_run_timestamp_seconds", Unit::Seconds, "When the last background scrub finished");
+    describe_counter!("berth_gc_blobs_deleted_total", "Blobs whose bytes the collector deleted (this node's runs)");
+    describe_counter!(
+        "berth_gc_bytes_reclaimed_total",
+        Unit::Bytes,
+        "Bytes the collector reclaimed (this node's runs)"
+    );
     describe_gauge!("berth_build_info", "Always 1; the labels carry berth's version and commit");
     describe_gauge!("process_resident_memory_bytes", Unit::Bytes, "Resident set size");
     describe_gauge!("process_cpu_seconds_total", Unit::Seconds, "User and system CPU time used");
