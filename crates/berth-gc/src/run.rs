@@ -90,18 +90,15 @@ impl Collector {
             if due.is_empty() {
                 return Ok(());
             }
-            for chunk in due.chunks(self.settings.concurrency.max(1)) {
-                let mut checks = Vec::with_capacity(chunk.len());
-                for item in chunk {
-                    checks.push(self.meta.gc_collect_manifest(item, self.settings.policy));
-                }
-                for collected in futures_util::future::try_join_all(checks).await? {
-                    pass.counters.examined += 1;
-                    if let Some(m) = collected {
-                        tracing::debug!(repository = m.repository, digest = m.digest, "collected manifest");
-                        pass.counters.manifests_deleted += 1;
-                    }
-                }
+            let mut batches = Vec::new();
+            for chunk in due.chunks(self.chunk_len(due.len())) {
+                batches.push(self.meta.gc_collect_manifests(chunk, self.settings.policy));
+            }
+            let collected: Vec<_> = futures_util::future::try_join_all(batches).await?.into_iter().flatten().collect();
+            pass.counters.examined += due.len() as u64;
+            pass.counters.manifests_deleted += collected.len() as u64;
+            for m in &collected {
+                tracing::debug!(repository = m.repository, digest = m.digest, "collected manifest");
             }
             pass.checkpoint(self).await?;
         }
@@ -113,16 +110,13 @@ impl Collector {
             if due.is_empty() {
                 return Ok(());
             }
-            for chunk in due.chunks(self.settings.concurrency.max(1)) {
-                let mut checks = Vec::with_capacity(chunk.len());
-                for item in chunk {
-                    checks.push(self.meta.gc_collect_link(item));
-                }
-                for removed in futures_util::future::try_join_all(checks).await? {
-                    pass.counters.examined += 1;
-                    pass.counters.links_deleted += u64::from(removed);
-                }
+            let mut batches = Vec::new();
+            for chunk in due.chunks(self.chunk_len(due.len())) {
+                batches.push(self.meta.gc_collect_links(chunk));
             }
+            let removed: u64 = futures_util::future::try_join_all(batches).await?.into_iter().sum();
+            pass.counters.examined += due.len() as u64;
+            pass.counters.links_deleted += removed;
             pass.checkpoint(self).await?;
         }
     }
@@ -146,6 +140,11 @@ impl Collector {
                 futures_util::future::try_join_all(claims).await?.into_iter().flatten().collect();
             self.delete_bytes(&claimed, pass).await?;
         }
+    }
+
+    /// Entries per call so that `concurrency` calls share a batch of `len`.
+    fn chunk_len(&self, len: usize) -> usize {
+        len.div_ceil(self.settings.concurrency.max(1)).max(1)
     }
 
     /// Deletes tombstoned blobs' bytes in parallel batches, then their rows.

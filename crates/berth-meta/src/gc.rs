@@ -190,17 +190,21 @@ pub trait GcStore: Send + Sync {
     /// What holds a blob's bytes (`None` when no blob row exists). Read-only.
     async fn gc_blob_holds(&self, digest: &str) -> Result<Option<BlobHolds>, MetaError>;
 
-    /// Deletes the manifest if, under lock, nothing holds it, writes its
-    /// `manifest.delete` event and queues what it referenced; drops the entry.
-    async fn gc_collect_manifest(
+    /// For each entry, in order: deletes the manifest if, under lock, nothing
+    /// holds it, writes its `delete` event and queues what it referenced; drops
+    /// the entry. Returns the manifests deleted. SQLite does a batch in one
+    /// transaction (one fsync); PostgreSQL one transaction per entry, so row
+    /// locks are never held across entries.
+    async fn gc_collect_manifests(
         &self,
-        item: &GcItem,
+        items: &[GcItem],
         policy: GcPolicy,
-    ) -> Result<Option<CollectedManifest>, MetaError>;
+    ) -> Result<Vec<CollectedManifest>, MetaError>;
 
-    /// Removes the blob link if, under lock, no manifest of its repository
-    /// references it, and queues the blob; drops the entry. True when removed.
-    async fn gc_collect_link(&self, item: &GcItem) -> Result<bool, MetaError>;
+    /// For each entry: removes the blob link if, under lock, no manifest of its
+    /// repository references it, and queues the blob; drops the entry. Returns
+    /// how many links went. Transactions as for [`GcStore::gc_collect_manifests`].
+    async fn gc_collect_links(&self, items: &[GcItem]) -> Result<u64, MetaError>;
 
     /// Tombstones those of `items`' blobs that no repository links, no upload
     /// commits and the cache does not hold; drops the entries. The caller then
@@ -236,13 +240,16 @@ pub trait GcStore: Send + Sync {
 
 /// Expands the collector's SQL for one backend.
 ///
-/// `$begin` starts its write transactions (`BEGIN IMMEDIATE` on SQLite, so a
+/// `$one_tx` says whether a batch of entries shares one transaction (SQLite,
+/// where each commit is an fsync and a single writer excludes deadlocks) or
+/// each entry gets its own (PostgreSQL, where holding row locks across entries
+/// could deadlock with pushes). `$begin` starts its write transactions (`BEGIN IMMEDIATE` on SQLite, so a
 /// `berth gc` process and a server never upgrade a read lock into a conflict),
 /// `$for_update` / `$for_share` are the row-lock clauses (empty on SQLite, whose
 /// single writer serialises transactions anyway), and `$json_list` turns the
 /// JSON array bound as `$1` into a column of text values.
 macro_rules! gc_impl {
-    ($ty:ty, $db:ty, $writer:ident, $reader:ident, $begin:literal, $for_update:literal, $for_share:literal, $json_list:literal) => {
+    ($ty:ty, $db:ty, $writer:ident, $reader:ident, $one_tx:literal, $begin:literal, $for_update:literal, $for_share:literal, $json_list:literal) => {
         use async_trait::async_trait;
         use sqlx::Row;
 
@@ -457,6 +464,62 @@ macro_rules! gc_impl {
             Ok(Some((users, cached.is_some())))
         }
 
+        /// Deletes the manifest if, under lock, nothing holds it; queues what it referenced.
+        async fn collect_manifest_in(
+            tx: &mut Tx<'_>,
+            item: &GcItem,
+            policy: GcPolicy,
+        ) -> Result<Option<CollectedManifest>, MetaError> {
+            let held = manifest_holds(tx, item, policy, true).await?;
+            let Some((_, subject, size)) = held.filter(|(holds, _, _)| holds.free_after(|_| false)) else {
+                queue_ops(tx, &[], Some(item)).await?;
+                return Ok(None);
+            };
+            let repository: String = sqlx::query_scalar("SELECT name FROM repositories WHERE id = $1")
+                .bind(item.repo_id)
+                .fetch_one(&mut **tx)
+                .await?;
+            let mut queued = manifest_refs_to_queue(tx, item.repo_id, &item.digest).await?;
+            // A subject that a tagged referrer held: it may be free now.
+            queued.extend(subject.map(|s| (GcKind::Manifest, s)));
+            sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
+                .bind(item.repo_id)
+                .bind(&item.digest)
+                .execute(&mut **tx)
+                .await?;
+            let event = EventDraft::new(EventKind::Delete, &EventActor::system("gc"))
+                .repository(&repository)
+                .digest(&item.digest)
+                .size(size as u64);
+            super::events::insert_events(tx, &[event]).await?;
+            let entries: Vec<_> = queued.iter().map(|(k, d)| (*k, item.repo_id, d.clone())).collect();
+            queue_ops(tx, &entries, Some(item)).await?;
+            Ok(Some(CollectedManifest {
+                repo_id: item.repo_id,
+                repository,
+                digest: item.digest.clone(),
+                size: size as u64,
+                queued,
+            }))
+        }
+
+        /// Removes the blob link if, under lock, no manifest of its repository uses
+        /// it (and the cache does not hold the blob); queues the blob.
+        async fn collect_link_in(tx: &mut Tx<'_>, item: &GcItem) -> Result<bool, MetaError> {
+            let held = link_holds(tx, item, true).await?;
+            let free = matches!(&held, Some((users, cached)) if users.is_empty() && !cached);
+            if free {
+                sqlx::query("DELETE FROM repository_blobs WHERE repo_id = $1 AND digest = $2")
+                    .bind(item.repo_id)
+                    .bind(&item.digest)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            let blob = [(GcKind::Blob, 0, item.digest.clone())];
+            queue_ops(tx, if free { &blob } else { &[] }, Some(item)).await?;
+            Ok(free)
+        }
+
         fn digests_json(digests: impl IntoIterator<Item = impl AsRef<str>>) -> String {
             let list: Vec<serde_json::Value> =
                 digests.into_iter().map(|d| serde_json::Value::String(d.as_ref().to_owned())).collect();
@@ -608,64 +671,32 @@ macro_rules! gc_impl {
                 Ok(Some(BlobHolds { size: size as u64, linked_in, pinned: pinned != 0 }))
             }
 
-            async fn gc_collect_manifest(
+            async fn gc_collect_manifests(
                 &self,
-                item: &GcItem,
+                items: &[GcItem],
                 policy: GcPolicy,
-            ) -> Result<Option<CollectedManifest>, MetaError> {
-                let mut tx = self.$writer.begin_with($begin).await?;
-                let held = manifest_holds(&mut tx, item, policy, true).await?;
-                let mut collected = None;
-                if let Some((holds, subject, size)) = held.filter(|(holds, _, _)| holds.free_after(|_| false)) {
-                    let repository: String = sqlx::query_scalar("SELECT name FROM repositories WHERE id = $1")
-                        .bind(item.repo_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    debug_assert!(holds.parents.is_empty());
-                    let mut queued = manifest_refs_to_queue(&mut tx, item.repo_id, &item.digest).await?;
-                    // A subject that a tagged referrer held: it may be free now.
-                    queued.extend(subject.map(|s| (GcKind::Manifest, s)));
-                    sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
-                        .bind(item.repo_id)
-                        .bind(&item.digest)
-                        .execute(&mut *tx)
-                        .await?;
-                    let event = EventDraft::new(EventKind::Delete, &EventActor::system("gc"))
-                        .repository(&repository)
-                        .digest(&item.digest)
-                        .size(size as u64);
-                    super::events::insert_events(&mut tx, &[event]).await?;
-                    let entries: Vec<_> = queued.iter().map(|(k, d)| (*k, item.repo_id, d.clone())).collect();
-                    queue_ops(&mut tx, &entries, Some(item)).await?;
-                    collected = Some(CollectedManifest {
-                        repo_id: item.repo_id,
-                        repository,
-                        digest: item.digest.clone(),
-                        size: size as u64,
-                        queued,
-                    });
-                } else {
-                    queue_ops(&mut tx, &[], Some(item)).await?;
+            ) -> Result<Vec<CollectedManifest>, MetaError> {
+                let mut collected = Vec::new();
+                for group in items.chunks(if $one_tx { items.len().max(1) } else { 1 }) {
+                    let mut tx = self.$writer.begin_with($begin).await?;
+                    for item in group {
+                        collected.extend(collect_manifest_in(&mut tx, item, policy).await?);
+                    }
+                    tx.commit().await?;
                 }
-                tx.commit().await?;
                 Ok(collected)
             }
 
-            async fn gc_collect_link(&self, item: &GcItem) -> Result<bool, MetaError> {
-                let mut tx = self.$writer.begin_with($begin).await?;
-                let held = link_holds(&mut tx, item, true).await?;
-                let free = matches!(&held, Some((users, cached)) if users.is_empty() && !cached);
-                if free {
-                    sqlx::query("DELETE FROM repository_blobs WHERE repo_id = $1 AND digest = $2")
-                        .bind(item.repo_id)
-                        .bind(&item.digest)
-                        .execute(&mut *tx)
-                        .await?;
+            async fn gc_collect_links(&self, items: &[GcItem]) -> Result<u64, MetaError> {
+                let mut removed = 0;
+                for group in items.chunks(if $one_tx { items.len().max(1) } else { 1 }) {
+                    let mut tx = self.$writer.begin_with($begin).await?;
+                    for item in group {
+                        removed += u64::from(collect_link_in(&mut tx, item).await?);
+                    }
+                    tx.commit().await?;
                 }
-                let blob = [(GcKind::Blob, 0, item.digest.clone())];
-                queue_ops(&mut tx, if free { &blob } else { &[] }, Some(item)).await?;
-                tx.commit().await?;
-                Ok(free)
+                Ok(removed)
             }
 
             async fn gc_claim_blobs(&self, items: &[GcItem]) -> Result<Vec<ClaimedBlob>, MetaError> {

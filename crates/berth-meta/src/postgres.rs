@@ -775,6 +775,7 @@ pub(crate) mod collector {
         sqlx::Postgres,
         pool,
         pool,
+        false,
         "BEGIN",
         " FOR UPDATE",
         " FOR SHARE",

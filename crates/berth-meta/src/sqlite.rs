@@ -821,6 +821,7 @@ pub(crate) mod collector {
         sqlx::Sqlite,
         writer,
         reader,
+        true,
         "BEGIN IMMEDIATE",
         "",
         "",

@@ -106,7 +106,7 @@ async fn quotas_count_exactly_and_refuse(meta: &dyn Metadata) {
         digest: b.to_string(),
         queued_at: crate::now_ms(),
     };
-    assert!(meta.gc_collect_link(&item).await.unwrap());
+    assert_eq!(meta.gc_collect_links(&[item]).await.unwrap(), 1);
     assert_eq!(meta.project_quota("quota").await.unwrap().usage, usage(0, 0, 2, 0));
     meta.set_project_quota("quota", &QuotaLimits::default(), None).await.unwrap();
     meta.link_blob(&four, &c, 10, &[]).await.unwrap();

@@ -660,16 +660,16 @@ impl GcStore for Timed {
         timed!("gc_blob_holds", self.inner.gc_blob_holds(digest))
     }
 
-    async fn gc_collect_manifest(
+    async fn gc_collect_manifests(
         &self,
-        item: &GcItem,
+        items: &[GcItem],
         policy: GcPolicy,
-    ) -> Result<Option<CollectedManifest>, MetaError> {
-        timed!("gc_collect_manifest", self.inner.gc_collect_manifest(item, policy))
+    ) -> Result<Vec<CollectedManifest>, MetaError> {
+        timed!("gc_collect_manifests", self.inner.gc_collect_manifests(items, policy))
     }
 
-    async fn gc_collect_link(&self, item: &GcItem) -> Result<bool, MetaError> {
-        timed!("gc_collect_link", self.inner.gc_collect_link(item))
+    async fn gc_collect_links(&self, items: &[GcItem]) -> Result<u64, MetaError> {
+        timed!("gc_collect_links", self.inner.gc_collect_links(items))
     }
 
     async fn gc_claim_blobs(&self, items: &[GcItem]) -> Result<Vec<ClaimedBlob>, MetaError> {
