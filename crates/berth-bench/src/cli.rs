@@ -299,6 +299,13 @@ pub struct GcArgs {
     /// Grace period of the runs while pushes go on (whole seconds, at least 1).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub busy_grace: Duration,
+    /// Seed only (push and untag), measure only (collect what a seed run left, then the push
+    /// comparison; give both the same --data-seed and sizes), or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub phase: Phase,
+    /// Seed of the pseudo-random data (default: fresh each run); a measure run needs its seed run's.
+    #[arg(long)]
+    pub data_seed: Option<u64>,
 }
 
 #[derive(Debug, Args, Clone)]

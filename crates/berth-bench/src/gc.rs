@@ -17,6 +17,11 @@
 //! nothing, the run must have deleted exactly the blobs seeded (the server must be fresh), and
 //! a sample of the seeded blobs must answer 404; anything else is noted.
 //!
+//! `--phase seed` stops after untagging and `--phase measure` starts at the run (give both the
+//! same `--data-seed` and sizes, so the second knows the digests): scripts/bench.sh seeds on a
+//! berth with fsync off and measures after restarting it with the defaults, as for `scale`.
+//! The data written is the same; seeding 100k blobs durably only takes longer.
+//!
 //! **Push throughput with and without a busy collector.** Alternating arms, A (no collection)
 //! then B (collection), `--rounds` times, each pushing `--push-images` fresh images of the same
 //! shape on `--concurrency` connections; the medians are reported. Before *every* arm the same
@@ -43,7 +48,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode, header};
 use serde_json::Value;
 
-use crate::cli::GcArgs;
+use crate::cli::{GcArgs, Phase};
 use crate::client::{self, Conn, Target};
 use crate::data::Pool;
 use crate::oci;
@@ -62,7 +67,7 @@ pub async fn run(target: &Arc<Target>, report: &mut Report, args: &GcArgs) -> an
             "blobs": args.blobs, "blob_bytes": args.blob_size.0, "layers": args.layers, "repos": args.repos,
             "concurrency": args.concurrency, "poll_ms": args.poll.as_millis() as u64,
             "push_images": args.push_images, "churn_images": args.churn_images, "rounds": args.rounds,
-            "busy_grace_s": args.busy_grace.as_secs(),
+            "busy_grace_s": args.busy_grace.as_secs(), "phase": format!("{:?}", args.phase).to_lowercase(),
         }),
     );
     let mut conn = target.connect().await?;
@@ -73,7 +78,7 @@ pub async fn run(target: &Arc<Target>, report: &mut Report, args: &GcArgs) -> an
     if args.blobs > 0 {
         reclaim(target, report, args, &shape).await?;
     }
-    if args.push_images > 0 && args.rounds > 0 {
+    if args.push_images > 0 && args.rounds > 0 && args.phase != Phase::Seed {
         push_comparison(target, report, args, &shape).await?;
     }
     Ok(())
@@ -115,7 +120,7 @@ impl GcImage {
 
 impl Shape {
     fn new(args: &GcArgs) -> Shape {
-        let pool = Pool::fresh();
+        let pool = args.data_seed.map_or_else(Pool::fresh, |seed| Pool::generate(crate::data::POOL_SIZE, seed));
         let nonce = u64::from_le_bytes(pool.bytes(0, 8)[..].try_into().expect("8 bytes"));
         Shape {
             pool,
@@ -179,6 +184,25 @@ async fn reclaim(target: &Arc<Target>, report: &mut Report, args: &GcArgs, shape
     let images = args.blobs.div_ceil(shape.blobs_per_image());
     let ids = shape.reserve(images);
     let blobs = images * shape.blobs_per_image();
+    if args.phase != Phase::Measure {
+        seed(target, report, args, shape, ids.clone()).await?;
+    }
+    if args.phase != Phase::Seed {
+        collect_seeded(target, report, args, shape, ids, blobs).await?;
+    }
+    Ok(())
+}
+
+/// Pushes the images `ids`, then deletes their tags.
+async fn seed(
+    target: &Arc<Target>,
+    report: &mut Report,
+    args: &GcArgs,
+    shape: &Arc<Shape>,
+    ids: std::ops::Range<u64>,
+) -> anyhow::Result<()> {
+    let images = ids.end - ids.start;
+    let blobs = images * shape.blobs_per_image();
     eprintln!("gc: seeding {images} images ({blobs} blobs) on {} connections", args.concurrency);
     let started = Instant::now();
     let pushed = Arc::new(AtomicU64::new(0));
@@ -214,7 +238,18 @@ async fn reclaim(target: &Arc<Target>, report: &mut Report, args: &GcArgs, shape
     })
     .await?;
     report.add("gc.untag.per_s", images as f64 / started.elapsed().as_secs_f64(), "tags/s", Better::Higher);
+    Ok(())
+}
 
+/// One run with grace 0 over the seeded, untagged images; timed and verified.
+async fn collect_seeded(
+    target: &Arc<Target>,
+    report: &mut Report,
+    args: &GcArgs,
+    shape: &Arc<Shape>,
+    ids: std::ops::Range<u64>,
+    blobs: u64,
+) -> anyhow::Result<()> {
     let mut conn = target.connect().await?;
     let queued = get_status(&mut conn).await?;
     report.param("gc_queue_before", queued["queue"].clone());
