@@ -254,7 +254,9 @@ async fn collect_seeded(
     let queued = get_status(&mut conn).await?;
     report.param("gc_queue_before", queued["queue"].clone());
     eprintln!("gc: collecting (grace 0), queue {}", queued["queue"]);
+    let before = op_times(&mut conn).await;
     let outcome = collect(&mut conn, 0, args.poll, args.timeout, true).await?;
+    let after = op_times(&mut conn).await;
     let run = &outcome.run;
     let blobs_deleted = run_u64(run, "blobs_deleted");
     let bytes = run_u64(run, "bytes_reclaimed");
@@ -272,6 +274,15 @@ async fn collect_seeded(
     report.add("gc.reclaim.mib_s", mib_s(bytes, seconds), "MiB/s", Better::Higher);
     for (name, at) in outcome.phases.split() {
         report.add(format!("gc.reclaim.phase_{name}_s"), at, "s", Better::Lower);
+    }
+    // Where the server spent the run: summed latencies of its database and blob-store calls.
+    for (op, (sum, count)) in &after {
+        let (sum0, count0) = before.get(op).copied().unwrap_or_default();
+        let calls = count - count0;
+        if calls >= 1.0 && (op.contains("gc_") || op.contains("delete")) {
+            report.add(format!("gc.reclaim.op.{op}.calls"), calls, "calls", Better::None);
+            report.add(format!("gc.reclaim.op.{op}.sum_s"), sum - sum0, "s", Better::None);
+        }
     }
     verify(target, report, shape, ids, blobs, blobs_deleted).await
 }
@@ -531,6 +542,35 @@ async fn drive(
 }
 
 // ---- the GC API ---------------------------------------------------------------------------
+
+/// `berth_{db,storage}_operation_duration_seconds` from `/metrics`: (sum, count) per
+/// `db.<op>` / `storage.<op>`; empty when the endpoint is off or refuses.
+async fn op_times(conn: &mut Conn) -> std::collections::BTreeMap<String, (f64, f64)> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(req) = conn.request(Method::GET, "/metrics").body(client::empty()) else { return out };
+    let Ok(resp) = conn.fetch(req).await else { return out };
+    if resp.status != StatusCode::OK {
+        return out;
+    }
+    for line in String::from_utf8_lossy(&resp.body).lines() {
+        let Some((key, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(value) = value.parse::<f64>() else { continue };
+        for (kind, prefix) in
+            [("db", "berth_db_operation_duration_seconds_"), ("storage", "berth_storage_operation_duration_seconds_")]
+        {
+            let Some(rest) = key.strip_prefix(prefix) else { continue };
+            let Some((field, labels)) = rest.split_once('{') else { continue };
+            let Some(op) = labels.strip_prefix("op=\"").and_then(|l| l.split('"').next()) else { continue };
+            let entry = out.entry(format!("{kind}.{op}")).or_insert((0.0, 0.0));
+            match field {
+                "sum" => entry.0 = value,
+                "count" => entry.1 = value,
+                _ => {}
+            }
+        }
+    }
+    out
+}
 
 async fn get_status(conn: &mut Conn) -> anyhow::Result<Value> {
     let req = conn.request(Method::GET, API).body(client::empty())?;
