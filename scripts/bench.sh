@@ -224,7 +224,7 @@ describe_machine() {
   [ -n "$DIST3_BIN" ] && echo "distribution-v3: $("$DIST3_BIN" --version 2>&1 | head -n1) (go install ...@$DIST3_VERSION)"
   [ -n "$ZOT_BIN" ] && echo "zot: $("$ZOT_BIN" --version 2>&1 | head -n1) (go install ...@$ZOT_VERSION)"
   echo "registries: ${REGISTRIES[*]}"
-  echo "rounds: $ROUNDS; blob $SIZE, chunk $CHUNK, rate ${DURATION} at $CONCURRENCY connections, $TAGS tags"
+  if [ "$ONLY" != gc ]; then echo "rounds: $ROUNDS; blob $SIZE, chunk $CHUNK, rate ${DURATION} at $CONCURRENCY connections, $TAGS tags"; fi
   if [ "$GC_PHASE" = 1 ]; then echo "gc: backends $GC_BACKENDS; --blobs $GC_BLOBS ${GC[*]}"; fi
 }
 describe_machine | tee "$RUN/machine.txt" >&2
