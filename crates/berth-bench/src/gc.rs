@@ -72,6 +72,7 @@ pub async fn run(target: &Arc<Target>, report: &mut Report, args: &GcArgs) -> an
             "busy_grace_s": args.busy_grace.as_secs(), "phase": format!("{:?}", args.phase).to_lowercase(),
         }),
     );
+    report.param("loadavg_before", crate::suite::loadavg());
     let mut conn = target.connect().await?;
     let status = get_status(&mut conn).await.context("GET /api/v1/system/gc (is this berth with GC?)")?;
     if status["settings"]["interval_seconds"].as_u64().unwrap_or(0) != 0 {
@@ -83,6 +84,7 @@ pub async fn run(target: &Arc<Target>, report: &mut Report, args: &GcArgs) -> an
     if args.push_images > 0 && args.rounds > 0 && args.phase != Phase::Seed {
         push_comparison(target, report, args, &shape).await?;
     }
+    report.param("loadavg_after", crate::suite::loadavg());
     Ok(())
 }
 
