@@ -3,12 +3,15 @@
 # distribution v3 and zot, plus the machine's own limits, all in one run.
 #
 #   scripts/bench.sh            full run: installs the peers, 3 A/B rounds, berth at 100k scale
-#                               (about 25 min on 2 cores, 7 of them seeding 210k manifests)
+#                               (about 25 min on 2 cores, 7 of them seeding 210k manifests), then
+#                               the GC section (about 25 min more; --no-gc skips it)
 #   scripts/bench.sh --smoke    CI: tiny sizes, 1 round, berth and the baseline only (< 1 min
 #                               once built), a 200-blob GC smoke; fails if any step fails, never on speed
 #   scripts/bench.sh --only gc  only the garbage-collection section (issue 8): `berth-bench gc` against
 #                               berth on the embedded default (fs + SQLite) and on PostgreSQL + S3
-#                               (versitygw), each on fresh data (about 25 min at 100k blobs)
+#                               (versitygw), each on fresh data: 100k blobs on fs (about 12 min), 25k on
+#                               PostgreSQL + S3 (about 12 min: seeding through versitygw runs at ~90
+#                               blobs/s, so 100k would take 19 min more; BENCH_GC_PG_S3_BLOBS=100000)
 #
 # Options:
 #   --rounds N         A/B rounds (default 3; 1 with --smoke)
@@ -35,7 +38,7 @@
 #                              target/services.env), else starts its own with scripts/services.sh
 #   BENCH_GC_BLOBS BENCH_GC_BLOB_SIZE BENCH_GC_LAYERS BENCH_GC_PUSH_IMAGES BENCH_GC_CHURN_IMAGES BENCH_GC_ROUNDS
 #                              override the GC section's sizes (see "Sizes"); BENCH_GC_PG_S3_BLOBS the
-#                              blob count on PostgreSQL + S3 only (seeding on versitygw is slow)
+#                              blob count on PostgreSQL + S3 (default 25000; BENCH_GC_BLOBS with --smoke)
 #   KEEP_TMP=1                 keep the scratch directory
 #
 # Everything listens on 127.0.0.1 only, and every process started here is killed on exit.
@@ -86,7 +89,7 @@ if [ "$SMOKE" = 1 ]; then
   LOAD=(--pushes 4 --push-size 4MiB --pulls 8 --pull-size 4MiB)
   MACHINE=(--size 64MiB --loopback-size 256MiB) READY_RUNS=1
   GC_BACKENDS=${BENCH_GC_BACKENDS:-fs}
-  GC_BLOBS=${BENCH_GC_BLOBS:-200}
+  GC_BLOBS=${BENCH_GC_BLOBS:-200} GC_PG_S3_BLOBS=${BENCH_GC_PG_S3_BLOBS:-${BENCH_GC_BLOBS:-200}}
   GC=(--blob-size "${BENCH_GC_BLOB_SIZE:-4KiB}" --layers "${BENCH_GC_LAYERS:-4}"
     --repos 4 --concurrency 8 --push-images "${BENCH_GC_PUSH_IMAGES:-40}" --churn-images "${BENCH_GC_CHURN_IMAGES:-40}"
     --rounds "${BENCH_GC_ROUNDS:-1}" --busy-grace 1s --timeout 2m)
@@ -99,7 +102,7 @@ else
   MACHINE=(--size 1GiB --loopback-size 4GiB) READY_RUNS=3
   # 100k blobs of 16 KiB (80k layers, 20k configs): 1.3 GB, a few minutes to seed per backend.
   GC_BACKENDS=${BENCH_GC_BACKENDS:-fs pg-s3}
-  GC_BLOBS=${BENCH_GC_BLOBS:-100000}
+  GC_BLOBS=${BENCH_GC_BLOBS:-100000} GC_PG_S3_BLOBS=${BENCH_GC_PG_S3_BLOBS:-25000}
   GC=(--blob-size "${BENCH_GC_BLOB_SIZE:-16KiB}" --layers "${BENCH_GC_LAYERS:-4}"
     --repos 100 --concurrency 32 --push-images "${BENCH_GC_PUSH_IMAGES:-500}"
     --churn-images "${BENCH_GC_CHURN_IMAGES:-1000}" --rounds "${BENCH_GC_ROUNDS:-2}" --busy-grace 5s)
@@ -225,7 +228,7 @@ describe_machine() {
   [ -n "$ZOT_BIN" ] && echo "zot: $("$ZOT_BIN" --version 2>&1 | head -n1) (go install ...@$ZOT_VERSION)"
   echo "registries: ${REGISTRIES[*]}"
   if [ "$ONLY" != gc ]; then echo "rounds: $ROUNDS; blob $SIZE, chunk $CHUNK, rate ${DURATION} at $CONCURRENCY connections, $TAGS tags"; fi
-  if [ "$GC_PHASE" = 1 ]; then echo "gc: backends $GC_BACKENDS; --blobs $GC_BLOBS ${GC[*]}"; fi
+  if [ "$GC_PHASE" = 1 ]; then echo "gc: backends $GC_BACKENDS; --blobs $GC_BLOBS (pg-s3: $GC_PG_S3_BLOBS) ${GC[*]}"; fi
 }
 describe_machine | tee "$RUN/machine.txt" >&2
 
@@ -404,7 +407,7 @@ if [ "$GC_PHASE" = 1 ]; then
       *) die "unknown GC backend $backend (fs, pg-s3)" ;;
     esac
     gc_args=(--blobs "$GC_BLOBS" "${GC[@]}")
-    if [ "$backend" = pg-s3 ]; then gc_args[1]=${BENCH_GC_PG_S3_BLOBS:-$GC_BLOBS}; fi
+    if [ "$backend" = pg-s3 ]; then gc_args[1]=$GC_PG_S3_BLOBS; fi
     log "garbage collection on $label: ${gc_args[*]}"
     gc_started=$SECONDS
     seed=$((RANDOM * 32768 + RANDOM))
