@@ -3,9 +3,15 @@
 # distribution v3 and zot, plus the machine's own limits, all in one run.
 #
 #   scripts/bench.sh            full run: installs the peers, 3 A/B rounds, berth at 100k scale
-#                               (about 25 min on 2 cores, 7 of them seeding 210k manifests)
+#                               (about 25 min on 2 cores, 7 of them seeding 210k manifests), then
+#                               the GC section (about 25 min more; --no-gc skips it)
 #   scripts/bench.sh --smoke    CI: tiny sizes, 1 round, berth and the baseline only (< 1 min
-#                               once built); fails if any step fails, never on speed
+#                               once built), a 200-blob GC smoke; fails if any step fails, never on speed
+#   scripts/bench.sh --only gc  only the garbage-collection section (issue 8): `berth-bench gc` against
+#                               berth on the embedded default (fs + SQLite) and on PostgreSQL + S3
+#                               (versitygw), each on fresh data: 100k blobs on fs (about 12 min), 25k on
+#                               PostgreSQL + S3 (about 12 min: seeding through versitygw runs at ~90
+#                               blobs/s, so 100k would take 19 min more; BENCH_GC_PG_S3_BLOBS=100000)
 #
 # Options:
 #   --rounds N         A/B rounds (default 3; 1 with --smoke)
@@ -14,6 +20,8 @@
 #   --no-install       do not install missing peers (skip them instead)
 #   --no-build         use BERTH_BIN / BENCH_BIN as they are
 #   --no-scale         skip seeding berth with 100k tags and repositories (saves about 7 min)
+#   --no-gc            skip the garbage-collection section
+#   --only gc          run only the garbage-collection section
 #   --out DIR          where results go (default target/bench)
 #
 # Environment:
@@ -25,6 +33,12 @@
 #   DIST3_VERSION, ZOT_VERSION pinned peer versions (below)
 #   BENCH_SIZE BENCH_CHUNK BENCH_DURATION BENCH_TAGS BENCH_LIST_TAGS BENCH_SCALE_TAGS BENCH_SCALE_REPOS
 #                              override the sizes (see "Sizes" below)
+#   BENCH_GC_BACKENDS          backends of the GC section: "fs pg-s3" (default; "fs" with --smoke).
+#                              pg-s3 uses BERTH_TEST_POSTGRES_URL / BERTH_TEST_S3_* when set (source
+#                              target/services.env), else starts its own with scripts/services.sh
+#   BENCH_GC_BLOBS BENCH_GC_BLOB_SIZE BENCH_GC_LAYERS BENCH_GC_PUSH_IMAGES BENCH_GC_CHURN_IMAGES BENCH_GC_ROUNDS
+#                              override the GC section's sizes (see "Sizes"); BENCH_GC_PG_S3_BLOBS the
+#                              blob count on PostgreSQL + S3 (default 25000; BENCH_GC_BLOBS with --smoke)
 #   KEEP_TMP=1                 keep the scratch directory
 #
 # Everything listens on 127.0.0.1 only, and every process started here is killed on exit.
@@ -40,7 +54,7 @@ DIST3_VERSION="${DIST3_VERSION:-v3.1.2}"
 ZOT_VERSION="${ZOT_VERSION:-v2.1.14}"
 ZOT_MODULE="${ZOT_MODULE:-zotregistry.dev/zot/v2}"
 
-SMOKE=0 ROUNDS="" PROFILE=release INSTALL=1 BUILD=1 SCALE_PHASE=1 OUT="$ROOT/target/bench"
+SMOKE=0 ROUNDS="" PROFILE=release INSTALL=1 BUILD=1 SCALE_PHASE=1 GC_PHASE=1 ONLY="" OUT="$ROOT/target/bench"
 PEERS="distribution-2.8.2 distribution-3 zot"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,12 +65,20 @@ while [ $# -gt 0 ]; do
     --no-install) INSTALL=0 ;;
     --no-build) BUILD=0 ;;
     --no-scale) SCALE_PHASE=0 ;;
+    --no-gc) GC_PHASE=0 ;;
+    --only) ONLY=$2; shift ;;
     --out) OUT=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+
+case "$ONLY" in
+  "") ;;
+  gc) GC_PHASE=1 SCALE_PHASE=0 PEERS="" BERTH_NOFSYNC_ENV="" ;;
+  *) echo "bench.sh: --only takes gc" >&2; exit 2 ;;
+esac
 
 # ---- sizes ---------------------------------------------------------------------------------
 if [ "$SMOKE" = 1 ]; then
@@ -66,6 +88,11 @@ if [ "$SMOKE" = 1 ]; then
   LIST_TAGS=${BENCH_LIST_TAGS:-200}
   LOAD=(--pushes 4 --push-size 4MiB --pulls 8 --pull-size 4MiB)
   MACHINE=(--size 64MiB --loopback-size 256MiB) READY_RUNS=1
+  GC_BACKENDS=${BENCH_GC_BACKENDS:-fs}
+  GC_BLOBS=${BENCH_GC_BLOBS:-200} GC_PG_S3_BLOBS=${BENCH_GC_PG_S3_BLOBS:-${BENCH_GC_BLOBS:-200}}
+  GC=(--blob-size "${BENCH_GC_BLOB_SIZE:-4KiB}" --layers "${BENCH_GC_LAYERS:-4}"
+    --repos 4 --concurrency 8 --push-images "${BENCH_GC_PUSH_IMAGES:-40}" --churn-images "${BENCH_GC_CHURN_IMAGES:-40}"
+    --rounds "${BENCH_GC_ROUNDS:-1}" --busy-grace 1s --timeout 2m)
 else
   ROUNDS=${ROUNDS:-3}
   SIZE=${BENCH_SIZE:-1GiB} CHUNK=${BENCH_CHUNK:-16MiB} DURATION=${BENCH_DURATION:-3s} WARMUP=500ms
@@ -73,6 +100,12 @@ else
   LIST_TAGS=${BENCH_LIST_TAGS:-10000}
   LOAD=(--pushes 32 --push-size 64MiB --pulls 64 --pull-size 64MiB)
   MACHINE=(--size 1GiB --loopback-size 4GiB) READY_RUNS=3
+  # 100k blobs of 16 KiB (80k layers, 20k configs): 1.3 GB, a few minutes to seed per backend.
+  GC_BACKENDS=${BENCH_GC_BACKENDS:-fs pg-s3}
+  GC_BLOBS=${BENCH_GC_BLOBS:-100000} GC_PG_S3_BLOBS=${BENCH_GC_PG_S3_BLOBS:-25000}
+  GC=(--blob-size "${BENCH_GC_BLOB_SIZE:-16KiB}" --layers "${BENCH_GC_LAYERS:-4}"
+    --repos 100 --concurrency 32 --push-images "${BENCH_GC_PUSH_IMAGES:-500}"
+    --churn-images "${BENCH_GC_CHURN_IMAGES:-1000}" --rounds "${BENCH_GC_ROUNDS:-2}" --busy-grace 5s)
 fi
 CONCURRENCY=${BENCH_CONCURRENCY:-1,64}
 
@@ -81,11 +114,12 @@ die() { log "ERROR: $*"; exit 1; }
 
 # ---- cleanup: every server started here is a process-group leader (setsid) ----------------
 PIDS=()
-WORK=""
+WORK="" SERVICES_ENV=""
 cleanup() {
   local rc=$? pid
   set +e
   for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  if [ -n "$SERVICES_ENV" ]; then "$ROOT/scripts/services.sh" stop "$SERVICES_ENV" >/dev/null 2>&1; fi
   if [ -n "$WORK" ] && [ "${KEEP_TMP:-0}" != 1 ]; then rm -rf "$WORK"; fi
   exit "$rc"
 }
@@ -193,12 +227,13 @@ describe_machine() {
   [ -n "$DIST3_BIN" ] && echo "distribution-v3: $("$DIST3_BIN" --version 2>&1 | head -n1) (go install ...@$DIST3_VERSION)"
   [ -n "$ZOT_BIN" ] && echo "zot: $("$ZOT_BIN" --version 2>&1 | head -n1) (go install ...@$ZOT_VERSION)"
   echo "registries: ${REGISTRIES[*]}"
-  echo "rounds: $ROUNDS; blob $SIZE, chunk $CHUNK, rate ${DURATION} at $CONCURRENCY connections, $TAGS tags"
+  if [ "$ONLY" != gc ]; then echo "rounds: $ROUNDS; blob $SIZE, chunk $CHUNK, rate ${DURATION} at $CONCURRENCY connections, $TAGS tags"; fi
+  if [ "$GC_PHASE" = 1 ]; then echo "gc: backends $GC_BACKENDS; --blobs $GC_BLOBS (pg-s3: $GC_PG_S3_BLOBS) ${GC[*]}"; fi
 }
 describe_machine | tee "$RUN/machine.txt" >&2
 
 # ---- servers -------------------------------------------------------------------------------
-SERVER_PID="" SERVER_URL=""
+SERVER_PID="" SERVER_URL="" SERVER_ENV=() PG_S3_ENV=() PG_S3_DB_URL="" PG_S3_STORAGE_URL=""
 
 write_distribution_config() { # FILE ADDR DATA
   cat >"$1" <<EOF
@@ -238,7 +273,9 @@ start_server() {
   for v in $(compgen -e); do case "$v" in REGISTRY_*) env_cmd+=(-u "$v") ;; esac; done
   case "$label" in
     # The peers run without authentication, so berth does too (auth.mode = none): like for like.
-    berth) cmd=(env BERTH_AUTH__MODE=none "$BERTH_BIN" serve --listen "$addr" --data-dir "$data") ;;
+    berth) cmd=(env BERTH_AUTH__MODE=none "${SERVER_ENV[@]}" "$BERTH_BIN" serve --listen "$addr" --data-dir "$data") ;;
+    berth-pg-s3) cmd=(env BERTH_AUTH__MODE=none "${SERVER_ENV[@]}" "${PG_S3_ENV[@]}" "$BERTH_BIN" serve --listen "$addr"
+      --data-dir "$data" --database-url "$PG_S3_DB_URL" --storage "$PG_S3_STORAGE_URL") ;;
     berth-nofsync) read -r -a cmd <<<"env BERTH_AUTH__MODE=none $BERTH_NOFSYNC_ENV"; cmd+=("$BERTH_BIN" serve --listen "$addr" --data-dir "$data") ;;
     distribution-2.*) write_distribution_config "$dir/config.yml" "$addr" "$data"; cmd=("${env_cmd[@]}" "$DIST2_BIN" serve "$dir/config.yml") ;;
     distribution-3.*) write_distribution_config "$dir/config.yml" "$addr" "$data"; cmd=("${env_cmd[@]}" "$DIST3_BIN" serve "$dir/config.yml") ;;
@@ -287,6 +324,7 @@ run_registry() { # LABEL ROUND
 
 # ---- the run -------------------------------------------------------------------------------
 STARTED=$SECONDS
+[ "$ONLY" = gc ] && ROUNDS=0
 for ROUND in $(seq 1 "$ROUNDS"); do
   log "round $ROUND: machine limits"
   "$BENCH_BIN" machine --dir "$WORK/machine" "${MACHINE[@]}" --label machine --round "$ROUND" \
@@ -329,6 +367,67 @@ if [ "$SCALE_PHASE" = 1 ]; then
     fi
     stop_server
   done
+fi
+
+# ---- garbage collection (issue 8) ----------------------------------------------------------
+# berth-bench gc on a fresh berth per backend: seed and untag N blobs (fsync off), restart with
+# the defaults, reclaim them in one run, then pushes with and without a busy collector (A/B).
+# Scheduled collection is off so that only the benchmark's runs collect.
+
+# pg_s3_fresh: a fresh database and bucket prefix on the services of BERTH_TEST_* (started here
+# with scripts/services.sh unless the caller's environment names them).
+pg_s3_fresh() {
+  if [ -z "${BERTH_TEST_POSTGRES_URL:-}" ] || [ -z "${BERTH_TEST_S3_ENDPOINT:-}" ]; then
+    SERVICES_ENV="$WORK/services.env"
+    log "starting PostgreSQL and versitygw (scripts/services.sh)"
+    "$ROOT/scripts/services.sh" start "$SERVICES_ENV" >&2 || die "could not start the services"
+    # shellcheck source=/dev/null
+    . "$SERVICES_ENV"
+  fi
+  local psql db suffix
+  psql="$(find /usr/lib/postgresql -path '*/bin/psql' 2>/dev/null | sort -V | tail -n 1)"
+  [ -n "$psql" ] || psql=psql
+  suffix="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+  db="berth_gc_$suffix"
+  "$psql" -X -q -v ON_ERROR_STOP=1 -d "$BERTH_TEST_POSTGRES_URL" -c "CREATE DATABASE $db" >/dev/null \
+    || die "cannot create database $db"
+  PG_S3_DB_URL="${BERTH_TEST_POSTGRES_URL%/*}/$db"
+  PG_S3_STORAGE_URL="s3://${BERTH_TEST_S3_BUCKET:-berth-test}/berth-gc-$suffix?endpoint=$BERTH_TEST_S3_ENDPOINT&path_style=true"
+  PG_S3_ENV=(AWS_ACCESS_KEY_ID="${BERTH_TEST_S3_ACCESS_KEY:-}" AWS_SECRET_ACCESS_KEY="${BERTH_TEST_S3_SECRET_KEY:-}"
+    BERTH_SECRETS__KEY="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')")
+  log "berth on PostgreSQL $PG_S3_DB_URL and $PG_S3_STORAGE_URL"
+}
+
+if [ "$GC_PHASE" = 1 ]; then
+  ROUND=1
+  for backend in $GC_BACKENDS; do
+    case "$backend" in
+      fs) label=berth ;;
+      pg-s3) label=berth-pg-s3; pg_s3_fresh ;;
+      *) die "unknown GC backend $backend (fs, pg-s3)" ;;
+    esac
+    gc_args=(--blobs "$GC_BLOBS" "${GC[@]}")
+    if [ "$backend" = pg-s3 ]; then gc_args[1]=$GC_PG_S3_BLOBS; fi
+    log "garbage collection on $label: ${gc_args[*]}"
+    gc_started=$SECONDS
+    seed=$((RANDOM * 32768 + RANDOM))
+    # Seed (push and untag) with fsync off: the data written is the same, only faster. Then
+    # measure on a restart with the defaults.
+    SERVER_ENV=(BERTH_GC__INTERVAL=off BERTH_STORAGE__FSYNC=false BERTH_DATABASE__FSYNC=false)
+    start_server "$label" "$WORK/gc-$backend/data" "$WORK/gc-$backend.ready-seed.json"
+    "$BENCH_BIN" gc --phase seed --data-seed "$seed" --url "$SERVER_URL" --label "$label" --round 1 "${gc_args[@]}" \
+      --json "$RUN/$label.gc-seed.json" >"$RUN/$label.gc-seed.txt"
+    stop_server
+    log "seeding $label took $((SECONDS - gc_started)) s"
+    SERVER_ENV=(BERTH_GC__INTERVAL=off)
+    start_server "$label" "$WORK/gc-$backend/data" "$WORK/gc-$backend.ready.json"
+    "$BENCH_BIN" gc --phase measure --data-seed "$seed" --url "$SERVER_URL" --pid "$SERVER_PID" --label "$label" \
+      --round 1 "${gc_args[@]}" --json "$RUN/$label.gc.json" >"$RUN/$label.gc.txt"
+    stop_server
+    log "garbage collection on $label took $((SECONDS - gc_started)) s"
+    rm -rf "$WORK/gc-$backend"
+  done
+  SERVER_ENV=()
 fi
 log "runs took $((SECONDS - STARTED)) s"
 

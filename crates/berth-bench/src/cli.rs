@@ -54,6 +54,8 @@ pub enum Command {
     Load(LoadCmdArgs),
     /// Run push, chunked, pull, manifest, head, tags, catalog and load in order.
     Suite(SuiteArgs),
+    /// berth's garbage collection: reclaim rate of N untagged blobs, pushes with and without a busy collector.
+    Gc(GcArgs),
     /// GET or HEAD any path at each concurrency (for the baseline server).
     Rate(RawRateArgs),
     /// Sample a process's RSS and report the peak.
@@ -258,6 +260,56 @@ pub struct SuiteArgs {
     /// Steps to leave out: push, chunked, pull, manifest, head, tags, catalog, load.
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Blobs to seed, untag and reclaim in one run (configs and layers; 0: skip the reclaim).
+    #[arg(long, default_value_t = 100_000)]
+    pub blobs: u64,
+    /// Size of each layer blob (each image also has a small JSON config blob).
+    #[arg(long, default_value = "16KiB")]
+    pub blob_size: ByteSize,
+    /// Layer blobs per image.
+    #[arg(long, default_value_t = 4)]
+    pub layers: u32,
+    /// Repositories the images are spread over.
+    #[arg(long, default_value_t = 100)]
+    pub repos: u32,
+    /// Connections for seeding, untagging and the timed pushes.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// How often the timed run's status is polled. Every poll costs the server four COUNTs over
+    /// the queue (about 18 ms each at 100k entries on SQLite), so polls are not free.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub poll: Duration,
+    /// How often the runs started during pushes (and the untimed drains) are polled.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub busy_poll: Duration,
+    /// Give up on one run after this long.
+    #[arg(long, default_value = "60m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Images pushed in each arm of the push comparison (0: skip the comparison).
+    #[arg(long, default_value_t = 1000)]
+    pub push_images: u32,
+    /// Images untagged before every arm: the collector's backlog in the arms with collection.
+    #[arg(long, default_value_t = 2000)]
+    pub churn_images: u32,
+    /// A/B rounds of the comparison (each: an arm without collection, then one with).
+    #[arg(long, default_value_t = 2)]
+    pub rounds: u32,
+    /// Grace period of the runs while pushes go on (whole seconds, at least 1).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub busy_grace: Duration,
+    /// Seed only (push and untag), measure only (collect what a seed run left, then the push
+    /// comparison; give both the same --data-seed and sizes), or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub phase: Phase,
+    /// Seed of the pseudo-random data (default: fresh each run); a measure run needs its seed run's.
+    #[arg(long)]
+    pub data_seed: Option<u64>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -8,6 +8,7 @@ mod baseline;
 mod cli;
 mod client;
 mod data;
+mod gc;
 mod load;
 mod machine;
 mod manifests;
@@ -95,6 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             load::measure(&target, &mut report, &data::Pool::fresh(), &repo, &a.load, sampler.as_ref(), 100).await?;
         }
         Command::Suite(a) => suite::run(&connect(&a.target)?, &mut report, a).await?,
+        Command::Gc(a) => gc::run(&connect(&a.target)?, &mut report, a).await?,
         Command::Rate(a) => {
             let target = Target::new(&a.url, None, None)?;
             let method: http::Method = a.method.parse()?;
@@ -131,6 +133,7 @@ fn command_url(command: &Command) -> Option<String> {
         Command::Scale(a) => &a.target,
         Command::Load(a) => &a.target,
         Command::Suite(a) => &a.target,
+        Command::Gc(a) => &a.target,
         Command::Rate(a) => return Some(a.url.clone()),
         Command::WaitReady(a) => return Some(a.url.clone()),
         _ => return None,

@@ -51,7 +51,7 @@ pub async fn run(target: &Arc<Target>, report: &mut Report, args: &SuiteArgs) ->
 }
 
 /// The 1-, 5- and 15-minute load averages: other work on the machine skews every figure.
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }

@@ -39,6 +39,24 @@ const HEADLINE: &[&str] = &[
     "ready_seeded.ms",
 ];
 
+/// The garbage-collection figures (`berth-bench gc`), in their own table when present.
+const GC_HEADLINE: &[&str] = &[
+    "gc.reclaim.blobs_deleted",
+    "gc.reclaim.bytes_gb",
+    "gc.reclaim.seconds",
+    "gc.reclaim.blobs_per_s",
+    "gc.reclaim.gb_s",
+    "gc.reclaim.phase_manifests_s",
+    "gc.reclaim.phase_links_s",
+    "gc.reclaim.phase_blobs_s",
+    "gc.push.no_gc.images_s",
+    "gc.push.with_gc.images_s",
+    "gc.push.no_gc.mib_s",
+    "gc.push.with_gc.mib_s",
+    "gc.push.with_gc_ratio",
+    "gc.push.with_gc.reclaimed_fraction",
+];
+
 /// One metric of one system over its rounds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stat {
@@ -146,6 +164,10 @@ impl Summary {
         out += &format!("Medians with min–max over rounds ({}).\n\n", rounds.join(", "));
         out += "### Headline figures\n\n";
         out += &self.table(&registries, |m| HEADLINE.contains(&m.name.as_str()) || m.name.starts_with("scale."));
+        if self.metrics.iter().any(|m| GC_HEADLINE.contains(&m.name.as_str())) {
+            out += "\n### Garbage collection\n\n";
+            out += &self.table(&registries, |m| GC_HEADLINE.contains(&m.name.as_str()));
+        }
         out += "\n### berth ÷ peer (oriented so that > 1 means berth is better)\n\n";
         out += &self.ratio_table(|m| HEADLINE.contains(&m.name.as_str()));
         out += "\n### Machine limits and the baseline server\n\n";
