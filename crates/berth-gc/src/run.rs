@@ -10,6 +10,9 @@ use crate::{Collector, GcError, LEASE, LEASE_TTL_SECS, ProgressFn, now_ms};
 /// Renew the lease when it is older than this (a third of its life).
 const RENEW_AFTER: Duration = Duration::from_secs(LEASE_TTL_SECS as u64 / 3);
 
+/// How often a run's progress is written to its record (the status API reads it).
+const RECORD_EVERY: Duration = Duration::from_secs(1);
+
 /// Where a run stands, shared by its phases.
 struct Pass<'a> {
     node: &'a str,
@@ -17,6 +20,8 @@ struct Pass<'a> {
     counters: &'a mut GcCounters,
     progress: &'a ProgressFn,
     renewed: Instant,
+    /// When the run's record was last updated.
+    recorded: Instant,
     /// Entries queued when the run started, for the progress estimate.
     queued_at_start: u64,
 }
@@ -31,7 +36,10 @@ impl Pass<'_> {
                 return Err(GcError::LeaseLost);
             }
             self.renewed = Instant::now();
+        }
+        if self.recorded.elapsed() >= RECORD_EVERY {
             collector.meta.gc_update_run(self.run_id, self.counters, "running", None).await?;
+            self.recorded = Instant::now();
         }
         Ok(())
     }
@@ -56,6 +64,7 @@ impl Collector {
             counters,
             progress,
             renewed: Instant::now(),
+            recorded: Instant::now(),
             queued_at_start: stats.manifests + stats.links + stats.blobs,
         };
         self.finish_tombstones(&mut pass).await?;
@@ -80,7 +89,10 @@ impl Collector {
             if tombstones.is_empty() {
                 return Ok(());
             }
-            self.delete_bytes(&tombstones, pass).await?;
+            let (blobs, bytes) = self.delete_claimed(&tombstones).await?;
+            pass.counters.blobs_deleted += blobs;
+            pass.counters.bytes_reclaimed += bytes;
+            pass.checkpoint(self).await?;
         }
     }
 
@@ -132,42 +144,44 @@ impl Collector {
                 return Ok(());
             }
             pass.counters.examined += due.len() as u64;
-            let mut claims = Vec::new();
+            // Each batch claims, deletes and finishes on its own, so one batch's
+            // storage round trip overlaps the next one's claim.
+            let mut batches = Vec::new();
             for chunk in due.chunks(batch as usize) {
-                claims.push(self.meta.gc_claim_blobs(chunk));
+                batches.push(self.reclaim_batch(chunk));
             }
-            let claimed: Vec<ClaimedBlob> =
-                futures_util::future::try_join_all(claims).await?.into_iter().flatten().collect();
-            self.delete_bytes(&claimed, pass).await?;
+            for (blobs, bytes) in futures_util::future::try_join_all(batches).await? {
+                pass.counters.blobs_deleted += blobs;
+                pass.counters.bytes_reclaimed += bytes;
+            }
+            pass.checkpoint(self).await?;
         }
+    }
+
+    /// Claims one batch of due blobs, deletes their bytes and their rows;
+    /// returns (blobs, bytes) reclaimed.
+    async fn reclaim_batch(&self, items: &[berth_meta::GcItem]) -> Result<(u64, u64), GcError> {
+        let claimed = self.meta.gc_claim_blobs(items).await?;
+        self.delete_claimed(&claimed).await
+    }
+
+    /// Deletes claimed (tombstoned) blobs' bytes, then their rows.
+    async fn delete_claimed(&self, claimed: &[ClaimedBlob]) -> Result<(u64, u64), GcError> {
+        if claimed.is_empty() {
+            return Ok((0, 0));
+        }
+        let digests: Vec<Digest> = claimed.iter().filter_map(|c| c.digest.parse().ok()).collect();
+        self.blobs.delete_many(&digests).await?;
+        let rows: Vec<String> = claimed.iter().map(|c| c.digest.clone()).collect();
+        self.meta.gc_finish_blobs(&rows).await?;
+        let bytes = claimed.iter().map(|c| c.size).sum::<u64>();
+        metrics::counter!("berth_gc_blobs_deleted_total").increment(claimed.len() as u64);
+        metrics::counter!("berth_gc_bytes_reclaimed_total").increment(bytes);
+        Ok((claimed.len() as u64, bytes))
     }
 
     /// Entries per call so that `concurrency` calls share a batch of `len`.
     fn chunk_len(&self, len: usize) -> usize {
         len.div_ceil(self.settings.concurrency.max(1)).max(1)
-    }
-
-    /// Deletes tombstoned blobs' bytes in parallel batches, then their rows.
-    async fn delete_bytes(&self, claimed: &[ClaimedBlob], pass: &mut Pass<'_>) -> Result<(), GcError> {
-        for group in claimed.chunks(self.settings.batch.max(1) as usize * self.settings.concurrency.max(1)) {
-            let batches: Vec<Vec<Digest>> = group
-                .chunks(self.settings.batch.max(1) as usize)
-                .map(|chunk| chunk.iter().filter_map(|c| c.digest.parse().ok()).collect())
-                .collect();
-            let mut deletes = Vec::new();
-            for digests in &batches {
-                deletes.push(self.blobs.delete_many(digests));
-            }
-            futures_util::future::try_join_all(deletes).await?;
-            let digests: Vec<String> = group.iter().map(|c| c.digest.clone()).collect();
-            self.meta.gc_finish_blobs(&digests).await?;
-            let bytes = group.iter().map(|c| c.size).sum::<u64>();
-            pass.counters.blobs_deleted += group.len() as u64;
-            pass.counters.bytes_reclaimed += bytes;
-            metrics::counter!("berth_gc_blobs_deleted_total").increment(group.len() as u64);
-            metrics::counter!("berth_gc_bytes_reclaimed_total").increment(bytes);
-            pass.checkpoint(self).await?;
-        }
-        Ok(())
     }
 }
