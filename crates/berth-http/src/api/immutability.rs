@@ -39,6 +39,24 @@ pub(crate) async fn existing_project(state: &AppState, name: &str) -> Result<(),
     if exists { Ok(()) } else { Err(Problem::not_found(G, format!("project {name} not found"))) }
 }
 
+/// Refuses a caller who may not pull from project `name` (404, as if it did not
+/// exist), and a project that does not exist: the check every project-settings
+/// read makes (immutability, retention, quota).
+pub(crate) async fn readable_project(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    name: &str,
+) -> Result<(), Problem> {
+    if let Some(c) = super::optional_caller(state, parts, G).await? {
+        let perms =
+            state.access.repo_perms(&c.principal, &format!("{name}/x")).await.map_err(|e| Problem::internal(G, e))?;
+        if !perms.pull {
+            return Err(Problem::not_found(G, format!("project {name} not found")));
+        }
+    }
+    existing_project(state, name).await
+}
+
 /// `GET /api/v1/projects/{name}/immutability`: whoever may pull from the project.
 pub async fn get_rules(
     State(state): State<AppState>,
@@ -46,15 +64,7 @@ pub async fn get_rules(
     request: Request,
 ) -> Result<Response, Problem> {
     let (parts, _) = request.into_parts();
-    let caller = super::optional_caller(&state, &parts, G).await?;
-    if let Some(c) = &caller {
-        let perms =
-            state.access.repo_perms(&c.principal, &format!("{name}/x")).await.map_err(|e| Problem::internal(G, e))?;
-        if !perms.pull {
-            return Err(Problem::not_found(G, format!("project {name} not found")));
-        }
-    }
-    existing_project(&state, &name).await?;
+    readable_project(&state, &parts, &name).await?;
     let rules = state.access.meta().immutability_rules(&name).await.map_err(|e| Problem::internal(G, e))?;
     Ok(Json(rules_json(&name, &rules)).into_response())
 }

@@ -13,7 +13,7 @@ use berth_meta::{QuotaLimits, QuotaView};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::immutability::existing_project;
+use super::immutability::{existing_project, readable_project};
 use super::{Problem, Surface, json_body, refuse_if_locked, rfc3339};
 use crate::AppState;
 
@@ -47,15 +47,7 @@ pub async fn get_quota(
     request: Request,
 ) -> Result<Response, Problem> {
     let (parts, _) = request.into_parts();
-    let caller = super::optional_caller(&state, &parts, G).await?;
-    if let Some(c) = &caller {
-        let perms =
-            state.access.repo_perms(&c.principal, &format!("{name}/x")).await.map_err(|e| Problem::internal(G, e))?;
-        if !perms.pull {
-            return Err(Problem::not_found(G, format!("project {name} not found")));
-        }
-    }
-    existing_project(&state, &name).await?;
+    readable_project(&state, &parts, &name).await?;
     let view = state.access.meta().project_quota(&name).await.map_err(|e| Problem::internal(G, e))?;
     Ok(Json(quota_json(&name, &view)).into_response())
 }

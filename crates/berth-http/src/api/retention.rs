@@ -17,7 +17,7 @@ use berth_registry::RegistryError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::immutability::existing_project;
+use super::immutability::{existing_project, readable_project};
 use super::{Caller, Problem, Surface, json_body, query_pairs, refuse_if_locked, rfc3339};
 use crate::AppState;
 
@@ -56,15 +56,7 @@ pub async fn get_policy(
     request: Request,
 ) -> Result<Response, Problem> {
     let (parts, _) = request.into_parts();
-    let caller = super::optional_caller(&state, &parts, G).await?;
-    if let Some(c) = &caller {
-        let perms =
-            state.access.repo_perms(&c.principal, &format!("{name}/x")).await.map_err(|e| Problem::internal(G, e))?;
-        if !perms.pull {
-            return Err(Problem::not_found(G, format!("project {name} not found")));
-        }
-    }
-    existing_project(&state, &name).await?;
+    readable_project(&state, &parts, &name).await?;
     let policy = state.access.meta().retention_policy(&name).await.map_err(|e| Problem::internal(G, e))?;
     Ok(Json(policy_json(&name, policy.as_ref())).into_response())
 }
