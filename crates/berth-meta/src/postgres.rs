@@ -40,6 +40,13 @@ pub struct PostgresMeta {
 }
 
 impl PostgresMeta {
+    /// A writer connection for bookkeeping commits ([`crate::bookkeeping`]).
+    /// These keep the server's `synchronous_commit`: PostgreSQL's group commit
+    /// already shares fsyncs among concurrent writers.
+    pub(crate) async fn bookkeeping(&self) -> Result<crate::bookkeeping::Bookkeeping<Postgres>, MetaError> {
+        crate::bookkeeping::Bookkeeping::acquire(&self.pool, None).await
+    }
+
     /// Connects to `url` (`postgres://user:pass@host:port/db`) and migrates the schema.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, MetaError> {
         let options = PgConnectOptions::from_str(url)?;

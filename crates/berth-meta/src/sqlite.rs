@@ -17,6 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::BlobRow;
+use crate::bookkeeping::Bookkeeping;
 use crate::{
     BlobIndex, EventActor, EventDraft, EventKind, GcKind, JobLeases, ManifestRecord, ManifestStore, MetaError,
     NewManifest, NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
@@ -65,6 +66,12 @@ impl SqliteMeta {
         crate::migrate::migrator(MIGRATIONS).run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         Ok(SqliteMeta { writer, reader, durable })
+    }
+
+    /// The writer connection for bookkeeping commits ([`crate::bookkeeping`]).
+    pub(crate) async fn bookkeeping(&self) -> Result<Bookkeeping<Sqlite>, MetaError> {
+        let relax = self.durable.then_some(("PRAGMA synchronous = NORMAL", "PRAGMA synchronous = FULL"));
+        Bookkeeping::acquire(&self.writer, relax).await
     }
 
     /// The read pool, for bulk exports (`meta-migrate`).
@@ -603,25 +610,35 @@ impl JobLeases for SqliteMeta {
     }
 }
 
+/// Records a new upload session (creating its repository if needed).
+async fn insert_upload(conn: &mut sqlx::SqliteConnection, upload: &NewUpload) -> Result<(), MetaError> {
+    use sqlx::Connection;
+    let now = now_unix();
+    let mut tx = conn.begin().await?;
+    let repo_id = ensure_repo(&mut tx, &upload.repo, Some(&upload.actor)).await?;
+    sqlx::query(
+        "INSERT INTO uploads (id, repo_id, received, algorithm, started_at, updated_at, cursor)\n         VALUES (?, ?, 0, ?, ?, ?, ?)",
+    )
+    .bind(&upload.id)
+    .bind(repo_id)
+    .bind(upload.algorithm.as_str())
+    .bind(now)
+    .bind(now)
+    .bind(&upload.cursor)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 #[async_trait]
 impl UploadStore for SqliteMeta {
     async fn create_upload(&self, upload: &NewUpload) -> Result<(), MetaError> {
-        let now = now_unix();
-        let mut tx = self.writer.begin().await?;
-        let repo_id = ensure_repo(&mut tx, &upload.repo, Some(&upload.actor)).await?;
-        sqlx::query(
-            "INSERT INTO uploads (id, repo_id, received, algorithm, started_at, updated_at, cursor)\n             VALUES (?, ?, 0, ?, ?, ?, ?)",
-        )
-        .bind(&upload.id)
-        .bind(repo_id)
-        .bind(upload.algorithm.as_str())
-        .bind(now)
-        .bind(now)
-        .bind(&upload.cursor)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        // A bookkeeping commit: after a power loss the client starts the blob over.
+        let mut conn = self.bookkeeping().await?;
+        let created = insert_upload(&mut conn, upload).await;
+        conn.release().await;
+        created
     }
 
     async fn get_upload(&self, repo: &RepoName, id: &str) -> Result<Option<Upload>, MetaError> {
@@ -654,16 +671,12 @@ impl UploadStore for SqliteMeta {
         expected_received: u64,
         progress: &UploadProgress,
     ) -> Result<bool, MetaError> {
-        // Progress of an unfinished upload is committed without waiting for the
-        // disk (`synchronous=NORMAL`: it survives a process crash, and the next
-        // durable commit syncs it). Its chunk's bytes are not fsynced either until
-        // the final PUT, and an fsync per PATCH would queue behind the blob's own
-        // background flush. After a power loss a client resumes from an older
-        // offset (the 416 says which); nothing acknowledged as a blob is lost.
-        let mut conn = self.writer.acquire().await?;
-        if self.durable {
-            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-        }
+        // Progress of an unfinished upload is a bookkeeping commit. Its chunk's
+        // bytes are not fsynced either until the final PUT, and an fsync per PATCH
+        // would queue behind the blob's own background flush. After a power loss
+        // a client resumes from an older offset (the 416 says which); nothing
+        // acknowledged as a blob is lost.
+        let mut conn = self.bookkeeping().await?;
         let done = sqlx::query(
             "UPDATE uploads SET received = ?, hash_state = ?, cursor = ?, updated_at = ? WHERE id = ? AND received = ?",
         )
@@ -675,16 +688,17 @@ impl UploadStore for SqliteMeta {
         .bind(expected_received as i64)
         .execute(&mut *conn)
         .await;
-        if self.durable && sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await.is_err() {
-            // Never hand a non-durable connection back to the pool.
-            conn.close_on_drop();
-        }
+        conn.release().await;
         Ok(done?.rows_affected() > 0)
     }
 
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = ?").bind(id).execute(&self.writer).await?;
-        Ok(done.rows_affected() > 0)
+        // A bookkeeping commit: a session that comes back after a power loss
+        // expires like any abandoned one.
+        let mut conn = self.bookkeeping().await?;
+        let done = sqlx::query("DELETE FROM uploads WHERE id = ?").bind(id).execute(&mut *conn).await;
+        conn.release().await;
+        Ok(done?.rows_affected() > 0)
     }
 
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError> {
