@@ -30,9 +30,29 @@ use axum::routing::get;
 use berth_registry::Registry;
 use berth_registry::access::AccessService;
 
-/// Shared state of every handler.
+/// Shared state of every handler, behind one `Arc`: routing and middleware
+/// clone it for every request, and one atomic increment is cheaper than one
+/// per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    /// Shares `parts` with every handler.
+    pub fn new(parts: AppParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct AppParts {
     /// The registry service.
     pub registry: Arc<Registry>,
     /// Users, tokens, permissions, the audit log.
@@ -67,13 +87,12 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let (management, document) = routes::management_api().finish(state.version);
-    management
+    routes::management_api(false)
+        .into_router()
         .route("/auth", get(token::get_token).post(token::post_token))
         .route("/v2", axum::routing::any(v2::handle))
         .route("/v2/", axum::routing::any(v2::handle))
         .route("/v2/{*path}", axum::routing::any(v2::handle))
-        .layer(axum::Extension(Arc::new(document)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit_api))
         .layer(axum::middleware::from_fn(access_log::log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
@@ -81,11 +100,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /api/openapi.json`: the management API's OpenAPI 3.1 document.
-async fn openapi_document(
-    axum::Extension(document): axum::Extension<Arc<serde_json::Value>>,
-) -> axum::Json<serde_json::Value> {
-    axum::Json((*document).clone())
+/// `GET /api/openapi.json`: the management API's OpenAPI 3.1 document, built
+/// on the first request (an idle server does not hold it).
+async fn openapi_document(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    static DOCUMENT: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| {
+        let document = routes::management_api(true).document(state.version);
+        serde_json::to_vec(&document).expect("a JSON value serializes").into()
+    });
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], document.clone()).into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.

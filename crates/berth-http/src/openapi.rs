@@ -203,32 +203,38 @@ fn error_schema(shape: Shape) -> Option<Value> {
 /// The router and its document, built together.
 pub struct Api {
     router: Router<AppState>,
-    paths: Map<String, Value>,
-    /// `(method, OpenAPI path)` of every documented operation.
-    operations: Vec<(&'static str, String)>,
-}
-
-impl Default for Api {
-    fn default() -> Self {
-        Api { router: Router::new(), paths: Map::new(), operations: Vec::new() }
-    }
+    /// The document's paths; `None` when only the router is wanted.
+    paths: Option<Map<String, Value>>,
 }
 
 impl Api {
+    /// Starts the router, and the document too when `documented`. A server
+    /// builds its router without the document (about 1.5 MB as a JSON tree)
+    /// and the document only when `/api/openapi.json` is first asked for.
+    pub fn new(documented: bool) -> Self {
+        Api { router: Router::new(), paths: documented.then(Map::new) }
+    }
+
     /// Serves `handler` at the axum `path`, documented by `ops`.
     pub fn route<const N: usize>(mut self, path: &str, handler: MethodRouter<AppState>, ops: [Op; N]) -> Self {
-        let (doc_path, params) = openapi_path(path);
-        let item = self.paths.entry(doc_path.clone()).or_insert_with(|| json!({}));
-        for op in &ops {
-            item[op.method] = op.document(&params);
-            self.operations.push((op.method, doc_path.clone()));
+        if let Some(paths) = &mut self.paths {
+            let (doc_path, params) = openapi_path(path);
+            let item = paths.entry(doc_path).or_insert_with(|| json!({}));
+            for op in &ops {
+                item[op.method] = op.document(&params);
+            }
         }
         self.router = self.router.route(path, handler);
         self
     }
 
-    /// The router, the document, and the list of documented operations.
-    pub fn finish(self, version: &str) -> (Router<AppState>, Value) {
+    /// The router alone.
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
+    }
+
+    /// The OpenAPI document (empty paths unless built `documented`).
+    pub fn document(self, version: &str) -> Value {
         let document = json!({
             "openapi": "3.1.0",
             "info": {
@@ -244,9 +250,9 @@ impl Api {
                 },
             },
             "security": [{"bearer": []}],
-            "paths": self.paths,
+            "paths": self.paths.unwrap_or_default(),
         });
-        (self.router, document)
+        document
     }
 }
 

@@ -382,10 +382,10 @@ fn management(o: Op) -> Op {
     o.tag("management").shape(Shape::Management)
 }
 
-/// The management routes.
-pub(crate) fn management_api() -> Api {
+/// The management routes, with their OpenAPI document when `documented`.
+pub(crate) fn management_api(documented: bool) -> Api {
     let token_scope = || "the caller's own tokens";
-    Api::default()
+    Api::new(documented)
         .route(
             "/health",
             get(health::health),

@@ -86,7 +86,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         registry.blob_store().clone(),
         config.gc.settings(),
     ));
-    let state = AppState {
+    let state = AppState::new(berth_http::AppParts {
         registry: registry.clone(),
         access,
         version: env!("CARGO_PKG_VERSION"),
@@ -106,7 +106,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         gc: collector.clone(),
         gc_interval: config.gc.interval,
         node: Arc::from(node.as_str()),
-    };
+    });
     crate::proxy::apply_config(&config, &state).await?;
     let maintenance = proxy.spawn_maintenance();
     let app = berth_http::router(state);
