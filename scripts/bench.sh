@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # berth's benchmark comparison (issue 3): berth against CNCF distribution 2.8.2,
-# distribution v3 and zot, plus the machine's own limits, all in one run.
+# distribution v3 and zot, plus the machine's own limits, all in one run. Each round also runs
+# zot's own benchmark, zb (-c 10 -n $ZB_REQUESTS, built from the same zot release), against berth
+# and every peer, each restarted on empty data after its suite; `berth-bench summarize` reads
+# zb's output ($RUN/<label>.r<round>.zb.txt).
 #
 #   scripts/bench.sh            full run: installs the peers, 3 A/B rounds, berth at 100k scale
-#                               (about 25 min on 2 cores, 7 of them seeding 210k manifests), then
-#                               the GC section (about 25 min more; --no-gc skips it)
+#                               (about 25 min on 2 cores, 7 of them seeding 210k manifests, plus
+#                               about 2 min of zb per registry and round), then the GC section
+#                               (about 25 min more; --no-gc skips it)
 #   scripts/bench.sh --smoke    CI: tiny sizes, 1 round, berth and the baseline only (< 1 min
-#                               once built), a 200-blob GC smoke; fails if any step fails, never on speed
+#                               once built; no zb), a 200-blob GC smoke; fails if any step fails,
+#                               never on speed
 #   scripts/bench.sh --only gc  only the garbage-collection section (issue 8): `berth-bench gc` against
 #                               berth on the embedded default (fs + SQLite) and on PostgreSQL + S3
 #                               (versitygw), each on fresh data: 100k blobs on fs (about 12 min), 25k on
@@ -16,8 +21,9 @@
 # Options:
 #   --rounds N         A/B rounds (default 3; 1 with --smoke)
 #   --profile P        cargo profile to build and run (release; CI may pass dev to reuse its build)
-#   --peers "A B"      peers to run: distribution-2.8.2 distribution-3 zot (default: all three)
-#   --no-install       do not install missing peers (skip them instead)
+#   --peers "A B"      peers to run: distribution-2.8.2 distribution-3 zot (default: all three);
+#                      zb runs whenever zot (and so zb) could be built
+#   --no-install       do not install or build missing peers (skip them instead)
 #   --no-build         use BERTH_BIN / BENCH_BIN as they are
 #   --no-scale         skip seeding berth with 100k tags and repositories (saves about 7 min)
 #   --no-gc            skip the garbage-collection section
@@ -30,7 +36,11 @@
 #   BERTH_NOFSYNC_ENV          environment that turns berth's fsync off (default
 #                              "BERTH_STORAGE__FSYNC=false"; empty: skip): berth runs a second time
 #                              as "berth-nofsync" (pushes only), for the fsync-off target
-#   DIST3_VERSION, ZOT_VERSION pinned peer versions (below)
+#   DIST3_VERSION, ZOT_VERSION pinned peer versions (below); Go builds are cached under
+#                              ~/.cache/berth-tools/bench (delete a directory there to rebuild)
+#   ZB_REQUESTS                zb's requests per test (default 40; at least 10, rounded down to a
+#                              multiple of 10 by zb, which runs 10 clients).
+#                              zb writes 1 MB, 10 MB and 100 MB test blobs under the scratch dir
 #   BENCH_SIZE BENCH_CHUNK BENCH_DURATION BENCH_TAGS BENCH_LIST_TAGS BENCH_SCALE_TAGS BENCH_SCALE_REPOS
 #                              override the sizes (see "Sizes" below)
 #   BENCH_GC_BACKENDS          backends of the GC section: "fs pg-s3" (default; "fs" with --smoke).
@@ -47,12 +57,16 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${XDG_CACHE_HOME:-$HOME/.cache}/berth-tools/bench"
 
-# Pinned peers. distribution v3 resolves through the Go module proxy; zot's module paths
-# (zotregistry.dev/zot/v2) may be refused by a restricted proxy, in which case zot and zb are
-# skipped and the summary says so.
+# Pinned peers. distribution v3 resolves through the Go module proxy. zot's own module paths
+# (zotregistry.io/zot, zotregistry.dev/zot/v2) are refused by a restricted proxy, but
+# github.com/project-zot/zot@v1.4.3 is served: its go.mod still says zotregistry.io/zot, so
+# `go install` rejects it, and zot and zb are built from a copy of the downloaded module instead
+# (zot_build). Newer releases declare a /v2 module path that the github.com path cannot serve.
+# Without a build, zot and zb are skipped and the summary says so.
 DIST3_VERSION="${DIST3_VERSION:-v3.1.2}"
-ZOT_VERSION="${ZOT_VERSION:-v2.1.14}"
-ZOT_MODULE="${ZOT_MODULE:-zotregistry.dev/zot/v2}"
+ZOT_VERSION="${ZOT_VERSION:-v1.4.3}"
+ZOT_MODULE="${ZOT_MODULE:-github.com/project-zot/zot}"
+ZB_REQUESTS="${ZB_REQUESTS:-40}"
 
 SMOKE=0 ROUNDS="" PROFILE=release INSTALL=1 BUILD=1 SCALE_PHASE=1 GC_PHASE=1 ONLY="" OUT="$ROOT/target/bench"
 PEERS="distribution-2.8.2 distribution-3 zot"
@@ -169,7 +183,48 @@ go_install() { # go_install NAME PACKAGE@VERSION [BUILD FLAGS...]: binary at $TO
   find "$dir" -maxdepth 1 -type f -perm -u+x | head -n 1
 }
 
-DIST2_BIN="" DIST3_BIN="" ZOT_BIN="" ZB_BIN=""
+# zot_build: builds zot (minimal: no extension tags, the plain distribution-spec registry) and
+# zb from a writable copy of $ZOT_MODULE@$ZOT_VERSION as `go mod download` puts it in the module
+# cache, into $TOOLS/zot-$ZOT_VERSION/{zot,zb} (kept for the next run; log in .../zot-$ZOT_VERSION.log).
+# Prints that directory.
+zot_build() {
+  local dir="$TOOLS/zot-$ZOT_VERSION"
+  if [ ! -x "$dir/zot" ] || [ ! -x "$dir/zb" ]; then
+    command -v go >/dev/null || { [ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin"; }
+    command -v go >/dev/null || { log "go is not installed: cannot build zot"; return 1; }
+    log "building zot and zb from $ZOT_MODULE@$ZOT_VERSION"
+    rm -rf "$dir" "$dir.tmp"
+    mkdir -p "$dir.tmp"
+    # A subshell in a condition runs without errexit: every step checks its own status.
+    if ! (
+      src="$(mktemp -d "${TMPDIR:-/tmp}/zot-src.XXXXXX")" || exit 1
+      trap 'chmod -R u+w "$src"; rm -rf "$src"' EXIT
+      cd "$src" || exit 1
+      export GOFLAGS="-mod=mod -buildvcs=false"
+      info="$(timeout 600 go mod download -json "$ZOT_MODULE@$ZOT_VERSION")" || { echo "$info"; exit 1; }
+      echo "$info"
+      mod="$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$info")"
+      commit="$(sed -n 's/^[[:space:]]*"Hash": "\([0-9a-f]*\)",\{0,1\}$/\1/p' <<<"$info" | head -n 1)"
+      [ -n "$mod" ] && [ -d "$mod" ] || { echo "no module directory in go mod download's answer"; exit 1; }
+      cp -r "$mod" "$src/zot" && chmod -R u+w "$src/zot" && cd "$src/zot" || exit 1
+      config=zotregistry.io/zot/pkg/api/config
+      ldflags="-X $config.ReleaseTag=$ZOT_VERSION -X $config.Commit=${commit:-unknown} -X $config.BinaryType=minimal"
+      ldflags+=" -X $config.GoVersion=$(go env GOVERSION)"
+      for cmd in zot zb; do
+        timeout 1200 go build -tags containers_image_openpgp,exclude_graphdriver_btrfs,exclude_graphdriver_devicemapper \
+          -ldflags "$ldflags" -o "$dir.tmp/$cmd" "./cmd/$cmd" || exit 1
+      done
+    ) >"$dir.log" 2>&1; then
+      log "building zot $ZOT_VERSION failed: $(tail -n 2 "$dir.log" | tr '\n' ' ')"
+      rm -rf "$dir.tmp"
+      return 1
+    fi
+    mv "$dir.tmp" "$dir"
+  fi
+  echo "$dir"
+}
+
+DIST2_BIN="" DIST3_BIN="" ZOT_BIN="" ZB_BIN="" ZOT_DIR=""
 REGISTRIES=(berth)
 BERTH_NOFSYNC_ENV="${BERTH_NOFSYNC_ENV-BERTH_STORAGE__FSYNC=false}"
 if [ -n "$BERTH_NOFSYNC_ENV" ] && [ "$SMOKE" = 0 ]; then REGISTRIES+=(berth-nofsync); fi
@@ -193,12 +248,15 @@ for peer in $PEERS; do
       if [ -n "$DIST3_BIN" ]; then REGISTRIES+=("distribution-${DIST3_VERSION#v}"); else log "skipping distribution v3"; fi
       ;;
     zot)
-      if [ "$INSTALL" = 1 ] || [ -n "$(ls -A "$TOOLS/zot-$ZOT_VERSION" 2>/dev/null)" ]; then
-        # No extension build tags: zot's minimal build (the plain distribution-spec registry).
-        ZOT_BIN="$(go_install "zot-$ZOT_VERSION" "$ZOT_MODULE/cmd/zot@$ZOT_VERSION" || true)"
-        ZB_BIN="$(go_install "zb-$ZOT_VERSION" "$ZOT_MODULE/cmd/zb@$ZOT_VERSION" || true)"
+      if [ "$INSTALL" = 1 ] || { [ -x "$TOOLS/zot-$ZOT_VERSION/zot" ] && [ -x "$TOOLS/zot-$ZOT_VERSION/zb" ]; }; then
+        ZOT_DIR="$(zot_build || true)"
       fi
-      if [ -n "$ZOT_BIN" ]; then REGISTRIES+=("zot-${ZOT_VERSION#v}"); else log "skipping zot (could not be built)"; fi
+      if [ -n "$ZOT_DIR" ]; then
+        ZOT_BIN="$ZOT_DIR/zot" ZB_BIN="$ZOT_DIR/zb"
+        REGISTRIES+=("zot-${ZOT_VERSION#v}")
+      else
+        log "skipping zot and zb (could not be built)"
+      fi
       ;;
     *) die "unknown peer $peer" ;;
   esac
@@ -225,7 +283,8 @@ describe_machine() {
   echo "berth: $("$BERTH_BIN" --version 2>/dev/null || echo -) ($BERTH_BIN)"
   [ -n "$DIST2_BIN" ] && echo "distribution-2.8.2: $("$DIST2_BIN" --version 2>&1 | head -n1)"
   [ -n "$DIST3_BIN" ] && echo "distribution-v3: $("$DIST3_BIN" --version 2>&1 | head -n1) (go install ...@$DIST3_VERSION)"
-  [ -n "$ZOT_BIN" ] && echo "zot: $("$ZOT_BIN" --version 2>&1 | head -n1) (go install ...@$ZOT_VERSION)"
+  [ -n "$ZOT_BIN" ] && echo "zot-${ZOT_VERSION#v}: $ZOT_MODULE@$ZOT_VERSION, minimal build; $("$ZOT_BIN" --version 2>&1 | head -n1)"
+  [ -n "$ZB_BIN" ] && [ "$SMOKE" = 0 ] && echo "zb: $ZOT_MODULE/cmd/zb@$ZOT_VERSION, -c 10 -n $ZB_REQUESTS against every registry but berth-nofsync"
   echo "registries: ${REGISTRIES[*]}"
   if [ "$ONLY" != gc ]; then echo "rounds: $ROUNDS; blob $SIZE, chunk $CHUNK, rate ${DURATION} at $CONCURRENCY connections, $TAGS tags"; fi
   if [ "$GC_PHASE" = 1 ]; then echo "gc: backends $GC_BACKENDS; --blobs $GC_BLOBS (pg-s3: $GC_PG_S3_BLOBS) ${GC[*]}"; fi
@@ -255,9 +314,11 @@ http:
 EOF
 }
 
+# zot v1.4.3 with its defaults otherwise: dedupe stays on (with it off, zb's repeated pushes of
+# the same blobs to new repositories store a copy each: -n 20 wrote 10 GB) and so does its GC.
 write_zot_config() { # FILE PORT DATA
   cat >"$1" <<EOF
-{"distSpecVersion": "1.1.1", "storage": {"rootDirectory": "$3", "dedupe": false, "gc": false},
+{"distSpecVersion": "1.0.1", "storage": {"rootDirectory": "$3"},
  "http": {"address": "127.0.0.1", "port": "$2"}, "log": {"level": "info"}}
 EOF
 }
@@ -312,14 +373,20 @@ run_registry() { # LABEL ROUND
     --size "$SIZE" --chunk "$CHUNK" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
     --tags "$TAGS" --list-samples "$SAMPLES" "${LOAD[@]}" ${skip:+--skip "$skip"} \
     --json "$RUN/$label.r$2.suite.json" >"$RUN/$label.r$2.suite.txt"
-  if [ -n "$ZB_BIN" ] && [ "$SMOKE" = 0 ] && [ "$label" != berth-nofsync ]; then
-    log "round $2: zb against $label"
-    timeout 600 "$ZB_BIN" -c 10 -n 100 -o stdout "$SERVER_URL" >"$RUN/$label.r$2.zb.txt" 2>&1 \
-      || log "zb against $label failed (see $RUN/$label.r$2.zb.txt)"
-  fi
   stop_server
   rm -rf "$base"
   sync
+  # zb on a fresh start with empty data, its test blobs under $base/zb. zb exits 1 when any
+  # request failed; its output keeps every test's figures either way.
+  if [ -n "$ZB_BIN" ] && [ "$SMOKE" = 0 ] && [ "$label" != berth-nofsync ]; then
+    start_server "$label" "$base/data" "$base/zb-ready.json"
+    log "round $2: zb -c 10 -n $ZB_REQUESTS against $label"
+    timeout 1800 "$ZB_BIN" -c 10 -n "$ZB_REQUESTS" -d "$base/zb" -o stdout "$SERVER_URL" \
+      >"$RUN/$label.r$2.zb.txt" 2>&1 </dev/null || log "zb against $label failed (see $RUN/$label.r$2.zb.txt)"
+    stop_server
+    rm -rf "$base"
+    sync
+  fi
 }
 
 # ---- the run -------------------------------------------------------------------------------
@@ -434,6 +501,8 @@ log "runs took $((SECONDS - STARTED)) s"
 # ---- summary -------------------------------------------------------------------------------
 strict=()
 [ "$SMOKE" = 1 ] && strict=(--strict)
-"$BENCH_BIN" summarize "$RUN"/*.json --out "$RUN/summary.json" --markdown "$RUN/summary.md" "${strict[@]}"
+zb_outputs=()
+for f in "$RUN"/*.zb.txt; do [ -e "$f" ] && zb_outputs+=("$f"); done
+"$BENCH_BIN" summarize "$RUN"/*.json "${zb_outputs[@]}" --out "$RUN/summary.json" --markdown "$RUN/summary.md" "${strict[@]}"
 cp "$RUN/summary.json" "$RUN/summary.md" "$RUN/machine.txt" "$OUT/"
 log "results: $RUN (summary also in $OUT/summary.md)"

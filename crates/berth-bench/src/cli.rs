@@ -369,7 +369,7 @@ pub struct MachineArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct SummarizeArgs {
-    /// Result files written with --json.
+    /// Result files written with --json, and zb's saved output (`<label>.r<round>.zb.txt`).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Write the summary as JSON here.

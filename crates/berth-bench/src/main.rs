@@ -25,6 +25,7 @@ mod suite;
 mod summarize;
 mod tags;
 mod targets;
+mod zb;
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -1,5 +1,8 @@
 //! Combines result files: the median and min–max of every metric per system, berth's
 //! ratio to each peer, the machine limits, and issue 3's targets.
+//!
+//! Inputs are the JSON reports of the other subcommands and zb's saved text output
+//! (`<label>.r<round>.zb.txt`, see [`crate::zb`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +13,7 @@ use crate::cli::SummarizeArgs;
 use crate::report::{Better, Report, format_value};
 use crate::stats::median;
 use crate::targets::{self, TargetRow};
+use crate::zb;
 
 /// Labels that are not registries.
 const REFERENCE_LABELS: &[&str] = &["machine", "baseline"];
@@ -100,6 +104,9 @@ pub struct Summary {
     pub rounds: BTreeMap<String, BTreeSet<u32>>,
     pub metrics: Vec<MetricSummary>,
     pub notes: Vec<String>,
+    /// zb's test names by their metric name component (`push_monolith_1mb` → `Push Monolith 1MB`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub zb_tests: BTreeMap<String, String>,
     pub targets: Vec<TargetRow>,
 }
 
@@ -110,8 +117,13 @@ impl Summary {
         let mut values: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
         let mut rounds: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
         let mut notes = Vec::new();
+        let mut zb_tests = BTreeMap::new();
         for report in reports {
             rounds.entry(report.label.clone()).or_default().insert(report.round);
+            let names = report.params.get(zb::TESTS_PARAM).and_then(|v| v.as_array());
+            for name in names.into_iter().flatten().filter_map(|v| v.as_str()) {
+                zb_tests.insert(zb::slug(name), name.to_owned());
+            }
             notes.extend(report.notes.iter().map(|n| format!("{} round {}: {n}", report.label, report.round)));
             for m in &report.metrics {
                 if !order.iter().any(|(n, _, _)| n == &m.name) {
@@ -131,7 +143,8 @@ impl Summary {
                 MetricSummary { name, unit, better, by_label }
             })
             .collect();
-        let mut summary = Summary { labels: order_labels(rounds.keys()), rounds, metrics, notes, targets: vec![] };
+        let mut summary =
+            Summary { labels: order_labels(rounds.keys()), rounds, metrics, notes, zb_tests, targets: vec![] };
         summary.targets = targets::evaluate(&summary);
         summary
     }
@@ -167,6 +180,17 @@ impl Summary {
         if self.metrics.iter().any(|m| GC_HEADLINE.contains(&m.name.as_str())) {
             out += "\n### Garbage collection\n\n";
             out += &self.table(&registries, |m| GC_HEADLINE.contains(&m.name.as_str()));
+        }
+        if self.metrics.iter().any(is_zb) {
+            out += "\n### zb (zot's benchmark)\n\n";
+            out += "Each test's requests/s cover its whole run, setup pushes and cleanup deletes included; \
+                    latencies are per request.\n\n";
+            let ran: Vec<&str> = registries
+                .iter()
+                .copied()
+                .filter(|l| self.metrics.iter().any(|m| is_zb(m) && m.by_label.contains_key(*l)))
+                .collect();
+            out += &self.table(&ran, is_zb);
         }
         out += "\n### berth ÷ peer (oriented so that > 1 means berth is better)\n\n";
         out += &self.ratio_table(|m| HEADLINE.contains(&m.name.as_str()));
@@ -226,6 +250,10 @@ pub fn ratio(m: &MetricSummary, berth: &str, peer: &str) -> Option<f64> {
     r.is_finite().then_some(r)
 }
 
+fn is_zb(m: &MetricSummary) -> bool {
+    m.name.starts_with(zb::PREFIX)
+}
+
 fn is_berth(label: &str) -> bool {
     label == "berth" || label.starts_with("berth-")
 }
@@ -244,6 +272,10 @@ fn order_labels<'a>(labels: impl Iterator<Item = &'a String>) -> Vec<String> {
 pub fn run(args: &SummarizeArgs) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for path in &args.inputs {
+        if zb::is_output(path) {
+            reports.push(zb::read(path)?);
+            continue;
+        }
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         reports.push(serde_json::from_str::<Report>(&text).with_context(|| format!("parsing {}", path.display()))?);
     }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::report::format_value;
 use crate::summarize::Summary;
+use crate::zb;
 
 /// One line of the targets table.
 #[derive(Debug, Clone, Serialize)]
@@ -120,12 +121,7 @@ pub fn evaluate(s: &Summary) -> Vec<TargetRow> {
             c.at_most(c.get("berth", "ready_seeded.ms"), 500.0, "ms with the seeded repositories"),
         ],
     );
-    let zb = s.metrics.iter().any(|m| m.name.starts_with("zb."));
-    add(
-        "zb (all its tests)",
-        "berth ahead of every peer on every line",
-        vec![zb.then(|| (false, "see the zb table".to_owned()))],
-    );
+    add("zb (all its tests)", "berth ahead of every peer on every line", c.zb());
     rows
 }
 
@@ -176,6 +172,66 @@ impl Ctx<'_> {
         Some((v >= floor, format!("{} {unit}", format_value(v))))
     }
 
+    /// zb: on every test, berth's median requests/s at least every peer's, and no failed
+    /// request from berth in any round.
+    fn zb(&self) -> Vec<Check> {
+        let tests: Vec<&str> =
+            self.s.metrics.iter().filter_map(|m| m.name.strip_prefix(zb::PREFIX)?.strip_suffix(".rps")).collect();
+        let name = |slug: &str| self.s.zb_tests.get(slug).map_or(slug, String::as_str).to_owned();
+        let peers_ran = tests.iter().any(|t| self.s.peers().iter().any(|p| self.get(p, &rps_of(t)).is_some()));
+        if tests.is_empty() || !peers_ran {
+            return vec![None];
+        }
+        // The tests where berth is behind (or has no result), and its lowest ratio where it is not.
+        let mut behind = Vec::new();
+        let mut lowest: Option<(f64, &str, &str)> = None;
+        let mut total = 0;
+        for &test in &tests {
+            let Some((peer, best)) = self
+                .s
+                .peers()
+                .into_iter()
+                .filter_map(|l| Some((l, self.get(l, &rps_of(test))?)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+            else {
+                continue;
+            };
+            total += 1;
+            match self.get("berth", &rps_of(test)) {
+                Some(b) if b >= best => {
+                    if lowest.is_none_or(|(r, _, _)| b / best < r) {
+                        lowest = Some((b / best, test, peer));
+                    }
+                }
+                Some(b) => {
+                    behind.push(format!("{} ({} vs {} {peer} req/s)", name(test), format_value(b), format_value(best)))
+                }
+                None => behind.push(format!("{} (no result from berth)", name(test))),
+            }
+        }
+        let rps = if behind.is_empty() {
+            let text = lowest.map_or_else(String::new, |(r, test, peer)| {
+                format!(" (lowest ratio {}× on {}, vs {peer})", format_value(r), name(test))
+            });
+            (true, format!("ahead on all {total} tests{text}"))
+        } else {
+            (false, format!("behind on {} of {total} tests: {}", behind.len(), behind.join(", ")))
+        };
+        let failed: Vec<String> = tests
+            .iter()
+            .filter_map(|t| {
+                let worst = self.s.metric(&format!("{}{t}.failed", zb::PREFIX))?.by_label.get("berth")?.max;
+                (worst > 0.0).then(|| format!("{} ({})", name(t), format_value(worst)))
+            })
+            .collect();
+        let failures = if failed.is_empty() {
+            (true, "berth: 0 failed requests".to_owned())
+        } else {
+            (false, format!("berth failed requests in {} (worst round)", failed.join(", ")))
+        };
+        vec![Some(rps), Some(failures)]
+    }
+
     /// `value` against the best peer median of `name` (higher is better).
     fn vs_fastest_peer(&self, value: Option<f64>, name: &str, factor: f64) -> Check {
         let (label, best) = self
@@ -190,6 +246,11 @@ impl Ctx<'_> {
             format!("{}× fastest peer {label} ({} vs {})", format_value(v / best), format_value(v), format_value(best)),
         ))
     }
+}
+
+/// The requests/s metric of a zb test.
+fn rps_of(test: &str) -> String {
+    format!("{}{test}.rps", zb::PREFIX)
 }
 
 fn row(what: &str, target: &str, checks: Vec<Check>) -> TargetRow {
@@ -212,4 +273,51 @@ pub fn markdown(rows: &[TargetRow]) -> String {
         out += &format!("| {} | {} | {} | {} |\n", r.what, r.target, r.measured, r.verdict);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::summarize::Summary;
+    use crate::zb;
+
+    fn zb_output(tests: &[(&str, f64, u32)]) -> String {
+        tests
+            .iter()
+            .map(|(name, rps, failed)| {
+                format!(
+                    "============\nTest name:\t{name}\nFailed requests:\t{failed}\nRequests per second:\t{rps}\n\
+                     p50:\t5ms\np99:\t1.5s\n"
+                )
+            })
+            .collect()
+    }
+
+    fn zb_row(reports: &[crate::report::Report]) -> super::TargetRow {
+        let summary = Summary::build(reports);
+        summary.targets.into_iter().find(|r| r.what == "zb (all its tests)").expect("zb row")
+    }
+
+    #[test]
+    fn zb_target() {
+        let peer = || zb::report("zot-1.4.3", 1, &zb_output(&[("Pull 1MB", 100.0, 0), ("Push Monolith 1MB", 50.0, 0)]));
+        let ahead = zb::report("berth", 1, &zb_output(&[("Pull 1MB", 150.0, 0), ("Push Monolith 1MB", 60.0, 0)]));
+        let row = zb_row(&[ahead, peer()]);
+        assert_eq!(row.verdict, "met");
+        assert_eq!(
+            row.measured,
+            "ahead on all 2 tests (lowest ratio 1.20× on Push Monolith 1MB, vs zot-1.4.3); berth: 0 failed requests"
+        );
+
+        let behind = zb::report("berth", 1, &zb_output(&[("Pull 1MB", 90.0, 1), ("Push Monolith 1MB", 60.0, 0)]));
+        let row = zb_row(&[behind, peer()]);
+        assert_eq!(row.verdict, "NOT met");
+        assert_eq!(
+            row.measured,
+            "behind on 1 of 2 tests: Pull 1MB (90 vs 100 zot-1.4.3 req/s); \
+             berth failed requests in Pull 1MB (1) (worst round)"
+        );
+
+        assert_eq!(zb_row(&[peer()]).verdict, "NOT met");
+        assert_eq!(zb_row(&[]).verdict, "not measured");
+    }
 }
