@@ -44,6 +44,54 @@ pub struct SqliteMeta {
     reader: SqlitePool,
     /// Commits are synced to disk (`synchronous=FULL`).
     durable: bool,
+    /// Group commit of the hot acknowledged writes ([`WalSync`]).
+    wal: std::sync::Arc<WalSync>,
+}
+
+/// Group commit for the busiest acknowledged writes (blob links, manifests).
+///
+/// With `synchronous=FULL` every commit fsyncs the WAL while it holds the
+/// single writer connection, so concurrent pushes queue behind each other's
+/// fsyncs. These writes instead commit without waiting for the disk, release
+/// the writer, and then wait here: one `fdatasync` of the WAL covers every
+/// commit that finished before it began, and the writer runs the next
+/// transactions meanwhile. Nothing is acknowledged before its frames are on
+/// disk. Frames that SQLite checkpointed into the database before the sync
+/// were synced by the checkpoint itself (it syncs the WAL before and the
+/// database after), and a WAL file that is gone was checkpointed on close.
+#[derive(Debug)]
+struct WalSync {
+    /// The `-wal` file next to the database.
+    path: std::path::PathBuf,
+    /// Group-committed transactions so far.
+    committed: std::sync::atomic::AtomicU64,
+    /// How many of them are known to be on disk; held while syncing.
+    synced: tokio::sync::Mutex<u64>,
+}
+
+impl WalSync {
+    /// Returns once the caller's commit (just finished) is on disk.
+    async fn wait_durable(&self) -> Result<(), MetaError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mine = self.committed.fetch_add(1, SeqCst) + 1;
+        let mut synced = self.synced.lock().await;
+        if *synced >= mine {
+            return Ok(());
+        }
+        let covered = self.committed.load(SeqCst);
+        let path = self.path.clone();
+        let flushed = tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
+            Ok(wal) => wal.sync_data(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        flushed.map_err(|e| MetaError::Database(sqlx::Error::Io(e)))?;
+        *synced = covered;
+        Ok(())
+    }
 }
 
 impl SqliteMeta {
@@ -65,13 +113,28 @@ impl SqliteMeta {
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         crate::migrate::migrator(MIGRATIONS).run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        Ok(SqliteMeta { writer, reader, durable })
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal = WalSync { path: wal_path.into(), committed: Default::default(), synced: Default::default() };
+        Ok(SqliteMeta { writer, reader, durable, wal: std::sync::Arc::new(wal) })
     }
 
     /// The writer connection for bookkeeping commits ([`crate::bookkeeping`]).
     pub(crate) async fn bookkeeping(&self) -> Result<Bookkeeping<Sqlite>, MetaError> {
         let relax = self.durable.then_some(("PRAGMA synchronous = NORMAL", "PRAGMA synchronous = FULL"));
         Bookkeeping::acquire(&self.writer, relax).await
+    }
+
+    /// The writer connection for a group-committed write: commit on it, release
+    /// it, then [`Self::sync_commits`] before acknowledging.
+    async fn group_committed(&self) -> Result<Bookkeeping<Sqlite>, MetaError> {
+        self.bookkeeping().await
+    }
+
+    /// Waits until every group-committed write so far is on disk (nothing to
+    /// wait for when commits are not durable).
+    async fn sync_commits(&self) -> Result<(), MetaError> {
+        if self.durable { self.wal.wait_durable().await } else { Ok(()) }
     }
 
     /// The read pool, for bulk exports (`meta-migrate`).
@@ -136,6 +199,145 @@ async fn ensure_repo(
         .fetch_one(&mut **tx)
         .await?;
     Ok(id)
+}
+
+/// The transaction of [`ManifestStore::put_manifest`].
+async fn insert_manifest(
+    conn: &mut sqlx::SqliteConnection,
+    repo: &RepoName,
+    m: NewManifest,
+    tags: &[Tag],
+) -> Result<(), MetaError> {
+    let now = now_unix();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let repo_id = ensure_repo(&mut tx, repo, m.events.first().map(|e| &e.actor)).await?;
+    let mut missing = Vec::new();
+    let checked = if m.require_references { m.blob_refs.as_slice() } else { &[] };
+    for blob in checked {
+        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM repository_blobs WHERE repo_id = ? AND digest = ?")
+            .bind(repo_id)
+            .bind(blob.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if seen.is_none() {
+            missing.push(blob.clone());
+        }
+    }
+    let checked = if m.require_references { m.manifest_refs.as_slice() } else { &[] };
+    for child in checked {
+        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?")
+            .bind(repo_id)
+            .bind(child.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if seen.is_none() {
+            missing.push(child.clone());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(MetaError::MissingReferences(missing));
+    }
+    sqlx::query(
+        "INSERT INTO manifests
+           (repo_id, digest, media_type, artifact_type, subject_digest, annotations, size, payload, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(repo_id, digest) DO NOTHING",
+    )
+    .bind(repo_id)
+    .bind(m.digest.as_str())
+    .bind(&m.media_type)
+    .bind(&m.artifact_type)
+    .bind(m.subject.as_ref().map(|s| s.as_str()))
+    .bind(&m.annotations_json)
+    .bind(m.payload.len() as i64)
+    .bind(&m.payload)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let refs = m.blob_refs.iter().map(|d| (d, "blob")).chain(m.manifest_refs.iter().map(|d| (d, "manifest")));
+    for (child, kind) in refs {
+        sqlx::query(
+            "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES (?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(m.digest.as_str())
+        .bind(child.as_str())
+        .bind(kind)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // Pushes count; manifests stored by the pull-through cache do not.
+    let pushes = i64::from(m.require_references);
+    immutable::refuse_protected_moves(&mut tx, repo_id, repo, m.digest.as_str(), tags).await?;
+    // Tags, then the repository row below, each in a fixed order: the order pull-count
+    // flushes lock them in too, so concurrent writers never deadlock (PostgreSQL).
+    let mut ordered: Vec<&Tag> = tags.iter().collect();
+    ordered.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let moved = moved_tags(&mut tx, repo_id, m.digest.as_str(), &ordered).await?;
+    for tag in ordered {
+        sqlx::query(
+            "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT(repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+                                                      updated_at = excluded.updated_at,
+                                                      push_count = tags.push_count + excluded.push_count",
+        )
+        .bind(repo_id)
+        .bind(tag.as_str())
+        .bind(m.digest.as_str())
+        .bind(now)
+        .bind(pushes)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("UPDATE repositories SET push_count = push_count + ? WHERE id = ?")
+        .bind(pushes)
+        .bind(repo_id)
+        .execute(&mut *tx)
+        .await?;
+    // What the moved tags pointed at may be garbage now; so may a manifest pushed
+    // without a tag, unless an index or a tagged referrer comes to hold it.
+    let mut queued = collector::untagged_to_queue(&mut tx, repo_id, moved).await?;
+    if tags.is_empty() && m.require_references {
+        queued.push((GcKind::Manifest, repo_id, m.digest.to_string()));
+    }
+    collector::enqueue(&mut tx, &queued).await?;
+    events::insert_events(&mut tx, &m.events).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The transaction of [`BlobIndex::link_blob`].
+async fn insert_blob_link(
+    conn: &mut sqlx::SqliteConnection,
+    repo: &RepoName,
+    digest: &Digest,
+    size: u64,
+    events: &[EventDraft],
+) -> Result<(), MetaError> {
+    let now = now_unix();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
+    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING")
+        .bind(digest.as_str())
+        .bind(size as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES (?, ?, ?)
+         ON CONFLICT(repo_id, digest) DO NOTHING",
+    )
+    .bind(repo_id)
+    .bind(digest.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    // Until a manifest references it, the link is garbage once the grace period ends.
+    collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
+    events::insert_events(&mut tx, events).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -238,29 +440,11 @@ impl BlobIndex for SqliteMeta {
         size: u64,
         events: &[EventDraft],
     ) -> Result<(), MetaError> {
-        let now = now_unix();
-        let mut tx = self.writer.begin().await?;
-        let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING")
-            .bind(digest.as_str())
-            .bind(size as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES (?, ?, ?)
-             ON CONFLICT(repo_id, digest) DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(digest.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // Until a manifest references it, the link is garbage once the grace period ends.
-        collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
-        events::insert_events(&mut tx, events).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut conn = self.group_committed().await?;
+        let linked = insert_blob_link(&mut conn, repo, digest, size, events).await;
+        conn.release().await;
+        linked?;
+        self.sync_commits().await
     }
 
     async fn mount_blob(
@@ -325,104 +509,11 @@ fn manifest_record(row: &sqlx::sqlite::SqliteRow, with_payload: bool) -> Result<
 #[async_trait]
 impl ManifestStore for SqliteMeta {
     async fn put_manifest(&self, repo: &RepoName, m: NewManifest, tags: &[Tag]) -> Result<(), MetaError> {
-        let now = now_unix();
-        let mut tx = self.writer.begin().await?;
-        let repo_id = ensure_repo(&mut tx, repo, m.events.first().map(|e| &e.actor)).await?;
-        let mut missing = Vec::new();
-        let checked = if m.require_references { m.blob_refs.as_slice() } else { &[] };
-        for blob in checked {
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM repository_blobs WHERE repo_id = ? AND digest = ?")
-                    .bind(repo_id)
-                    .bind(blob.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if seen.is_none() {
-                missing.push(blob.clone());
-            }
-        }
-        let checked = if m.require_references { m.manifest_refs.as_slice() } else { &[] };
-        for child in checked {
-            let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?")
-                .bind(repo_id)
-                .bind(child.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if seen.is_none() {
-                missing.push(child.clone());
-            }
-        }
-        if !missing.is_empty() {
-            return Err(MetaError::MissingReferences(missing));
-        }
-        sqlx::query(
-            "INSERT INTO manifests
-               (repo_id, digest, media_type, artifact_type, subject_digest, annotations, size, payload, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT(repo_id, digest) DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(m.digest.as_str())
-        .bind(&m.media_type)
-        .bind(&m.artifact_type)
-        .bind(m.subject.as_ref().map(|s| s.as_str()))
-        .bind(&m.annotations_json)
-        .bind(m.payload.len() as i64)
-        .bind(&m.payload)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let refs = m.blob_refs.iter().map(|d| (d, "blob")).chain(m.manifest_refs.iter().map(|d| (d, "manifest")));
-        for (child, kind) in refs {
-            sqlx::query(
-                "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES (?, ?, ?, ?)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(repo_id)
-            .bind(m.digest.as_str())
-            .bind(child.as_str())
-            .bind(kind)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Pushes count; manifests stored by the pull-through cache do not.
-        let pushes = i64::from(m.require_references);
-        immutable::refuse_protected_moves(&mut tx, repo_id, repo, m.digest.as_str(), tags).await?;
-        // Tags, then the repository row below, each in a fixed order: the order pull-count
-        // flushes lock them in too, so concurrent writers never deadlock (PostgreSQL).
-        let mut ordered: Vec<&Tag> = tags.iter().collect();
-        ordered.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        let moved = moved_tags(&mut tx, repo_id, m.digest.as_str(), &ordered).await?;
-        for tag in ordered {
-            sqlx::query(
-                "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT(repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
-                                                          updated_at = excluded.updated_at,
-                                                          push_count = tags.push_count + excluded.push_count",
-            )
-            .bind(repo_id)
-            .bind(tag.as_str())
-            .bind(m.digest.as_str())
-            .bind(now)
-            .bind(pushes)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("UPDATE repositories SET push_count = push_count + ? WHERE id = ?")
-            .bind(pushes)
-            .bind(repo_id)
-            .execute(&mut *tx)
-            .await?;
-        // What the moved tags pointed at may be garbage now; so may a manifest pushed
-        // without a tag, unless an index or a tagged referrer comes to hold it.
-        let mut queued = collector::untagged_to_queue(&mut tx, repo_id, moved).await?;
-        if tags.is_empty() && m.require_references {
-            queued.push((GcKind::Manifest, repo_id, m.digest.to_string()));
-        }
-        collector::enqueue(&mut tx, &queued).await?;
-        events::insert_events(&mut tx, &m.events).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut conn = self.group_committed().await?;
+        let stored = insert_manifest(&mut conn, repo, m, tags).await;
+        conn.release().await;
+        stored?;
+        self.sync_commits().await
     }
 
     async fn manifest_by_digest(
@@ -648,7 +739,7 @@ impl UploadStore for SqliteMeta {
         )
         .bind(id)
         .bind(repo.as_str())
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await?;
         row.map(|row| {
             let algorithm: String = row.try_get("algorithm")?;
