@@ -138,14 +138,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         storage = %config.storage_url(),
         "listening on {local} ({scheme})"
     );
+    // TCP_NODELAY: a response's last small segment must not wait for the
+    // client's delayed ACK of the one before (up to 40 ms per request).
+    use axum_server::accept::NoDelayAcceptor;
     match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .with_context(|| format!("cannot load TLS certificate {} / key {}", cert.display(), key.display()))?;
-            axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(service).await?
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(NoDelayAcceptor::new());
+            axum_server::from_tcp(listener)?.acceptor(acceptor).handle(handle).serve(service).await?
         }
-        _ => axum_server::from_tcp(listener)?.handle(handle).serve(service).await?,
+        _ => axum_server::from_tcp(listener)?.acceptor(NoDelayAcceptor::new()).handle(handle).serve(service).await?,
     }
     sweeper.abort();
     if let Some(retention) = retention {
