@@ -48,6 +48,17 @@ pub struct SqliteMeta {
     wal: std::sync::Arc<WalSync>,
 }
 
+/// Counts an acknowledged write in flight until dropped (when commits are durable).
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize, bool);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 /// Group commit for the busiest acknowledged writes (blob links, manifests).
 ///
 /// With `synchronous=FULL` every commit fsyncs the WAL while it holds the
@@ -67,6 +78,10 @@ struct WalSync {
     committed: std::sync::atomic::AtomicU64,
     /// How many of them are known to be on disk; held while syncing.
     synced: tokio::sync::Mutex<u64>,
+    /// `fdatasync` calls made (fewer than commits when they were grouped).
+    syncs: std::sync::atomic::AtomicU64,
+    /// Acknowledged writes in flight; one alone is not grouped.
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl WalSync {
@@ -89,6 +104,7 @@ impl WalSync {
         .map_err(std::io::Error::other)
         .and_then(|r| r);
         flushed.map_err(|e| MetaError::Database(sqlx::Error::Io(e)))?;
+        self.syncs.fetch_add(1, SeqCst);
         *synced = covered;
         Ok(())
     }
@@ -115,7 +131,13 @@ impl SqliteMeta {
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
-        let wal = WalSync { path: wal_path.into(), committed: Default::default(), synced: Default::default() };
+        let wal = WalSync {
+            path: wal_path.into(),
+            committed: Default::default(),
+            synced: Default::default(),
+            syncs: Default::default(),
+            in_flight: Default::default(),
+        };
         Ok(SqliteMeta { writer, reader, durable, wal: std::sync::Arc::new(wal) })
     }
 
@@ -125,16 +147,27 @@ impl SqliteMeta {
         Bookkeeping::acquire(&self.writer, relax).await
     }
 
-    /// The writer connection for a group-committed write: commit on it, release
-    /// it, then [`Self::sync_commits`] before acknowledging.
-    async fn group_committed(&self) -> Result<Bookkeeping<Sqlite>, MetaError> {
-        self.bookkeeping().await
-    }
-
-    /// Waits until every group-committed write so far is on disk (nothing to
-    /// wait for when commits are not durable).
-    async fn sync_commits(&self) -> Result<(), MetaError> {
-        if self.durable { self.wal.wait_durable().await } else { Ok(()) }
+    /// Runs `write` (one transaction on the writer connection) as an
+    /// acknowledged write. Alone, it commits with its own fsync as usual;
+    /// while other such writes are in flight it is group-committed ([`WalSync`]):
+    /// two extra statements and a hand-off cost a lone writer more than the
+    /// fsync it would share.
+    async fn durable_write<T>(
+        &self,
+        write: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> Result<T, MetaError>,
+    ) -> Result<T, MetaError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let grouped = self.durable && self.wal.in_flight.fetch_add(1, SeqCst) > 0;
+        let _done = InFlight(&self.wal.in_flight, self.durable);
+        let relax = grouped.then_some(("PRAGMA synchronous = NORMAL", "PRAGMA synchronous = FULL"));
+        let mut conn = Bookkeeping::acquire(&self.writer, relax).await?;
+        let written = write(&mut conn).await;
+        conn.release().await;
+        let written = written?;
+        if grouped {
+            self.wal.wait_durable().await?;
+        }
+        Ok(written)
     }
 
     /// The read pool, for bulk exports (`meta-migrate`).
@@ -440,11 +473,7 @@ impl BlobIndex for SqliteMeta {
         size: u64,
         events: &[EventDraft],
     ) -> Result<(), MetaError> {
-        let mut conn = self.group_committed().await?;
-        let linked = insert_blob_link(&mut conn, repo, digest, size, events).await;
-        conn.release().await;
-        linked?;
-        self.sync_commits().await
+        self.durable_write(async |conn| insert_blob_link(conn, repo, digest, size, events).await).await
     }
 
     async fn mount_blob(
@@ -509,11 +538,7 @@ fn manifest_record(row: &sqlx::sqlite::SqliteRow, with_payload: bool) -> Result<
 #[async_trait]
 impl ManifestStore for SqliteMeta {
     async fn put_manifest(&self, repo: &RepoName, m: NewManifest, tags: &[Tag]) -> Result<(), MetaError> {
-        let mut conn = self.group_committed().await?;
-        let stored = insert_manifest(&mut conn, repo, m, tags).await;
-        conn.release().await;
-        stored?;
-        self.sync_commits().await
+        self.durable_write(async |conn| insert_manifest(conn, repo, m, tags).await).await
     }
 
     async fn manifest_by_digest(
@@ -805,6 +830,44 @@ impl UploadStore for SqliteMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Concurrent pushes share WAL syncs: links that wait for the writer are
+    /// group-committed, and each returns only once a sync covered it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn group_commit_shares_wal_syncs() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
+        let repo: RepoName = "group/commit".parse().unwrap();
+        // Hold the writer so that every link below is in flight at once.
+        let busy = meta.writer.acquire().await.unwrap();
+        let pushes: Vec<_> = (0..64)
+            .map(|i| {
+                let (meta, repo) = (meta.clone(), repo.clone());
+                tokio::spawn(async move {
+                    let digest = Digest::sha256(format!("blob {i}").as_bytes());
+                    meta.link_blob(&repo, &digest, 1, &[]).await.unwrap();
+                    digest
+                })
+            })
+            .collect();
+        while meta.wal.in_flight.load(SeqCst) < 64 {
+            tokio::task::yield_now().await;
+        }
+        drop(busy);
+        let mut linked = Vec::new();
+        for push in pushes {
+            linked.push(push.await.unwrap());
+        }
+        let (grouped, syncs) = (meta.wal.committed.load(SeqCst), meta.wal.syncs.load(SeqCst));
+        assert_eq!(grouped, 63, "all but the first link were grouped");
+        assert_eq!(*meta.wal.synced.lock().await, grouped, "every grouped commit is covered by a sync");
+        assert!((1..grouped).contains(&syncs), "{grouped} grouped links took {syncs} syncs");
+        assert_eq!(meta.wal.in_flight.load(SeqCst), 0);
+        for digest in &linked {
+            assert_eq!(meta.blob_in_repo(&repo, digest).await.unwrap(), Some(1));
+        }
+    }
 
     #[tokio::test]
     async fn sqlite_passes_the_backend_suite() {
