@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # berth's benchmark comparison (issue 3): berth against CNCF distribution 2.8.2,
 # distribution v3 and zot, plus the machine's own limits, all in one run. Each round also runs
-# zot's own benchmark, zb (-c 10 -n $ZB_REQUESTS, built from the same zot release), against berth
-# and every peer, each restarted on empty data after its suite; `berth-bench summarize` reads
+# zot's own benchmark, zb (-c 10 -n $ZB_REQUESTS, built from the same zot release), against berth,
+# berth-nofsync and zot (zb cannot push to distribution, see run_registry), each restarted on
+# empty data after its suite; `berth-bench summarize` reads
 # zb's output ($RUN/<label>.r<round>.zb.txt).
 #
 #   scripts/bench.sh            full run: installs the peers, 3 A/B rounds, berth at 100k scale
@@ -379,7 +380,10 @@ run_registry() { # LABEL ROUND
   # zb on a fresh start with empty data, its test blobs under $base/zb. zb exits 1 when any
   # request failed; its output keeps every test's figures either way. It runs against
   # berth-nofsync too: zot never fsyncs, so that column shows what durability costs zb's pushes.
-  if [ -n "$ZB_BIN" ] && [ "$SMOKE" = 0 ]; then
+  # Not against distribution: zb 1.4.3 keeps only the path of an upload's Location (dropping
+  # distribution's `_state` query parameter), distribution answers 404 BLOB_UPLOAD_UNKNOWN, and
+  # zb then waits forever for the failed request's record.
+  if [ -n "$ZB_BIN" ] && [ "$SMOKE" = 0 ] && [[ "$label" != distribution-* ]]; then
     start_server "$label" "$base/data" "$base/zb-ready.json"
     log "round $2: zb -c 10 -n $ZB_REQUESTS against $label"
     timeout 1800 "$ZB_BIN" -c 10 -n "$ZB_REQUESTS" -d "$base/zb" -o stdout "$SERVER_URL" \
