@@ -123,6 +123,17 @@ impl Reader {
                 FlightState::Streaming { written, .. } => (written.saturating_sub(1), false),
                 FlightState::Verified { size } | FlightState::Done { size } => (*size, true),
                 FlightState::Failed { message, .. } => {
+                    // Failed before this reader sent anything (a loaded machine can finish the
+                    // whole fetch first): send what arrived, final byte still held back, so the
+                    // client gets the response head and a broken body, not a dropped connection.
+                    if self.pos == 0 {
+                        let arrived = std::fs::metadata(&self.flight.spool).map_or(0, |m| m.len());
+                        if arrived > 1 {
+                            let chunk = self.read((arrived - 1).min(READ_CHUNK)).await?;
+                            self.pos += chunk.len() as u64;
+                            return Ok(Some(chunk));
+                        }
+                    }
                     return Err(io::Error::other(format!("upstream fetch failed: {message}")));
                 }
             };

@@ -344,8 +344,13 @@ async fn corrupt_upstream_blobs_fail_the_pull_and_are_not_cached() {
     let base = cache.url();
     add_upstream(&c, &base, json!({"name": "u", "url": upstream.url(), "namespace": "up"})).await;
     let r = c.get(format!("{base}/v2/up/lib/app/blobs/{}", layer.digest)).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "headers go out before the digest is known");
-    assert!(r.bytes().await.is_err(), "the body must break off instead of completing");
+    if r.status() == StatusCode::OK {
+        // The usual case: headers go out before the digest is known.
+        assert!(r.bytes().await.is_err(), "the body must break off instead of completing");
+    } else {
+        // The fetch failed before the response began (possible on a loaded machine).
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "a clear gateway error otherwise");
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(stats(&c, &base).await["entry_count"], 0, "nothing corrupt is cached");
     let r = c.head(format!("{base}/v2/up/lib/app/blobs/{}", layer.digest)).send().await.unwrap();
