@@ -87,3 +87,15 @@ pub fn blob_files(data_dir: &std::path::Path) -> Vec<(std::path::PathBuf, String
     }
     files
 }
+
+/// Logs `user` in and returns the session JWT.
+pub async fn login(c: &Client, base: &str, user: &str, password: &str) -> String {
+    let r = c
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "login {user}");
+    r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+}

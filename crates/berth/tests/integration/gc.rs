@@ -172,20 +172,7 @@ const ADMIN_PASSWORD: &str = "gc-Admin-password-1";
 async fn only_admins_run_or_watch_the_collector() {
     let berth = BerthProcess::start_with_auth(BIN, ADMIN_PASSWORD, &[("BERTH_GC__INTERVAL", "off")]);
     let (c, base) = (client(), berth.url());
-    let login = |user: &'static str, password: &'static str| {
-        let c = c.clone();
-        let base = base.clone();
-        async move {
-            let r = c
-                .post(format!("{base}/api/v1/auth/login"))
-                .json(&json!({"username": user, "password": password}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
-        }
-    };
+    let login = |user: &'static str, password: &'static str| crate::common::login(&c, &base, user, password);
     let admin = login("admin", ADMIN_PASSWORD).await;
     let r = c
         .post(format!("{base}/api/v1/users"))

@@ -2,6 +2,7 @@
 //! `/api/images` and `/api/system`, seed 004's `/api/v1/repositories`, and the
 //! batched pull counters behind them.
 
+use crate::common::login;
 use std::time::{Duration, Instant};
 
 use berth_testkit::{BerthProcess, ImageFixture};
@@ -281,17 +282,6 @@ async fn system_info_compatibility_and_refresh() {
     // The probe files are gone.
     let leftovers = std::fs::read_dir(berth.data_dir()).unwrap().filter_map(Result::ok);
     assert!(leftovers.map(|e| e.file_name().to_string_lossy().into_owned()).all(|n| !n.starts_with(".compat-")));
-}
-
-async fn login(c: &Client, base: &str, user: &str, password: &str) -> String {
-    let r = c
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"username": user, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "login {user}");
-    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
 }
 
 async fn create_user(c: &Client, base: &str, admin: &str, name: &str) -> String {

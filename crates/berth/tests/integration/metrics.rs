@@ -2,6 +2,7 @@
 //! `/health`) against a real storage outage, `/api/v1/metrics`, and the
 //! Grafana dashboard's queries against what berth exports.
 
+use crate::common::login;
 use std::collections::BTreeSet;
 
 use berth_testkit::{Blob, ImageFixture};
@@ -272,17 +273,6 @@ async fn api_v1_metrics_is_for_admins() {
     // Health needs no credentials, and counts the users.
     let body: Value = c.get(format!("{base}/api/v1/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!((body["status"].as_str(), body["metrics"]["users"].as_i64()), (Some("healthy"), Some(2)));
-}
-
-async fn login(c: &Client, base: &str, user: &str, password: &str) -> String {
-    let r = c
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"username": user, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "login {user}");
-    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
 }
 
 /// Every metric name a PromQL expression mentions (`berth_…` and `process_…`).

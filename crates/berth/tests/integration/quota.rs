@@ -162,18 +162,7 @@ const ADMIN_PASSWORD: &str = "quota-Admin-password-1";
 async fn only_admins_set_quotas_and_members_read_them() {
     let berth = BerthProcess::start_with_auth(BIN, ADMIN_PASSWORD, &[]);
     let (c, base) = (client(), berth.url());
-    let login = |user: &'static str, password: &'static str| {
-        let (c, base) = (c.clone(), base.clone());
-        async move {
-            let r = c
-                .post(format!("{base}/api/v1/auth/login"))
-                .json(&json!({"username": user, "password": password}))
-                .send()
-                .await
-                .unwrap();
-            r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
-        }
-    };
+    let login = |user: &'static str, password: &'static str| crate::common::login(&c, &base, user, password);
     let admin = login("admin", ADMIN_PASSWORD).await;
     let r = c
         .post(format!("{base}/api/v1/users"))

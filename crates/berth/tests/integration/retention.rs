@@ -6,6 +6,7 @@
 //! Push and pull times are whole seconds, so the tests age tags and manifests
 //! by writing timestamps straight into the server's SQLite file.
 
+use crate::common::login;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_testkit::{BerthProcess, ImageFixture};
@@ -297,22 +298,11 @@ async fn bad_policies_and_unknown_projects_are_refused() {
 
 const ADMIN_PASSWORD: &str = "retention-Admin-1";
 
-async fn jwt(c: &Client, base: &str, user: &str, password: &str) -> String {
-    let r = c
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"username": user, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "login {user}");
-    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn only_owners_and_admins_change_or_run_policies() {
     let berth = BerthProcess::start_with_auth(BIN, ADMIN_PASSWORD, &[("BERTH_RETENTION__INTERVAL", "off")]);
     let (c, base) = (client(), berth.url());
-    let admin = jwt(&c, &base, "admin", ADMIN_PASSWORD).await;
+    let admin = login(&c, &base, "admin", ADMIN_PASSWORD).await;
     for name in ["dev", "boss", "outsider"] {
         let r = c
             .post(format!("{base}/api/v1/users"))
@@ -353,9 +343,9 @@ async fn only_owners_and_admins_change_or_run_policies() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let dev = jwt(&c, &base, "dev", "password-dev").await;
-    let boss = jwt(&c, &base, "boss", "password-boss").await;
-    let outsider = jwt(&c, &base, "outsider", "password-outsider").await;
+    let dev = login(&c, &base, "dev", "password-dev").await;
+    let boss = login(&c, &base, "boss", "password-boss").await;
+    let outsider = login(&c, &base, "outsider", "password-outsider").await;
     let url = format!("{base}/api/v1/projects/team/retention");
     let policy = json!({"enabled": true, "rules": [{"keep_last": 5}]});
 
