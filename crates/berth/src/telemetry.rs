@@ -17,9 +17,9 @@ pub fn init(config: &LogConfig) -> crate::logwriter::FlushGuard {
     let (writer, guard) = crate::logwriter::stderr();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     if config.format == "json" {
-        builder.json().init();
+        builder.json().with_timer(crate::logformat::CachedUtc).init();
     } else {
-        builder.with_target(false).init();
+        builder.event_format(crate::logformat::TextFormat::new()).init();
     }
     guard
 }

@@ -77,7 +77,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     let raw_path = parts.uri.path();
     let rest = raw_path.strip_prefix("/v2").unwrap_or(raw_path);
     let rest = rest.strip_prefix('/').unwrap_or(rest);
-    let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy().into_owned();
+    let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy();
     let query =
         parts.uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     // Only authentication and rate limits need the client's address as text.
