@@ -95,31 +95,6 @@ macro_rules! immutability_impl {
             }
         }
 
-        /// Refuses pointing any of `tags` (in repository `repo_id`) away from
-        /// `digest` when a rule protects it: a protected tag is written once, and
-        /// again only with the same manifest.
-        pub(crate) async fn refuse_protected_moves(
-            tx: &mut Tx<'_>,
-            repo_id: i64,
-            repo: &berth_core::RepoName,
-            digest: &str,
-            tags: &[berth_core::Tag],
-        ) -> Result<(), MetaError> {
-            let mut moving = Vec::new();
-            for tag in tags {
-                let current: Option<String> =
-                    sqlx::query_scalar("SELECT manifest_digest FROM tags WHERE repo_id = $1 AND name = $2")
-                        .bind(repo_id)
-                        .bind(tag.as_str())
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                if current.is_some_and(|d| d != digest) {
-                    moving.push(tag.as_str().to_owned());
-                }
-            }
-            refuse_protected(tx, repo, &moving).await
-        }
-
         /// Refuses deleting manifest `digest` of `repo` while a protected tag points at it.
         pub(crate) async fn refuse_protected_manifest(
             tx: &mut Tx<'_>,

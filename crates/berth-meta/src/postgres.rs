@@ -73,24 +73,23 @@ fn parse_digest(s: &str) -> Result<Digest, MetaError> {
     s.parse().map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
 }
 
-/// The manifests that `tags` point at now, other than `digest` (they are about to move).
-async fn moved_tags(
+/// Where each of `tags` (of repository `repo_id`) points now, in one statement.
+async fn current_targets(
     tx: &mut Transaction<'_, Postgres>,
     repo_id: i64,
-    digest: &str,
-    tags: &[&Tag],
-) -> Result<Vec<String>, MetaError> {
-    let mut moved = Vec::new();
-    for tag in tags {
-        let target: Option<String> =
-            sqlx::query_scalar("SELECT manifest_digest FROM tags WHERE repo_id = $1 AND name = $2")
-                .bind(repo_id)
-                .bind(tag.as_str())
-                .fetch_optional(&mut **tx)
-                .await?;
-        moved.extend(target.filter(|t| t != digest));
+    tags: &[Tag],
+) -> Result<Vec<(String, String)>, MetaError> {
+    if tags.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(moved)
+    let names: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+    let targets =
+        sqlx::query_as("SELECT name, manifest_digest FROM tags WHERE repo_id = $1 AND name = ANY($2) ORDER BY name")
+            .bind(repo_id)
+            .bind(names)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(targets)
 }
 
 /// Finds or creates a repository inside a write transaction.
@@ -373,12 +372,15 @@ impl ManifestStore for PostgresMeta {
         }
         // Pushes count; manifests stored by the pull-through cache do not.
         let pushes = i64::from(m.require_references);
-        immutable::refuse_protected_moves(&mut tx, repo_id, repo, m.digest.as_str(), tags).await?;
+        // A protected tag is written once, and again only with the same manifest.
+        let current = current_targets(&mut tx, repo_id, tags).await?;
+        let (moving, moved): (Vec<String>, Vec<String>) =
+            current.into_iter().filter(|(_, target)| target != m.digest.as_str()).unzip();
+        immutable::refuse_protected(&mut tx, repo, &moving).await?;
         // Tags, then the repository row below, each in a fixed order: the order pull-count
         // flushes lock them in too, so concurrent writers never deadlock (PostgreSQL).
         let mut ordered: Vec<&Tag> = tags.iter().collect();
         ordered.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        let moved = moved_tags(&mut tx, repo_id, m.digest.as_str(), &ordered).await?;
         for tag in ordered {
             sqlx::query(
                 "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count) VALUES ($1, $2, $3, $4, $5)
