@@ -18,8 +18,13 @@ use tokio_util::io::ReaderStream;
 
 use crate::{BlobStore, ByteStream, StorageError, UploadCursor};
 
-/// Received chunks queued for the writer thread; bounds memory per upload.
+/// Received chunks queued for the writer thread, at most.
 const WRITE_QUEUE: usize = 8;
+/// Received bytes queued for the writer thread, at most: what an upload holds
+/// in memory while the disk is slower than the network. A count of chunks alone
+/// let 32 durable uploads hold 8 chunks of up to 400 KiB each (over 100 MiB)
+/// while fsyncs ran; a chunk larger than this budget takes all of it.
+const WRITE_QUEUE_BYTES: u32 = 1024 * 1024;
 /// With durable writes, flush to disk every this many bytes while receiving, so
 /// the final fsync before the commit has little left to do.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
@@ -90,7 +95,7 @@ async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 fn write_queued(
     mut file: std::fs::File,
     offset: u64,
-    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    mut rx: tokio::sync::mpsc::Receiver<(Bytes, tokio::sync::OwnedSemaphorePermit)>,
     durable: bool,
     failed_syncs: FailedSyncs,
     id: String,
@@ -101,7 +106,8 @@ fn write_queued(
     // chunked uploads (many small appends) then flush as they go, like monolithic
     // ones, instead of leaving the whole blob to the final fsync.
     let mut unsynced = offset % SYNC_EVERY;
-    while let Some(chunk) = rx.blocking_recv() {
+    // The permit returns the chunk's share of the queue budget once it is written.
+    while let Some((chunk, _budget)) = rx.blocking_recv() {
         file.write_all(&chunk)?;
         unsynced += chunk.len() as u64;
         if let Some(syncer) = &syncer
@@ -316,7 +322,8 @@ impl BlobStore for FsStore {
         }
         // Hash here, write on a blocking thread: the two overlap on separate cores.
         let file = std::fs::OpenOptions::new().write(true).open(self.upload_path(id))?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+        let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(WRITE_QUEUE_BYTES as usize));
         let writer = tokio::task::spawn_blocking({
             let (durable, failed, id) = (self.durable, self.failed_syncs.clone(), id.to_owned());
             move || write_queued(file, offset, rx, durable, failed, id)
@@ -328,7 +335,10 @@ impl BlobStore for FsStore {
                 Ok(chunk) => {
                     hasher.update(&chunk);
                     written += chunk.len() as u64;
-                    if tx.send(chunk).await.is_err() {
+                    let share = u32::try_from(chunk.len()).unwrap_or(u32::MAX).min(WRITE_QUEUE_BYTES);
+                    let permit =
+                        budget.clone().acquire_many_owned(share).await.expect("the queue budget is never closed");
+                    if tx.send((chunk, permit)).await.is_err() {
                         break; // the writer failed; its error is reported below
                     }
                 }
