@@ -24,7 +24,7 @@ const WRITE_QUEUE: usize = 8;
 /// in memory while the disk is slower than the network. A count of chunks alone
 /// let 32 durable uploads hold 8 chunks of up to 400 KiB each (over 100 MiB)
 /// while fsyncs ran; a chunk larger than this budget takes all of it.
-const WRITE_QUEUE_BYTES: u32 = 1024 * 1024;
+const WRITE_QUEUE_BYTES: u32 = 512 * 1024;
 /// With durable writes, flush to disk every this many bytes while receiving, so
 /// the final fsync before the commit has little left to do.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
