@@ -73,6 +73,36 @@ fn parse_digest(s: &str) -> Result<Digest, MetaError> {
     s.parse().map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
 }
 
+/// The references of a manifest that repository `repo_id` does not hold, in
+/// the manifest's order: two statements for any number of references. The rows
+/// found are share-locked (in digest order) so the collector cannot remove
+/// them before the manifest that needs them commits.
+async fn missing_references(
+    tx: &mut Transaction<'_, Postgres>,
+    repo_id: i64,
+    blobs: &[Digest],
+    manifests: &[Digest],
+) -> Result<Vec<Digest>, MetaError> {
+    let mut missing = Vec::new();
+    let checks = [
+        (
+            blobs,
+            "SELECT digest FROM repository_blobs WHERE repo_id = $1 AND digest = ANY($2) ORDER BY digest FOR SHARE",
+        ),
+        (manifests, "SELECT digest FROM manifests WHERE repo_id = $1 AND digest = ANY($2) ORDER BY digest FOR SHARE"),
+    ];
+    for (wanted, sql) in checks {
+        if wanted.is_empty() {
+            continue;
+        }
+        let digests: Vec<&str> = wanted.iter().map(Digest::as_str).collect();
+        let present: std::collections::HashSet<String> =
+            sqlx::query_scalar(sql).bind(repo_id).bind(&digests).fetch_all(&mut **tx).await?.into_iter().collect();
+        missing.extend(wanted.iter().filter(|d| !present.contains(d.as_str())).cloned());
+    }
+    Ok(missing)
+}
+
 /// Where each of `tags` (of repository `repo_id`) points now, in one statement.
 async fn current_targets(
     tx: &mut Transaction<'_, Postgres>,
@@ -311,34 +341,11 @@ impl ManifestStore for PostgresMeta {
         let now = now_unix();
         let mut tx = self.pool.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo, m.events.first().map(|e| &e.actor)).await?;
-        let mut missing = Vec::new();
-        let checked = if m.require_references { m.blob_refs.as_slice() } else { &[] };
-        for blob in checked {
-            let seen: Option<i64> = sqlx::query_scalar(
-                "SELECT 1::BIGINT FROM repository_blobs WHERE repo_id = $1 AND digest = $2 FOR SHARE",
-            )
-            .bind(repo_id)
-            .bind(blob.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if seen.is_none() {
-                missing.push(blob.clone());
+        if m.require_references {
+            let missing = missing_references(&mut tx, repo_id, &m.blob_refs, &m.manifest_refs).await?;
+            if !missing.is_empty() {
+                return Err(MetaError::MissingReferences(missing));
             }
-        }
-        let checked = if m.require_references { m.manifest_refs.as_slice() } else { &[] };
-        for child in checked {
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT 1::BIGINT FROM manifests WHERE repo_id = $1 AND digest = $2 FOR SHARE")
-                    .bind(repo_id)
-                    .bind(child.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if seen.is_none() {
-                missing.push(child.clone());
-            }
-        }
-        if !missing.is_empty() {
-            return Err(MetaError::MissingReferences(missing));
         }
         sqlx::query(
             "INSERT INTO manifests
@@ -357,16 +364,22 @@ impl ManifestStore for PostgresMeta {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let refs = m.blob_refs.iter().map(|d| (d, "blob")).chain(m.manifest_refs.iter().map(|d| (d, "manifest")));
-        for (child, kind) in refs {
+        let (children, kinds): (Vec<&str>, Vec<&str>) = m
+            .blob_refs
+            .iter()
+            .map(|d| (d.as_str(), "blob"))
+            .chain(m.manifest_refs.iter().map(|d| (d.as_str(), "manifest")))
+            .unzip();
+        if !children.is_empty() {
             sqlx::query(
-                "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES ($1, $2, $3, $4)
+                "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind)
+                 SELECT $1, $2, child, kind FROM UNNEST($3::TEXT[], $4::TEXT[]) AS r(child, kind)
                  ON CONFLICT DO NOTHING",
             )
             .bind(repo_id)
             .bind(m.digest.as_str())
-            .bind(child.as_str())
-            .bind(kind)
+            .bind(children)
+            .bind(kinds)
             .execute(&mut *tx)
             .await?;
         }
