@@ -17,6 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::BlobRow;
+use crate::access_sql::json_list;
 use crate::bookkeeping::Bookkeeping;
 use crate::{
     BlobIndex, EventActor, EventDraft, EventKind, GcKind, JobLeases, ManifestRecord, ManifestStore, MetaError,
@@ -195,8 +196,7 @@ async fn current_targets(
     if tags.is_empty() {
         return Ok(Vec::new());
     }
-    let names =
-        serde_json::to_string(&tags.iter().map(Tag::as_str).collect::<Vec<_>>()).expect("a list of strings serialises");
+    let names = json_list(tags.iter().map(Tag::as_str));
     let targets = sqlx::query_as(
         "SELECT name, manifest_digest FROM tags
          WHERE repo_id = ?1 AND name IN (SELECT value FROM json_each(?2)) ORDER BY name",
@@ -270,12 +270,6 @@ async fn ensure_repo(
     }
 }
 
-/// A JSON array of digests, for `json_each`.
-fn digest_list(digests: &[Digest]) -> String {
-    serde_json::to_string(&digests.iter().map(Digest::as_str).collect::<Vec<_>>())
-        .expect("a list of strings serialises")
-}
-
 /// The transaction of [`ManifestStore::put_manifest`]. Each statement is a
 /// round trip to sqlx's SQLite thread, so lists (references, tags) are
 /// passed as JSON arrays and handled in one statement each.
@@ -288,8 +282,8 @@ async fn insert_manifest(
     let now = now_unix();
     // Pushes count; manifests stored by the pull-through cache do not.
     let pushes = i64::from(m.require_references);
-    let blob_refs = digest_list(&m.blob_refs);
-    let manifest_refs = digest_list(&m.manifest_refs);
+    let blob_refs = json_list(m.blob_refs.iter().map(Digest::as_str));
+    let manifest_refs = json_list(m.manifest_refs.iter().map(Digest::as_str));
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let repo_id = ensure_repo_counting(&mut tx, repo, m.events.first().map(|e| &e.actor), pushes).await?;
     if m.require_references && !(m.blob_refs.is_empty() && m.manifest_refs.is_empty()) {

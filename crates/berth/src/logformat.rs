@@ -3,11 +3,11 @@
 //!
 //! - Timestamps come from a per-thread cache of the formatted second: writing
 //!   a date field by field cost more than the rest of an access line.
-//! - Access lines (target [`ACCESS_TARGET`]) are written as they are. berth
-//!   builds their message from numbers, names it validated and a request path
-//!   that hyper admits only without control characters, so they need none of
+//! - Access lines (target [`ACCESS_TARGET`]) are written as they are, without
 //!   the escaping every other event's fields get (which went character by
-//!   character). Every other event keeps the full format, escaping included.
+//!   character): the access log escapes client text itself, and only when it
+//!   holds a control character (`berth_http::access_log::log`). Every other
+//!   event keeps the full format, escaping included.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
