@@ -17,12 +17,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::BlobRow;
-use crate::access_sql::json_list;
 use crate::bookkeeping::Bookkeeping;
+use crate::immutability;
 use crate::{
     BlobIndex, EventActor, EventDraft, EventKind, GcKind, JobLeases, ManifestRecord, ManifestStore, MetaError,
     NewManifest, NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
 };
+
+mod manifest_put;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "registry", include_str!("../migrations/sqlite/0001_registry.sql")),
@@ -127,9 +129,12 @@ impl SqliteMeta {
             .synchronous(if durable { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        // No ping before each acquire: the database is a file in this process, and
+        // the ping is one more round trip to SQLite's thread for every query.
+        let pool = || SqlitePoolOptions::new().test_before_acquire(false);
+        let writer = pool().max_connections(1).connect_with(options.clone()).await?;
         crate::migrate::migrator(MIGRATIONS).run(&writer).await?;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let reader = pool().max_connections(4).connect_with(options).await?;
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
         let wal = WalSync {
@@ -187,65 +192,20 @@ fn parse_digest(s: &str) -> Result<Digest, MetaError> {
     s.parse().map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
 }
 
-/// Where each of `tags` (of repository `repo_id`) points now, in one statement.
-async fn current_targets(
-    tx: &mut Transaction<'_, Sqlite>,
-    repo_id: i64,
-    tags: &[Tag],
-) -> Result<Vec<(String, String)>, MetaError> {
-    if tags.is_empty() {
-        return Ok(Vec::new());
-    }
-    let names = json_list(tags.iter().map(Tag::as_str));
-    let targets = sqlx::query_as(
-        "SELECT name, manifest_digest FROM tags
-         WHERE repo_id = ?1 AND name IN (SELECT value FROM json_each(?2)) ORDER BY name",
-    )
-    .bind(repo_id)
-    .bind(names)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(targets)
-}
-
-/// Finds or creates a repository inside a write transaction, adding `pushes`
-/// to its push count. A new repository gets a `repository.create` event by
-/// `actor` (none without one). One statement when the repository exists:
-/// the single writer connection means nobody creates it in between.
-async fn ensure_repo_counting(
-    tx: &mut Transaction<'_, Sqlite>,
-    repo: &RepoName,
-    actor: Option<&EventActor>,
-    pushes: i64,
-) -> Result<i64, MetaError> {
-    let existing: Option<i64> =
-        sqlx::query_scalar("UPDATE repositories SET push_count = push_count + ?2 WHERE name = ?1 RETURNING id")
-            .bind(repo.as_str())
-            .bind(pushes)
-            .fetch_optional(&mut **tx)
-            .await?;
-    match existing {
-        Some(id) => Ok(id),
-        None => create_repo(tx, repo, actor, pushes).await,
-    }
-}
-
-/// Creates a repository (known not to exist) with `pushes` pushes.
+/// Creates a repository (known not to exist). A new repository gets a
+/// `repository.create` event by `actor` (none without one).
 async fn create_repo(
     tx: &mut Transaction<'_, Sqlite>,
     repo: &RepoName,
     actor: Option<&EventActor>,
-    pushes: i64,
 ) -> Result<i64, MetaError> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO repositories (name, project, created_at, push_count) VALUES (?, ?, ?, ?) RETURNING id",
-    )
-    .bind(repo.as_str())
-    .bind(repo.project())
-    .bind(now_unix())
-    .bind(pushes)
-    .fetch_one(&mut **tx)
-    .await?;
+    let id: i64 =
+        sqlx::query_scalar("INSERT INTO repositories (name, project, created_at) VALUES (?, ?, ?) RETURNING id")
+            .bind(repo.as_str())
+            .bind(repo.project())
+            .bind(now_unix())
+            .fetch_one(&mut **tx)
+            .await?;
     if let Some(actor) = actor {
         let create = EventDraft::new(EventKind::RepositoryCreate, actor).repository(repo.as_str());
         events::insert_events(tx, &[create]).await?;
@@ -266,110 +226,46 @@ async fn ensure_repo(
         .await?;
     match existing {
         Some(id) => Ok(id),
-        None => create_repo(tx, repo, actor, 0).await,
+        None => create_repo(tx, repo, actor).await,
     }
 }
 
-/// The transaction of [`ManifestStore::put_manifest`]. Each statement is a
-/// round trip to sqlx's SQLite thread, so lists (references, tags) are
-/// passed as JSON arrays and handled in one statement each.
+/// The transaction of [`ManifestStore::put_manifest`]: one batch of statements
+/// ([`manifest_put`]), then what only some PUTs need.
 async fn insert_manifest(
     conn: &mut sqlx::SqliteConnection,
     repo: &RepoName,
     m: NewManifest,
     tags: &[Tag],
 ) -> Result<(), MetaError> {
-    let now = now_unix();
-    // Pushes count; manifests stored by the pull-through cache do not.
-    let pushes = i64::from(m.require_references);
-    let blob_refs = json_list(m.blob_refs.iter().map(Digest::as_str));
-    let manifest_refs = json_list(m.manifest_refs.iter().map(Digest::as_str));
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let repo_id = ensure_repo_counting(&mut tx, repo, m.events.first().map(|e| &e.actor), pushes).await?;
-    if m.require_references && !(m.blob_refs.is_empty() && m.manifest_refs.is_empty()) {
-        let missing: Vec<String> = sqlx::query_scalar(
-            "SELECT j.value FROM json_each(?2) j WHERE NOT EXISTS
-               (SELECT 1 FROM repository_blobs b WHERE b.repo_id = ?1 AND b.digest = j.value)
-             UNION ALL
-             SELECT j.value FROM json_each(?3) j WHERE NOT EXISTS
-               (SELECT 1 FROM manifests c WHERE c.repo_id = ?1 AND c.digest = j.value)",
-        )
-        .bind(repo_id)
-        .bind(&blob_refs)
-        .bind(&manifest_refs)
-        .fetch_all(&mut *tx)
-        .await?;
-        if !missing.is_empty() {
-            return Err(MetaError::MissingReferences(
-                missing.iter().map(|d| parse_digest(d)).collect::<Result<_, _>>()?,
-            ));
+    let mut outcome = manifest_put::put_manifest(&mut tx, repo, &m, tags).await?;
+    let repo_id = match outcome.repo_id {
+        Some(id) => id,
+        None => {
+            // The first push into the repository: the batch wrote nothing.
+            create_repo(&mut tx, repo, m.events.first().map(|e| &e.actor)).await?;
+            outcome = manifest_put::put_manifest(&mut tx, repo, &m, tags).await?;
+            outcome.repo_id.ok_or_else(|| MetaError::Corrupt(format!("repository {repo} vanished")))?
         }
-    }
-    let inserted = sqlx::query(
-        "INSERT INTO manifests
-           (repo_id, digest, media_type, artifact_type, subject_digest, annotations, size, payload, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT(repo_id, digest) DO NOTHING",
-    )
-    .bind(repo_id)
-    .bind(m.digest.as_str())
-    .bind(&m.media_type)
-    .bind(&m.artifact_type)
-    .bind(m.subject.as_ref().map(|s| s.as_str()))
-    .bind(&m.annotations_json)
-    .bind(m.payload.len() as i64)
-    .bind(&m.payload)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        > 0;
-    // A manifest's references are stored with it and go only with it (ON DELETE
-    // CASCADE): a manifest already here has them.
-    if inserted && !(m.blob_refs.is_empty() && m.manifest_refs.is_empty()) {
-        sqlx::query(
-            "INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind)
-             SELECT * FROM (SELECT ?1, ?2, value, 'blob' FROM json_each(?3)
-                            UNION ALL SELECT ?1, ?2, value, 'manifest' FROM json_each(?4))
-             WHERE true ON CONFLICT DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(m.digest.as_str())
-        .bind(&blob_refs)
-        .bind(&manifest_refs)
-        .execute(&mut *tx)
-        .await?;
+    };
+    if !outcome.missing.is_empty() {
+        return Err(MetaError::MissingReferences(
+            outcome.missing.iter().map(|d| parse_digest(d)).collect::<Result<_, _>>()?,
+        ));
     }
     // A protected tag is written once, and again only with the same manifest.
-    let current = current_targets(&mut tx, repo_id, tags).await?;
-    let (moving, moved): (Vec<String>, Vec<String>) =
-        current.into_iter().filter(|(_, target)| target != m.digest.as_str()).unzip();
-    immutable::refuse_protected(&mut tx, repo, &moving).await?;
-    let mut ordered: Vec<&Tag> = tags.iter().collect();
-    ordered.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    for tag in ordered {
-        sqlx::query(
-            "INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT(repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
-                                                      updated_at = excluded.updated_at,
-                                                      push_count = tags.push_count + excluded.push_count",
-        )
-        .bind(repo_id)
-        .bind(tag.as_str())
-        .bind(m.digest.as_str())
-        .bind(now)
-        .bind(pushes)
-        .execute(&mut *tx)
-        .await?;
+    if let Some(tag) =
+        immutability::protected(&outcome.rules, repo.as_str(), outcome.moved.iter().map(|(t, _)| t.as_str()))
+    {
+        return Err(MetaError::ImmutableTag(tag));
     }
-    // What the moved tags pointed at may be garbage now; so may a manifest pushed
-    // without a tag, unless an index or a tagged referrer comes to hold it.
-    let mut queued = collector::untagged_to_queue(&mut tx, repo_id, moved).await?;
-    if tags.is_empty() && m.require_references {
-        queued.push((GcKind::Manifest, repo_id, m.digest.to_string()));
+    // What the moved tags pointed at may be garbage now.
+    if !outcome.moved.is_empty() {
+        let moved = outcome.moved.into_iter().map(|(_, target)| target).collect();
+        let queued = collector::untagged_to_queue(&mut tx, repo_id, moved).await?;
+        collector::enqueue(&mut tx, &queued).await?;
     }
-    collector::enqueue(&mut tx, &queued).await?;
-    events::insert_events(&mut tx, &m.events).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -31,6 +31,7 @@ fn manifest(body: &str, blobs: &[&Digest], subject: Option<&Digest>, artifact_ty
 pub async fn run_all(meta: &dyn Metadata) {
     blobs_are_visible_per_repository(meta).await;
     manifests_check_references_and_move_tags(meta).await;
+    a_manifest_creates_its_repository(meta).await;
     listings_paginate_bytewise(meta).await;
     referrers_filter_by_artifact_type(meta).await;
     uploads_round_trip(meta).await;
@@ -372,6 +373,35 @@ async fn blobs_are_visible_per_repository(meta: &dyn Metadata) {
     assert!(!meta.unlink_blob(&a, &d, &[]).await.unwrap());
     assert_eq!(meta.blob_in_repo(&a, &d).await.unwrap(), None);
     assert_eq!(meta.blob_in_repo(&b, &d).await.unwrap(), Some(4), "other repositories keep it");
+}
+
+/// The first write into a repository may be a manifest (the pull-through
+/// cache stores one before what it references): it creates the repository,
+/// recording that before its own event, and everything else lands as usual.
+async fn a_manifest_creates_its_repository(meta: &dyn Metadata) {
+    use crate::{EventActor, EventDraft, EventKind};
+    let r = repo("suite/fresh");
+    let bob = EventActor::new("bob", "10.0.0.9");
+    let mut m = manifest("fresh", &[&Digest::sha256(b"not fetched yet")], None, None);
+    m.require_references = false;
+    m.events = vec![EventDraft::new(EventKind::Push, &bob).repository(r.as_str()).tag(Some("v1"))];
+    meta.put_manifest(&r, m.clone(), &[tag("v1")]).await.unwrap();
+    assert!(meta.repo_exists(&r).await.unwrap());
+    assert_eq!(meta.manifest_by_tag(&r, &tag("v1"), false).await.unwrap().unwrap().digest, m.digest);
+    let events: Vec<String> = meta
+        .pending_events(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.draft.repository.as_deref() == Some(r.as_str()))
+        .map(|e| format!("{} {}", e.draft.kind.as_str(), e.draft.actor.name))
+        .collect();
+    assert_eq!(events, ["repository.create bob", "push bob"]);
+    let mut pushed = manifest("fresh pushed", &[], None, None);
+    pushed.events.clear();
+    let other = repo("suite/fresh-pushed");
+    meta.put_manifest(&other, pushed, &[tag("v1")]).await.unwrap();
+    assert_eq!(meta.repository(other.as_str()).await.unwrap().unwrap().push_count, 1, "a push counts once");
 }
 
 async fn manifests_check_references_and_move_tags(meta: &dyn Metadata) {
