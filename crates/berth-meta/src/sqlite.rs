@@ -24,7 +24,7 @@ use crate::{
     NewManifest, NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
 };
 
-mod manifest_put;
+mod batch;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "registry", include_str!("../migrations/sqlite/0001_registry.sql")),
@@ -231,7 +231,7 @@ async fn ensure_repo(
 }
 
 /// The transaction of [`ManifestStore::put_manifest`]: one batch of statements
-/// ([`manifest_put`]), then what only some PUTs need.
+/// ([`batch`]), then what only some PUTs need.
 async fn insert_manifest(
     conn: &mut sqlx::SqliteConnection,
     repo: &RepoName,
@@ -239,13 +239,13 @@ async fn insert_manifest(
     tags: &[Tag],
 ) -> Result<(), MetaError> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let mut outcome = manifest_put::put_manifest(&mut tx, repo, &m, tags).await?;
+    let mut outcome = batch::put_manifest(&mut tx, repo, &m, tags).await?;
     let repo_id = match outcome.repo_id {
         Some(id) => id,
         None => {
             // The first push into the repository: the batch wrote nothing.
             create_repo(&mut tx, repo, m.events.first().map(|e| &e.actor)).await?;
-            outcome = manifest_put::put_manifest(&mut tx, repo, &m, tags).await?;
+            outcome = batch::put_manifest(&mut tx, repo, &m, tags).await?;
             outcome.repo_id.ok_or_else(|| MetaError::Corrupt(format!("repository {repo} vanished")))?
         }
     };
@@ -270,7 +270,7 @@ async fn insert_manifest(
     Ok(())
 }
 
-/// The transaction of [`BlobIndex::link_blob`].
+/// The transaction of [`BlobIndex::link_blob`]: one batch of statements ([`batch`]).
 async fn insert_blob_link(
     conn: &mut sqlx::SqliteConnection,
     repo: &RepoName,
@@ -278,27 +278,14 @@ async fn insert_blob_link(
     size: u64,
     events: &[EventDraft],
 ) -> Result<(), MetaError> {
-    let now = now_unix();
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
-    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING")
-        .bind(digest.as_str())
-        .bind(size as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES (?, ?, ?)
-         ON CONFLICT(repo_id, digest) DO NOTHING",
-    )
-    .bind(repo_id)
-    .bind(digest.as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    // Until a manifest references it, the link is garbage once the grace period ends.
-    collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
-    events::insert_events(&mut tx, events).await?;
+    if !batch::link_blob(&mut tx, repo, digest, size, events).await? {
+        // The first push into the repository: the batch wrote nothing.
+        create_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
+        if !batch::link_blob(&mut tx, repo, digest, size, events).await? {
+            return Err(MetaError::Corrupt(format!("repository {repo} vanished")));
+        }
+    }
     tx.commit().await?;
     Ok(())
 }
