@@ -59,7 +59,10 @@ for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
     if line.startswith("ob="):
         obj = line[3:].strip()
     elif line.startswith("fn=") and obj is not None and obj.endswith("/berth"):
-        functions.add(line[3:].strip())
+        name = line[3:].strip()
+        # Code without a symbol shows as an address or "(below main)": nothing to order.
+        if not name.startswith(("0x", "(")):
+            functions.add(name)
 with open(sys.argv[2], "w") as out:
     out.write("".join(f"{name}\n" for name in sorted(functions)))
 print(f"startup-order: {len(functions)} functions -> {sys.argv[2]}")
