@@ -30,11 +30,9 @@ pub(crate) fn chained(draft: &AuditDraft, id: i64, at: i64, prev_hash: &str) -> 
     (entry.timestamp, hash)
 }
 
-/// A JSON array of strings (stored lists, and lists passed to SQLite's `json_each`).
-pub(crate) fn json_list<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> String {
-    let values: Vec<S> = values.into_iter().collect();
-    let strings: Vec<&str> = values.iter().map(AsRef::as_ref).collect();
-    serde_json::to_string(&strings).unwrap_or_else(|_| "[]".into())
+/// A stored list of strings, as a JSON array.
+pub(crate) fn json_list(values: &[String]) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
 }
 
 pub(crate) fn parse_json_list(text: &str) -> Result<Vec<String>, MetaError> {

@@ -230,6 +230,11 @@ async fn ensure_repo(
     }
 }
 
+/// The error for a repository that a batch did not find right after it was created.
+fn vanished(repo: &RepoName) -> MetaError {
+    MetaError::Corrupt(format!("repository {repo} vanished"))
+}
+
 /// The transaction of [`ManifestStore::put_manifest`]: one batch of statements
 /// ([`batch`]), then what only some PUTs need.
 async fn insert_manifest(
@@ -239,14 +244,13 @@ async fn insert_manifest(
     tags: &[Tag],
 ) -> Result<(), MetaError> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let mut outcome = batch::put_manifest(&mut tx, repo, &m, tags).await?;
-    let repo_id = match outcome.repo_id {
-        Some(id) => id,
+    let actor = m.events.first().map(|e| &e.actor);
+    let outcome = match batch::put_manifest(&mut tx, repo, &m, tags).await? {
+        Some(outcome) => outcome,
+        // The first push into the repository: the batch wrote nothing.
         None => {
-            // The first push into the repository: the batch wrote nothing.
-            create_repo(&mut tx, repo, m.events.first().map(|e| &e.actor)).await?;
-            outcome = batch::put_manifest(&mut tx, repo, &m, tags).await?;
-            outcome.repo_id.ok_or_else(|| MetaError::Corrupt(format!("repository {repo} vanished")))?
+            create_repo(&mut tx, repo, actor).await?;
+            batch::put_manifest(&mut tx, repo, &m, tags).await?.ok_or_else(|| vanished(repo))?
         }
     };
     if !outcome.missing.is_empty() {
@@ -263,7 +267,7 @@ async fn insert_manifest(
     // What the moved tags pointed at may be garbage now.
     if !outcome.moved.is_empty() {
         let moved = outcome.moved.into_iter().map(|(_, target)| target).collect();
-        let queued = collector::untagged_to_queue(&mut tx, repo_id, moved).await?;
+        let queued = collector::untagged_to_queue(&mut tx, outcome.repo_id, moved).await?;
         collector::enqueue(&mut tx, &queued).await?;
     }
     tx.commit().await?;
@@ -279,12 +283,11 @@ async fn insert_blob_link(
     events: &[EventDraft],
 ) -> Result<(), MetaError> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    if !batch::link_blob(&mut tx, repo, digest, size, events).await? {
+    let actor = events.first().map(|e| &e.actor);
+    if batch::link_blob(&mut tx, repo, digest, size, events).await?.is_none() {
         // The first push into the repository: the batch wrote nothing.
-        create_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
-        if !batch::link_blob(&mut tx, repo, digest, size, events).await? {
-            return Err(MetaError::Corrupt(format!("repository {repo} vanished")));
-        }
+        create_repo(&mut tx, repo, actor).await?;
+        batch::link_blob(&mut tx, repo, digest, size, events).await?.ok_or_else(|| vanished(repo))?;
     }
     tx.commit().await?;
     Ok(())

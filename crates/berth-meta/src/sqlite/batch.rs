@@ -119,10 +119,10 @@ ON CONFLICT (kind, repo_id, digest) DO UPDATE SET queued_at = excluded.queued_at
 );
 
 /// What the batch found, for the caller to act on before committing.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct PutOutcome {
-    /// The repository's id; `None` when it does not exist (nothing was written).
-    pub repo_id: Option<i64>,
+    /// The repository's id.
+    pub repo_id: i64,
     /// Required references that are not in the repository.
     pub missing: Vec<String>,
     /// Tags that moved to the new manifest, with where they pointed.
@@ -131,13 +131,14 @@ pub(super) struct PutOutcome {
     pub rules: Vec<(String, String)>,
 }
 
-/// Runs the manifest PUT of `m` (tagged `tags`) in `tx`.
+/// Runs the manifest PUT of `m` (tagged `tags`) in `tx`; `None` when the
+/// repository does not exist (nothing was written).
 pub(super) async fn put_manifest(
     tx: &mut Transaction<'_, Sqlite>,
     repo: &RepoName,
     m: &NewManifest,
     tags: &[Tag],
-) -> Result<PutOutcome, MetaError> {
+) -> Result<Option<PutOutcome>, MetaError> {
     let mut tag_names: Vec<&str> = tags.iter().map(Tag::as_str).collect();
     tag_names.sort_unstable();
     let params = serde_json::json!({
@@ -165,21 +166,21 @@ pub(super) async fn put_manifest(
     // sqlx's SQLite driver runs a query of several statements in one go; the
     // rows of all of them come back.
     let rows = sqlx::query(PUT_MANIFEST).bind(params.to_string()).bind(&m.payload).fetch_all(&mut **tx).await?;
-    let mut outcome = PutOutcome::default();
+    let (mut repo_id, mut missing, mut moved, mut rules) = (None, Vec::new(), Vec::new(), Vec::new());
     for row in &rows {
         let kind: &str = row.try_get(0)?;
         match kind {
-            "repo" => outcome.repo_id = Some(row.try_get(1)?),
-            "missing" => outcome.missing.push(row.try_get(1)?),
-            "moving" => outcome.moved.push((row.try_get(1)?, row.try_get(2)?)),
-            "rule" => outcome.rules.push((row.try_get(1)?, row.try_get(2)?)),
+            "repo" => repo_id = Some(row.try_get(1)?),
+            "missing" => missing.push(row.try_get(1)?),
+            "moving" => moved.push((row.try_get(1)?, row.try_get(2)?)),
+            "rule" => rules.push((row.try_get(1)?, row.try_get(2)?)),
             other => return Err(MetaError::Corrupt(format!("unexpected row {other:?} from the manifest PUT"))),
         }
     }
-    Ok(outcome)
+    Ok(repo_id.map(|repo_id| PutOutcome { repo_id, missing, moved, rules }))
 }
 
-/// Runs the link of blob `digest` (`size` bytes) into `repo` in `tx`; false
+/// Runs the link of blob `digest` (`size` bytes) into `repo` in `tx`; `None`
 /// when the repository does not exist (nothing was written).
 pub(super) async fn link_blob(
     tx: &mut Transaction<'_, Sqlite>,
@@ -187,7 +188,7 @@ pub(super) async fn link_blob(
     digest: &Digest,
     size: u64,
     events: &[EventDraft],
-) -> Result<bool, MetaError> {
+) -> Result<Option<()>, MetaError> {
     let params = serde_json::json!({
         "repo": repo.as_str(),
         "digest": digest.as_str(),
@@ -198,7 +199,7 @@ pub(super) async fn link_blob(
         "events": events_rows(events),
     });
     let rows = sqlx::query(LINK_BLOB).bind(params.to_string()).fetch_all(&mut **tx).await?;
-    Ok(!rows.is_empty())
+    Ok((!rows.is_empty()).then_some(()))
 }
 
 /// `events` as JSON arrays in the column order of `events`.
