@@ -27,6 +27,9 @@ pub enum MetaError {
     Unavailable(String),
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// An error of the SQLite writer thread's connection.
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -49,6 +52,24 @@ impl From<sqlx::Error> for MetaError {
                 MetaError::QuotaExceeded(kind.unwrap_or("storage").to_owned())
             }
             other => MetaError::Database(other),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for MetaError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        match e {
+            rusqlite::Error::SqliteFailure(_, Some(ref message)) if message.contains(QUOTA_MARK) => {
+                let kind = message.split(QUOTA_MARK).nth(1).unwrap_or("").split_whitespace().next();
+                MetaError::QuotaExceeded(kind.unwrap_or("storage").to_owned())
+            }
+            rusqlite::Error::SqliteFailure(ref failure, _)
+                if matches!(failure.code, DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen) =>
+            {
+                MetaError::Unavailable(e.to_string())
+            }
+            other => MetaError::Sqlite(other),
         }
     }
 }

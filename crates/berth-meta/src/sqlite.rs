@@ -18,13 +18,13 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::BlobRow;
 use crate::bookkeeping::Bookkeeping;
-use crate::immutability;
 use crate::{
     BlobIndex, EventActor, EventDraft, EventKind, GcKind, JobLeases, ManifestRecord, ManifestStore, MetaError,
     NewManifest, NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
 };
 
 mod batch;
+mod thread;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "registry", include_str!("../migrations/sqlite/0001_registry.sql")),
@@ -45,6 +45,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 pub struct SqliteMeta {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Runs the hot writes, holding `writer` meanwhile ([`thread`]).
+    thread: std::sync::Arc<thread::WriterThread>,
     /// Commits are synced to disk (`synchronous=FULL`).
     durable: bool,
     /// Group commit of the hot acknowledged writes ([`WalSync`]).
@@ -144,7 +146,8 @@ impl SqliteMeta {
             syncs: Default::default(),
             in_flight: Default::default(),
         };
-        Ok(SqliteMeta { writer, reader, durable, wal: std::sync::Arc::new(wal) })
+        let thread = std::sync::Arc::new(thread::WriterThread::start(path, durable)?);
+        Ok(SqliteMeta { writer, reader, thread, durable, wal: std::sync::Arc::new(wal) })
     }
 
     /// The writer connection for bookkeeping commits ([`crate::bookkeeping`]).
@@ -153,23 +156,25 @@ impl SqliteMeta {
         Bookkeeping::acquire(&self.writer, relax).await
     }
 
-    /// Runs `write` (one transaction on the writer connection) as an
-    /// acknowledged write. Alone, it commits with its own fsync as usual;
-    /// while other such writes are in flight it is group-committed ([`WalSync`]):
-    /// two extra statements and a hand-off cost a lone writer more than the
-    /// fsync it would share.
-    async fn durable_write<T>(
+    /// Runs `job` (one transaction) on the writer thread as an acknowledged
+    /// write. Alone, it commits with its own fsync as usual; while other such
+    /// writes are in flight it is group-committed ([`WalSync`]).
+    async fn hot_write<T: Send + 'static>(
         &self,
-        write: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> Result<T, MetaError>,
+        job: impl FnOnce(&mut rusqlite::Connection) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, MetaError> {
         use std::sync::atomic::Ordering::SeqCst;
         let grouped = self.durable && self.wal.in_flight.fetch_add(1, SeqCst) > 0;
         let _done = InFlight(&self.wal.in_flight, self.durable);
-        let relax = grouped.then_some(("PRAGMA synchronous = NORMAL", "PRAGMA synchronous = FULL"));
-        let mut conn = Bookkeeping::acquire(&self.writer, relax).await?;
-        let written = write(&mut conn).await;
-        conn.release().await;
-        let written = written?;
+        // sqlx's writer connection is the write lock. A task of its own holds it
+        // until the job is done, even if this request is dropped meanwhile.
+        let (writer, thread) = (self.writer.clone(), self.thread.clone());
+        let written = tokio::spawn(async move {
+            let _lock = writer.acquire().await?;
+            thread.run(grouped, job).await
+        })
+        .await
+        .map_err(|e| MetaError::Unavailable(format!("a SQLite write failed: {e}")))??;
         if grouped {
             self.wal.wait_durable().await?;
         }
@@ -183,6 +188,7 @@ impl SqliteMeta {
 
     /// Closes both pools, flushing the WAL.
     pub async fn close(&self) {
+        self.thread.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -228,69 +234,6 @@ async fn ensure_repo(
         Some(id) => Ok(id),
         None => create_repo(tx, repo, actor).await,
     }
-}
-
-/// The error for a repository that a batch did not find right after it was created.
-fn vanished(repo: &RepoName) -> MetaError {
-    MetaError::Corrupt(format!("repository {repo} vanished"))
-}
-
-/// The transaction of [`ManifestStore::put_manifest`]: one batch of statements
-/// ([`batch`]), then what only some PUTs need.
-async fn insert_manifest(
-    conn: &mut sqlx::SqliteConnection,
-    repo: &RepoName,
-    m: NewManifest,
-    tags: &[Tag],
-) -> Result<(), MetaError> {
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let actor = m.events.first().map(|e| &e.actor);
-    let outcome = match batch::put_manifest(&mut tx, repo, &m, tags).await? {
-        Some(outcome) => outcome,
-        // The first push into the repository: the batch wrote nothing.
-        None => {
-            create_repo(&mut tx, repo, actor).await?;
-            batch::put_manifest(&mut tx, repo, &m, tags).await?.ok_or_else(|| vanished(repo))?
-        }
-    };
-    if !outcome.missing.is_empty() {
-        return Err(MetaError::MissingReferences(
-            outcome.missing.iter().map(|d| parse_digest(d)).collect::<Result<_, _>>()?,
-        ));
-    }
-    // A protected tag is written once, and again only with the same manifest.
-    if let Some(tag) =
-        immutability::protected(&outcome.rules, repo.as_str(), outcome.moved.iter().map(|(t, _)| t.as_str()))
-    {
-        return Err(MetaError::ImmutableTag(tag));
-    }
-    // What the moved tags pointed at may be garbage now.
-    if !outcome.moved.is_empty() {
-        let moved = outcome.moved.into_iter().map(|(_, target)| target).collect();
-        let queued = collector::untagged_to_queue(&mut tx, outcome.repo_id, moved).await?;
-        collector::enqueue(&mut tx, &queued).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// The transaction of [`BlobIndex::link_blob`]: one batch of statements ([`batch`]).
-async fn insert_blob_link(
-    conn: &mut sqlx::SqliteConnection,
-    repo: &RepoName,
-    digest: &Digest,
-    size: u64,
-    events: &[EventDraft],
-) -> Result<(), MetaError> {
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let actor = events.first().map(|e| &e.actor);
-    if batch::link_blob(&mut tx, repo, digest, size, events).await?.is_none() {
-        // The first push into the repository: the batch wrote nothing.
-        create_repo(&mut tx, repo, actor).await?;
-        batch::link_blob(&mut tx, repo, digest, size, events).await?.ok_or_else(|| vanished(repo))?;
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
 #[async_trait]
@@ -393,7 +336,8 @@ impl BlobIndex for SqliteMeta {
         size: u64,
         events: &[EventDraft],
     ) -> Result<(), MetaError> {
-        self.durable_write(async |conn| insert_blob_link(conn, repo, digest, size, events).await).await
+        let (repo, digest, events) = (repo.clone(), digest.clone(), events.to_vec());
+        self.hot_write(move |conn| batch::link_blob(conn, &repo, &digest, size, &events)).await
     }
 
     async fn mount_blob(
@@ -458,7 +402,8 @@ fn manifest_record(row: &sqlx::sqlite::SqliteRow, with_payload: bool) -> Result<
 #[async_trait]
 impl ManifestStore for SqliteMeta {
     async fn put_manifest(&self, repo: &RepoName, m: NewManifest, tags: &[Tag]) -> Result<(), MetaError> {
-        self.durable_write(async |conn| insert_manifest(conn, repo, m, tags).await).await
+        let (repo, tags) = (repo.clone(), tags.to_vec());
+        self.hot_write(move |conn| batch::put_manifest(conn, &repo, &m, &tags)).await
     }
 
     async fn manifest_by_digest(

@@ -1,45 +1,38 @@
-//! Writes on SQLite as one batch of statements each: the manifest PUT and the
-//! blob link that ends every blob push.
+//! The writes on every push path, the manifest PUT and the blob link, as
+//! whole transactions for the writer thread ([`super::thread`]).
 //!
-//! sqlx runs SQLite on a thread of its own, and every statement is a round trip
-//! to it: two thread wake-ups, which cost more than the statement. A batch
-//! sends the whole change at once (a tag PUT went from 43 to 34 context
-//! switches of the server and +8 % tags/s, `perf stat`); its reads come back
-//! as rows tagged with what they are, and the caller decides from them
-//! whether the transaction commits.
-//!
-//! `?1` is a JSON object of the parameters. (Numbered parameters would have to
-//! be dense in every statement: sqlx binds the gaps of one statement
-//! positionally, and stops binding once it runs out.) Every write joins the
-//! repository by name, so against a repository that does not exist yet a
-//! batch changes nothing and says so.
+//! Each is a list of statements, prepared once per connection. Reads that
+//! decide the outcome (missing references, tags that move, the immutability
+//! rules that may protect them) come back as rows tagged with what they are,
+//! and the transaction commits or rolls back on them. `?1` is a JSON object of
+//! the parameters, shared by all the statements. Every write joins the
+//! repository by name, so against a repository that does not exist yet the
+//! statements change nothing and say so; the repository is then created and
+//! they run again.
 
 use berth_core::{Digest, RepoName, Tag};
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::types::Value;
 
-use crate::{EventDraft, GcKind, MetaError, NewManifest, now_ms, now_unix};
+use super::parse_digest;
+use crate::immutability;
+use crate::{EventActor, EventDraft, EventKind, GcKind, MetaError, NewManifest, now_ms, now_unix};
 
 /// The events of a change (`$.events`: rows in column order), once the
 /// repository exists.
-macro_rules! insert_events {
-    () => {
-        "
+const INSERT_EVENTS: &str = "
 INSERT INTO events (type, at_ms, actor, ip, repository, digest, tag, media_type, size, detail)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
        value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9
   FROM json_each(?1, '$.events')
  WHERE EXISTS (SELECT 1 FROM repositories WHERE name = ?1 ->> 'repo')
- ORDER BY key;
-"
-    };
-}
+ ORDER BY key";
 
 /// The manifest PUT; `?2` is the manifest's bytes.
-const PUT_MANIFEST: &str = concat!(
+const PUT_MANIFEST: &[&str] = &[
     "
 UPDATE repositories SET push_count = push_count + (?1 ->> 'pushes') WHERE name = ?1 ->> 'repo'
-RETURNING 'repo', id, NULL;
-
+RETURNING 'repo', id, NULL",
+    "
 SELECT 'missing', j.value, NULL FROM json_each(?1, '$.blobs') j
  WHERE ?1 ->> 'require' AND NOT EXISTS
        (SELECT 1 FROM repository_blobs b
@@ -48,97 +41,162 @@ UNION ALL
 SELECT 'missing', j.value, NULL FROM json_each(?1, '$.children') j
  WHERE ?1 ->> 'require' AND NOT EXISTS
        (SELECT 1 FROM manifests c
-         WHERE c.repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo') AND c.digest = j.value);
-
+         WHERE c.repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo') AND c.digest = j.value)",
+    "
 INSERT INTO manifests
   (repo_id, digest, media_type, artifact_type, subject_digest, annotations, size, payload, created_at)
 SELECT id, ?1 ->> 'digest', ?1 ->> 'media_type', ?1 ->> 'artifact_type', ?1 ->> 'subject',
        ?1 ->> 'annotations', length(?2), ?2, ?1 ->> 'now'
   FROM repositories WHERE name = ?1 ->> 'repo'
-ON CONFLICT(repo_id, digest) DO NOTHING;
-
--- A manifest's references live and die with it: for one already here they are
--- here too, and this changes nothing.
+ON CONFLICT(repo_id, digest) DO NOTHING",
+    // A manifest's references live and die with it: for one already here they
+    // are here too, and this changes nothing.
+    "
 INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind)
 SELECT * FROM (SELECT r.id, ?1 ->> 'digest', j.value, 'blob'
                  FROM repositories r, json_each(?1, '$.blobs') j WHERE r.name = ?1 ->> 'repo'
                UNION ALL
                SELECT r.id, ?1 ->> 'digest', j.value, 'manifest'
                  FROM repositories r, json_each(?1, '$.children') j WHERE r.name = ?1 ->> 'repo')
-WHERE true ON CONFLICT DO NOTHING;
-
--- Tags that move to this manifest, and (only then) the rules that may protect them.
+WHERE true ON CONFLICT DO NOTHING",
+    // Tags that move to this manifest, and (only then) the rules that may protect them.
+    "
 SELECT 'moving', name, manifest_digest FROM tags
  WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo')
    AND name IN (SELECT value FROM json_each(?1, '$.tags')) AND manifest_digest <> ?1 ->> 'digest'
- ORDER BY name;
-
+ ORDER BY name",
+    "
 SELECT 'rule', repository, pattern FROM immutable_tag_rules
  WHERE project = ?1 ->> 'project'
    AND EXISTS (SELECT 1 FROM tags
                 WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo')
                   AND name IN (SELECT value FROM json_each(?1, '$.tags'))
-                  AND manifest_digest <> ?1 ->> 'digest');
-
+                  AND manifest_digest <> ?1 ->> 'digest')",
+    // What the moving tags pointed at (and those manifests' subjects) may be
+    // garbage once they move. A protected tag rolls all of this back.
+    "
+INSERT INTO gc_queue (kind, repo_id, digest, queued_at)
+SELECT ?1 ->> 'manifest_kind', repo_id, digest, ?1 ->> 'queued_at' FROM (
+  SELECT t.repo_id, t.manifest_digest AS digest FROM tags t
+   WHERE t.repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo')
+     AND t.name IN (SELECT value FROM json_each(?1, '$.tags')) AND t.manifest_digest <> ?1 ->> 'digest'
+  UNION
+  SELECT m.repo_id, m.subject_digest FROM tags t
+    JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
+   WHERE t.repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo')
+     AND t.name IN (SELECT value FROM json_each(?1, '$.tags')) AND t.manifest_digest <> ?1 ->> 'digest'
+     AND m.subject_digest IS NOT NULL)
+WHERE true
+ON CONFLICT (kind, repo_id, digest) DO UPDATE SET queued_at = excluded.queued_at",
+    "
 INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count)
 SELECT r.id, j.value, ?1 ->> 'digest', ?1 ->> 'now', ?1 ->> 'pushes'
   FROM repositories r, json_each(?1, '$.tags') j WHERE r.name = ?1 ->> 'repo' ORDER BY j.value
 ON CONFLICT(repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
                                          updated_at = excluded.updated_at,
-                                         push_count = tags.push_count + excluded.push_count;
-
+                                         push_count = tags.push_count + excluded.push_count",
+    "
 INSERT INTO gc_queue (kind, repo_id, digest, queued_at)
-SELECT ?1 ->> 'queue_kind', id, ?1 ->> 'digest', ?1 ->> 'queued_at'
+SELECT ?1 ->> 'manifest_kind', id, ?1 ->> 'digest', ?1 ->> 'queued_at'
   FROM repositories WHERE name = ?1 ->> 'repo' AND ?1 ->> 'queue'
-ON CONFLICT (kind, repo_id, digest) DO UPDATE SET queued_at = excluded.queued_at;
-",
-    insert_events!()
-);
+ON CONFLICT (kind, repo_id, digest) DO UPDATE SET queued_at = excluded.queued_at",
+    INSERT_EVENTS,
+];
 
 /// The blob link: the blob's row, its link into the repository, the link's
 /// place in the GC queue (garbage once the grace period ends, until a manifest
 /// references it) and the events.
-const LINK_BLOB: &str = concat!(
+const LINK_BLOB: &[&str] = &[
+    "SELECT 'repo', id, NULL FROM repositories WHERE name = ?1 ->> 'repo'",
     "
-SELECT 'repo', id FROM repositories WHERE name = ?1 ->> 'repo';
-
 INSERT INTO blobs (digest, size, created_at)
 SELECT ?1 ->> 'digest', ?1 ->> 'size', ?1 ->> 'now'
  WHERE EXISTS (SELECT 1 FROM repositories WHERE name = ?1 ->> 'repo')
-ON CONFLICT(digest) DO NOTHING;
-
+ON CONFLICT(digest) DO NOTHING",
+    "
 INSERT INTO repository_blobs (repo_id, digest, created_at)
 SELECT id, ?1 ->> 'digest', ?1 ->> 'now' FROM repositories WHERE name = ?1 ->> 'repo'
-ON CONFLICT(repo_id, digest) DO NOTHING;
-
+ON CONFLICT(repo_id, digest) DO NOTHING",
+    "
 INSERT INTO gc_queue (kind, repo_id, digest, queued_at)
 SELECT ?1 ->> 'queue_kind', id, ?1 ->> 'digest', ?1 ->> 'queued_at' FROM repositories WHERE name = ?1 ->> 'repo'
-ON CONFLICT (kind, repo_id, digest) DO UPDATE SET queued_at = excluded.queued_at;
-",
-    insert_events!()
-);
+ON CONFLICT (kind, repo_id, digest) DO UPDATE SET queued_at = excluded.queued_at",
+    INSERT_EVENTS,
+];
 
-/// What the batch found, for the caller to act on before committing.
-#[derive(Debug)]
-pub(super) struct PutOutcome {
-    /// The repository's id.
-    pub repo_id: i64,
-    /// Required references that are not in the repository.
-    pub missing: Vec<String>,
-    /// Tags that moved to the new manifest, with where they pointed.
-    pub moved: Vec<(String, String)>,
-    /// Immutability rules of the project, read only when a tag moved.
-    pub rules: Vec<(String, String)>,
+/// A row a batch returns: what it is (`repo`, `missing`, `moving`, `rule`) and two values.
+struct Tagged {
+    kind: String,
+    first: Value,
+    second: Value,
 }
 
-/// Runs the manifest PUT of `m` (tagged `tags`) in `tx`; `None` when the
-/// repository does not exist (nothing was written).
-pub(super) async fn put_manifest(
-    tx: &mut Transaction<'_, Sqlite>,
+/// Runs `statements` with `?1` = `params` (and `?2` = `payload` where used),
+/// collecting the rows they return.
+fn run(
+    tx: &rusqlite::Transaction<'_>,
+    statements: &[&str],
+    params: &str,
+    payload: Option<&[u8]>,
+) -> Result<Vec<Tagged>, MetaError> {
+    let mut rows = Vec::new();
+    for sql in statements {
+        let mut statement = tx.prepare_cached(sql)?;
+        statement.raw_bind_parameter(1, params)?;
+        if statement.parameter_count() > 1 {
+            statement.raw_bind_parameter(2, payload)?;
+        }
+        let returns = statement.column_count() > 0;
+        let mut out = statement.raw_query();
+        while let Some(row) = out.next()? {
+            if returns {
+                rows.push(Tagged { kind: row.get(0)?, first: row.get(1)?, second: row.get(2)? });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Creates a repository (known not to exist). A new repository gets a
+/// `repository.create` event by `actor` (none without one).
+fn create_repo(tx: &rusqlite::Transaction<'_>, repo: &RepoName, actor: Option<&EventActor>) -> Result<(), MetaError> {
+    tx.prepare_cached("INSERT INTO repositories (name, project, created_at) VALUES (?1, ?2, ?3)")?.execute((
+        repo.as_str(),
+        repo.project(),
+        now_unix(),
+    ))?;
+    if let Some(actor) = actor {
+        let create = EventDraft::new(EventKind::RepositoryCreate, actor).repository(repo.as_str());
+        let params = serde_json::json!({ "repo": repo.as_str(), "events": events_rows(&[create]) });
+        run(tx, &[INSERT_EVENTS], &params.to_string(), None)?;
+    }
+    Ok(())
+}
+
+/// The error for a repository that a batch did not find right after it was created.
+fn vanished(repo: &RepoName) -> MetaError {
+    MetaError::Corrupt(format!("repository {repo} vanished"))
+}
+
+/// What the manifest batch found, for the caller to act on before committing.
+#[derive(Debug, Default)]
+struct PutOutcome {
+    /// Required references that are not in the repository.
+    missing: Vec<String>,
+    /// Tags that moved to the new manifest.
+    moved: Vec<String>,
+    /// Immutability rules of the project, read only when a tag moved.
+    rules: Vec<(String, String)>,
+}
+
+/// The transaction of a manifest PUT: `m` stored in `repo` and tagged `tags`,
+/// creating the repository on its first push.
+pub(super) fn put_manifest(
+    conn: &mut rusqlite::Connection,
     repo: &RepoName,
     m: &NewManifest,
     tags: &[Tag],
-) -> Result<Option<PutOutcome>, MetaError> {
+) -> Result<(), MetaError> {
     let mut tag_names: Vec<&str> = tags.iter().map(Tag::as_str).collect();
     tag_names.sort_unstable();
     let params = serde_json::json!({
@@ -159,36 +217,55 @@ pub(super) async fn put_manifest(
         // A manifest pushed without a tag is garbage unless an index or a
         // tagged referrer comes to hold it.
         "queue": tags.is_empty() && m.require_references,
-        "queue_kind": GcKind::Manifest.as_str(),
+        "manifest_kind": GcKind::Manifest.as_str(),
         "queued_at": now_ms(),
         "events": events_rows(&m.events),
-    });
-    // sqlx's SQLite driver runs a query of several statements in one go; the
-    // rows of all of them come back.
-    let rows = sqlx::query(PUT_MANIFEST).bind(params.to_string()).bind(&m.payload).fetch_all(&mut **tx).await?;
-    let (mut repo_id, mut missing, mut moved, mut rules) = (None, Vec::new(), Vec::new(), Vec::new());
-    for row in &rows {
-        let kind: &str = row.try_get(0)?;
-        match kind {
-            "repo" => repo_id = Some(row.try_get(1)?),
-            "missing" => missing.push(row.try_get(1)?),
-            "moving" => moved.push((row.try_get(1)?, row.try_get(2)?)),
-            "rule" => rules.push((row.try_get(1)?, row.try_get(2)?)),
-            other => return Err(MetaError::Corrupt(format!("unexpected row {other:?} from the manifest PUT"))),
+    })
+    .to_string();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut rows = run(&tx, PUT_MANIFEST, &params, Some(&m.payload))?;
+    if !rows.iter().any(|r| r.kind == "repo") {
+        // The first push into the repository: the batch wrote nothing.
+        create_repo(&tx, repo, m.events.first().map(|e| &e.actor))?;
+        rows = run(&tx, PUT_MANIFEST, &params, Some(&m.payload))?;
+        if !rows.iter().any(|r| r.kind == "repo") {
+            return Err(vanished(repo));
         }
     }
-    Ok(repo_id.map(|repo_id| PutOutcome { repo_id, missing, moved, rules }))
+    let mut outcome = PutOutcome::default();
+    for row in rows {
+        match (row.kind.as_str(), row.first, row.second) {
+            ("repo", _, _) => {}
+            ("missing", Value::Text(digest), _) => outcome.missing.push(digest),
+            ("moving", Value::Text(tag), _) => outcome.moved.push(tag),
+            ("rule", Value::Text(repository), Value::Text(pattern)) => outcome.rules.push((repository, pattern)),
+            (other, ..) => return Err(MetaError::Corrupt(format!("unexpected row {other:?} from the manifest PUT"))),
+        }
+    }
+    // Returning drops `tx`, which rolls the whole PUT back.
+    if !outcome.missing.is_empty() {
+        return Err(MetaError::MissingReferences(
+            outcome.missing.iter().map(|d| parse_digest(d)).collect::<Result<_, _>>()?,
+        ));
+    }
+    // A protected tag is written once, and again only with the same manifest.
+    if let Some(tag) = immutability::protected(&outcome.rules, repo.as_str(), outcome.moved.iter().map(String::as_str))
+    {
+        return Err(MetaError::ImmutableTag(tag));
+    }
+    tx.commit()?;
+    Ok(())
 }
 
-/// Runs the link of blob `digest` (`size` bytes) into `repo` in `tx`; `None`
-/// when the repository does not exist (nothing was written).
-pub(super) async fn link_blob(
-    tx: &mut Transaction<'_, Sqlite>,
+/// The transaction of a blob link: blob `digest` (`size` bytes) linked into
+/// `repo`, creating the repository on its first push.
+pub(super) fn link_blob(
+    conn: &mut rusqlite::Connection,
     repo: &RepoName,
     digest: &Digest,
     size: u64,
     events: &[EventDraft],
-) -> Result<Option<()>, MetaError> {
+) -> Result<(), MetaError> {
     let params = serde_json::json!({
         "repo": repo.as_str(),
         "digest": digest.as_str(),
@@ -197,9 +274,18 @@ pub(super) async fn link_blob(
         "queue_kind": GcKind::Link.as_str(),
         "queued_at": now_ms(),
         "events": events_rows(events),
-    });
-    let rows = sqlx::query(LINK_BLOB).bind(params.to_string()).fetch_all(&mut **tx).await?;
-    Ok((!rows.is_empty()).then_some(()))
+    })
+    .to_string();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if run(&tx, LINK_BLOB, &params, None)?.is_empty() {
+        // The first push into the repository: the batch wrote nothing.
+        create_repo(&tx, repo, events.first().map(|e| &e.actor))?;
+        if run(&tx, LINK_BLOB, &params, None)?.is_empty() {
+            return Err(vanished(repo));
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// `events` as JSON arrays in the column order of `events`.
