@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use berth_core::{Digest, RepoName};
+use berth_meta::QuotaLimits;
 use bytes::Bytes;
 use moka::sync::Cache;
 
@@ -35,10 +36,17 @@ pub(crate) struct Caches {
     manifests: Cache<(u64, String), Arc<ManifestBody>>,
     blobs: Cache<(u64, Digest), u64>,
     tag_pages: Cache<TagPageKey, Arc<Vec<String>>>,
+    /// Projects' quota limits by project name.
+    quota_limits: Cache<String, QuotaLimits>,
 }
 
 /// (generation, `last`, page size) of a tags listing.
 type TagPageKey = (u64, Option<String>, Option<u32>);
+
+/// How long a project's quota limits are trusted: a limit set on another node
+/// takes at most this long to apply to this node's early checks and warnings
+/// (the database enforces hard limits in every transaction regardless).
+const QUOTA_LIMITS_TTL: Duration = Duration::from_secs(5);
 
 /// Total bytes of tag names kept in cached listings.
 const TAG_PAGE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -62,7 +70,22 @@ impl Caches {
                 })
                 .time_to_live(ttl)
                 .build(),
+            quota_limits: Cache::builder().max_capacity(10_000).time_to_live(ttl.min(QUOTA_LIMITS_TTL)).build(),
         }
+    }
+
+    /// `project`'s quota limits, if read recently.
+    pub fn quota_limits(&self, project: &str) -> Option<QuotaLimits> {
+        self.quota_limits.get(project)
+    }
+
+    pub fn put_quota_limits(&self, project: &str, limits: QuotaLimits) {
+        self.quota_limits.insert(project.to_owned(), limits);
+    }
+
+    /// Forgets `project`'s limits. Call after they changed.
+    pub fn forget_quota_limits(&self, project: &str) {
+        self.quota_limits.invalidate(project);
     }
 
     fn generation(&self, repo: &RepoName) -> u64 {

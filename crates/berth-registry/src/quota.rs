@@ -4,7 +4,7 @@
 //! and turns crossing the soft limit into one event and a response header.
 
 use berth_core::RepoName;
-use berth_meta::{EventActor, EventDraft, EventKind, now_unix};
+use berth_meta::{EventActor, EventDraft, EventKind, QuotaLimits, QuotaView, now_unix};
 
 use crate::{Registry, RegistryError};
 
@@ -15,7 +15,9 @@ impl Registry {
     /// Refuses an upload that would bring `repo`'s project past its hard storage
     /// limit once `upload_bytes` (the whole upload so far) are stored.
     pub(crate) async fn check_storage_quota(&self, repo: &RepoName, upload_bytes: u64) -> Result<(), RegistryError> {
-        let view = self.meta.project_quota(repo.project()).await?;
+        let Some(view) = self.quota_view_if(repo.project(), |l| l.storage_bytes.is_some()).await? else {
+            return Ok(());
+        };
         match view.limits.storage_bytes {
             Some(limit) if view.usage.physical_bytes.saturating_add(upload_bytes as i64) > limit => {
                 Err(RegistryError::QuotaExceeded("storage".into()))
@@ -28,7 +30,9 @@ impl Registry {
     /// storage limit (the crossing recorded, with an event, once).
     pub async fn quota_warning(&self, repo: &RepoName) -> Result<Option<String>, RegistryError> {
         let project = repo.project();
-        let view = self.meta.project_quota(project).await?;
+        let Some(view) = self.quota_view_if(project, |l| l.storage_soft.is_some()).await? else {
+            return Ok(None);
+        };
         let Some(soft) = view.limits.storage_soft else {
             return Ok(None);
         };
@@ -52,5 +56,26 @@ impl Registry {
             self.meta.mark_soft_limit(project, Some(now_unix()), &[event]).await?;
         }
         Ok(Some(format!("project {project} stores {used} bytes, over its soft limit of {soft} bytes")))
+    }
+
+    /// `project`'s quota and usage, read only if its limits are `limited`. Most
+    /// projects have no limits, and their limits are known from a short-lived
+    /// cache, so a push into one reads nothing here.
+    async fn quota_view_if(
+        &self,
+        project: &str,
+        limited: impl Fn(&QuotaLimits) -> bool,
+    ) -> Result<Option<QuotaView>, RegistryError> {
+        if self.cache.quota_limits(project).is_some_and(|limits| !limited(&limits)) {
+            return Ok(None);
+        }
+        let view = self.meta.project_quota(project).await?;
+        self.cache.put_quota_limits(project, view.limits);
+        Ok(limited(&view.limits).then_some(view))
+    }
+
+    /// Forgets the cached limits of `project`. Call after changing them.
+    pub fn forget_quota_limits(&self, project: &str) {
+        self.cache.forget_quota_limits(project);
     }
 }

@@ -123,5 +123,6 @@ pub async fn put_quota(
         .set_project_quota(&name, &limits, draft.as_ref())
         .await
         .map_err(|e| Problem::internal(G, e))?;
+    state.registry.forget_quota_limits(&name);
     Ok(Json(quota_json(&name, &view)).into_response())
 }
