@@ -4,13 +4,14 @@
 //! Each is a list of statements, prepared once per connection. Reads that
 //! decide the outcome (missing references, tags that move, the immutability
 //! rules that may protect them) come back as rows tagged with what they are,
-//! and the transaction commits or rolls back on them. `?1` is a JSON object of
-//! the parameters, shared by all the statements. Every write joins the
+//! and the transaction commits or rolls back on them. Parameters are named and
+//! shared by all the statements (lists as JSON arrays). Every write joins the
 //! repository by name, so against a repository that does not exist yet the
 //! statements change nothing and say so; the repository is then created and
 //! they run again.
 
 use berth_core::{Digest, RepoName, Tag};
+use rusqlite::ToSql;
 use rusqlite::types::Value;
 
 use super::parse_digest;
@@ -23,82 +24,82 @@ const INSERT_EVENTS: &str = "
 INSERT INTO events (type, at_ms, actor, ip, repository, digest, tag, media_type, size, detail)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
        value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9
-  FROM json_each(?1, '$.events')
- WHERE EXISTS (SELECT 1 FROM repositories WHERE name = ?1 ->> 'repo')
+  FROM json_each(:events)
+ WHERE EXISTS (SELECT 1 FROM repositories WHERE name = :repo)
  ORDER BY key";
 
-/// The manifest PUT; `?2` is the manifest's bytes.
+/// The manifest PUT.
 const PUT_MANIFEST: &[&str] = &[
     "
-UPDATE repositories SET push_count = push_count + (?1 ->> 'pushes') WHERE name = ?1 ->> 'repo'
+UPDATE repositories SET push_count = push_count + (:pushes) WHERE name = :repo
 RETURNING 'repo', id, NULL",
     "
-SELECT 'missing', j.value, NULL FROM json_each(?1, '$.blobs') j
- WHERE ?1 ->> 'require' AND NOT EXISTS
+SELECT 'missing', j.value, NULL FROM json_each(:blobs) j
+ WHERE :require AND NOT EXISTS
        (SELECT 1 FROM repository_blobs b
-         WHERE b.repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo') AND b.digest = j.value)
+         WHERE b.repo_id = (SELECT id FROM repositories WHERE name = :repo) AND b.digest = j.value)
 UNION ALL
-SELECT 'missing', j.value, NULL FROM json_each(?1, '$.children') j
- WHERE ?1 ->> 'require' AND NOT EXISTS
+SELECT 'missing', j.value, NULL FROM json_each(:children) j
+ WHERE :require AND NOT EXISTS
        (SELECT 1 FROM manifests c
-         WHERE c.repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo') AND c.digest = j.value)",
+         WHERE c.repo_id = (SELECT id FROM repositories WHERE name = :repo) AND c.digest = j.value)",
     "
 INSERT INTO manifests
   (repo_id, digest, media_type, artifact_type, subject_digest, annotations, size, payload, created_at)
-SELECT id, ?1 ->> 'digest', ?1 ->> 'media_type', ?1 ->> 'artifact_type', ?1 ->> 'subject',
-       ?1 ->> 'annotations', length(?2), ?2, ?1 ->> 'now'
-  FROM repositories WHERE name = ?1 ->> 'repo'
+SELECT id, :digest, :media_type, :artifact_type, :subject,
+       :annotations, length(:payload), :payload, :now
+  FROM repositories WHERE name = :repo
 ON CONFLICT(repo_id, digest) DO NOTHING",
     // A manifest's references live and die with it: for one already here they
     // are here too, and this changes nothing.
     "
 INSERT INTO manifest_refs (repo_id, manifest_digest, child_digest, kind)
-SELECT * FROM (SELECT r.id, ?1 ->> 'digest', j.value, 'blob'
-                 FROM repositories r, json_each(?1, '$.blobs') j WHERE r.name = ?1 ->> 'repo'
+SELECT * FROM (SELECT r.id, :digest, j.value, 'blob'
+                 FROM repositories r, json_each(:blobs) j WHERE r.name = :repo
                UNION ALL
-               SELECT r.id, ?1 ->> 'digest', j.value, 'manifest'
-                 FROM repositories r, json_each(?1, '$.children') j WHERE r.name = ?1 ->> 'repo')
+               SELECT r.id, :digest, j.value, 'manifest'
+                 FROM repositories r, json_each(:children) j WHERE r.name = :repo)
 WHERE true ON CONFLICT DO NOTHING",
     // Tags that move to this manifest, and (only then) the rules that may protect them.
     "
 SELECT 'moving', name, manifest_digest FROM tags
- WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo')
-   AND name IN (SELECT value FROM json_each(?1, '$.tags')) AND manifest_digest <> ?1 ->> 'digest'
+ WHERE repo_id = (SELECT id FROM repositories WHERE name = :repo)
+   AND name IN (SELECT value FROM json_each(:tags)) AND manifest_digest <> :digest
  ORDER BY name",
     "
 SELECT 'rule', repository, pattern FROM immutable_tag_rules
- WHERE project = ?1 ->> 'project'
+ WHERE project = :project
    AND EXISTS (SELECT 1 FROM tags
-                WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo')
-                  AND name IN (SELECT value FROM json_each(?1, '$.tags'))
-                  AND manifest_digest <> ?1 ->> 'digest')",
+                WHERE repo_id = (SELECT id FROM repositories WHERE name = :repo)
+                  AND name IN (SELECT value FROM json_each(:tags))
+                  AND manifest_digest <> :digest)",
     // What the moving tags pointed at (and those manifests' subjects) may be
     // garbage once they move. A protected tag rolls all of this back.
     "
 INSERT INTO gc_queue (kind, repo_id, digest, queued_at)
-SELECT ?1 ->> 'manifest_kind', repo_id, digest, ?1 ->> 'queued_at' FROM (
+SELECT :manifest_kind, repo_id, digest, :queued_at FROM (
   SELECT t.repo_id, t.manifest_digest AS digest FROM tags t
-   WHERE t.repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo')
-     AND t.name IN (SELECT value FROM json_each(?1, '$.tags')) AND t.manifest_digest <> ?1 ->> 'digest'
+   WHERE t.repo_id = (SELECT id FROM repositories WHERE name = :repo)
+     AND t.name IN (SELECT value FROM json_each(:tags)) AND t.manifest_digest <> :digest
   UNION
   SELECT m.repo_id, m.subject_digest FROM tags t
     JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
-   WHERE t.repo_id = (SELECT id FROM repositories WHERE name = ?1 ->> 'repo')
-     AND t.name IN (SELECT value FROM json_each(?1, '$.tags')) AND t.manifest_digest <> ?1 ->> 'digest'
+   WHERE t.repo_id = (SELECT id FROM repositories WHERE name = :repo)
+     AND t.name IN (SELECT value FROM json_each(:tags)) AND t.manifest_digest <> :digest
      AND m.subject_digest IS NOT NULL)
 WHERE true
 ON CONFLICT (kind, repo_id, digest) DO UPDATE SET queued_at = excluded.queued_at",
     "
 INSERT INTO tags (repo_id, name, manifest_digest, updated_at, push_count)
-SELECT r.id, j.value, ?1 ->> 'digest', ?1 ->> 'now', ?1 ->> 'pushes'
-  FROM repositories r, json_each(?1, '$.tags') j WHERE r.name = ?1 ->> 'repo' ORDER BY j.value
+SELECT r.id, j.value, :digest, :now, :pushes
+  FROM repositories r, json_each(:tags) j WHERE r.name = :repo ORDER BY j.value
 ON CONFLICT(repo_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
                                          updated_at = excluded.updated_at,
                                          push_count = tags.push_count + excluded.push_count",
     "
 INSERT INTO gc_queue (kind, repo_id, digest, queued_at)
-SELECT ?1 ->> 'manifest_kind', id, ?1 ->> 'digest', ?1 ->> 'queued_at'
-  FROM repositories WHERE name = ?1 ->> 'repo' AND ?1 ->> 'queue'
+SELECT :manifest_kind, id, :digest, :queued_at
+  FROM repositories WHERE name = :repo AND :queue
 ON CONFLICT (kind, repo_id, digest) DO UPDATE SET queued_at = excluded.queued_at",
     INSERT_EVENTS,
 ];
@@ -107,19 +108,19 @@ ON CONFLICT (kind, repo_id, digest) DO UPDATE SET queued_at = excluded.queued_at
 /// place in the GC queue (garbage once the grace period ends, until a manifest
 /// references it) and the events.
 const LINK_BLOB: &[&str] = &[
-    "SELECT 'repo', id, NULL FROM repositories WHERE name = ?1 ->> 'repo'",
+    "SELECT 'repo', id, NULL FROM repositories WHERE name = :repo",
     "
 INSERT INTO blobs (digest, size, created_at)
-SELECT ?1 ->> 'digest', ?1 ->> 'size', ?1 ->> 'now'
- WHERE EXISTS (SELECT 1 FROM repositories WHERE name = ?1 ->> 'repo')
+SELECT :digest, :size, :now
+ WHERE EXISTS (SELECT 1 FROM repositories WHERE name = :repo)
 ON CONFLICT(digest) DO NOTHING",
     "
 INSERT INTO repository_blobs (repo_id, digest, created_at)
-SELECT id, ?1 ->> 'digest', ?1 ->> 'now' FROM repositories WHERE name = ?1 ->> 'repo'
+SELECT id, :digest, :now FROM repositories WHERE name = :repo
 ON CONFLICT(repo_id, digest) DO NOTHING",
     "
 INSERT INTO gc_queue (kind, repo_id, digest, queued_at)
-SELECT ?1 ->> 'queue_kind', id, ?1 ->> 'digest', ?1 ->> 'queued_at' FROM repositories WHERE name = ?1 ->> 'repo'
+SELECT :queue_kind, id, :digest, :queued_at FROM repositories WHERE name = :repo
 ON CONFLICT (kind, repo_id, digest) DO UPDATE SET queued_at = excluded.queued_at",
     INSERT_EVENTS,
 ];
@@ -131,20 +132,18 @@ struct Tagged {
     second: Value,
 }
 
-/// Runs `statements` with `?1` = `params` (and `?2` = `payload` where used),
-/// collecting the rows they return.
-fn run(
-    tx: &rusqlite::Transaction<'_>,
-    statements: &[&str],
-    params: &str,
-    payload: Option<&[u8]>,
-) -> Result<Vec<Tagged>, MetaError> {
+/// Named parameters of a batch: each statement binds the ones it uses.
+type Params<'a> = [(&'static str, &'a dyn ToSql)];
+
+/// Runs `statements` with `params`, collecting the rows they return.
+fn run(tx: &rusqlite::Transaction<'_>, statements: &[&str], params: &Params<'_>) -> Result<Vec<Tagged>, MetaError> {
     let mut rows = Vec::new();
     for sql in statements {
         let mut statement = tx.prepare_cached(sql)?;
-        statement.raw_bind_parameter(1, params)?;
-        if statement.parameter_count() > 1 {
-            statement.raw_bind_parameter(2, payload)?;
+        for (name, value) in params {
+            if let Some(index) = statement.parameter_index(name)? {
+                statement.raw_bind_parameter(index, value)?;
+            }
         }
         let returns = statement.column_count() > 0;
         let mut out = statement.raw_query();
@@ -167,8 +166,8 @@ fn create_repo(tx: &rusqlite::Transaction<'_>, repo: &RepoName, actor: Option<&E
     ))?;
     if let Some(actor) = actor {
         let create = EventDraft::new(EventKind::RepositoryCreate, actor).repository(repo.as_str());
-        let params = serde_json::json!({ "repo": repo.as_str(), "events": events_rows(&[create]) });
-        run(tx, &[INSERT_EVENTS], &params.to_string(), None)?;
+        let events = events_json(&[create]);
+        run(tx, &[INSERT_EVENTS], &[(":repo", &repo.as_str()), (":events", &events)])?;
     }
     Ok(())
 }
@@ -199,35 +198,40 @@ pub(super) fn put_manifest(
 ) -> Result<(), MetaError> {
     let mut tag_names: Vec<&str> = tags.iter().map(Tag::as_str).collect();
     tag_names.sort_unstable();
-    let params = serde_json::json!({
-        "repo": repo.as_str(),
-        "project": repo.project(),
-        // Pushes count; manifests stored by the pull-through cache do not.
-        "pushes": i64::from(m.require_references),
-        "require": m.require_references,
-        "blobs": m.blob_refs.iter().map(Digest::as_str).collect::<Vec<_>>(),
-        "children": m.manifest_refs.iter().map(Digest::as_str).collect::<Vec<_>>(),
-        "digest": m.digest.as_str(),
-        "media_type": m.media_type,
-        "artifact_type": m.artifact_type,
-        "subject": m.subject.as_ref().map(Digest::as_str),
-        "annotations": m.annotations_json,
-        "now": now_unix(),
-        "tags": tag_names,
-        // A manifest pushed without a tag is garbage unless an index or a
-        // tagged referrer comes to hold it.
-        "queue": tags.is_empty() && m.require_references,
-        "manifest_kind": GcKind::Manifest.as_str(),
-        "queued_at": now_ms(),
-        "events": events_rows(&m.events),
-    })
-    .to_string();
+    let (blobs, children) = (digests_json(&m.blob_refs), digests_json(&m.manifest_refs));
+    let tag_names = serde_json::to_string(&tag_names).expect("strings serialise");
+    let events = events_json(&m.events);
+    // Pushes count; manifests stored by the pull-through cache do not.
+    let pushes = i64::from(m.require_references);
+    // A manifest pushed without a tag is garbage unless an index or a tagged
+    // referrer comes to hold it.
+    let queue = tags.is_empty() && m.require_references;
+    let params: &Params<'_> = &[
+        (":repo", &repo.as_str()),
+        (":project", &repo.project()),
+        (":pushes", &pushes),
+        (":require", &m.require_references),
+        (":blobs", &blobs),
+        (":children", &children),
+        (":digest", &m.digest.as_str()),
+        (":media_type", &m.media_type),
+        (":artifact_type", &m.artifact_type),
+        (":subject", &m.subject.as_ref().map(Digest::as_str)),
+        (":annotations", &m.annotations_json),
+        (":payload", &m.payload),
+        (":now", &now_unix()),
+        (":tags", &tag_names),
+        (":queue", &queue),
+        (":manifest_kind", &GcKind::Manifest.as_str()),
+        (":queued_at", &now_ms()),
+        (":events", &events),
+    ];
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut rows = run(&tx, PUT_MANIFEST, &params, Some(&m.payload))?;
+    let mut rows = run(&tx, PUT_MANIFEST, params)?;
     if !rows.iter().any(|r| r.kind == "repo") {
         // The first push into the repository: the batch wrote nothing.
         create_repo(&tx, repo, m.events.first().map(|e| &e.actor))?;
-        rows = run(&tx, PUT_MANIFEST, &params, Some(&m.payload))?;
+        rows = run(&tx, PUT_MANIFEST, params)?;
         if !rows.iter().any(|r| r.kind == "repo") {
             return Err(vanished(repo));
         }
@@ -266,21 +270,22 @@ pub(super) fn link_blob(
     size: u64,
     events: &[EventDraft],
 ) -> Result<(), MetaError> {
-    let params = serde_json::json!({
-        "repo": repo.as_str(),
-        "digest": digest.as_str(),
-        "size": size,
-        "now": now_unix(),
-        "queue_kind": GcKind::Link.as_str(),
-        "queued_at": now_ms(),
-        "events": events_rows(events),
-    })
-    .to_string();
+    let events_rows = events_json(events);
+    let size = i64::try_from(size).map_err(|_| MetaError::Corrupt(format!("blob size {size} out of range")))?;
+    let params: &Params<'_> = &[
+        (":repo", &repo.as_str()),
+        (":digest", &digest.as_str()),
+        (":size", &size),
+        (":now", &now_unix()),
+        (":queue_kind", &GcKind::Link.as_str()),
+        (":queued_at", &now_ms()),
+        (":events", &events_rows),
+    ];
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    if run(&tx, LINK_BLOB, &params, None)?.is_empty() {
+    if run(&tx, LINK_BLOB, params)?.is_empty() {
         // The first push into the repository: the batch wrote nothing.
         create_repo(&tx, repo, events.first().map(|e| &e.actor))?;
-        if run(&tx, LINK_BLOB, &params, None)?.is_empty() {
+        if run(&tx, LINK_BLOB, params)?.is_empty() {
             return Err(vanished(repo));
         }
     }
@@ -288,9 +293,14 @@ pub(super) fn link_blob(
     Ok(())
 }
 
-/// `events` as JSON arrays in the column order of `events`.
-fn events_rows(events: &[EventDraft]) -> Vec<serde_json::Value> {
-    events
+/// `digests` as a JSON array.
+fn digests_json(digests: &[Digest]) -> String {
+    serde_json::to_string(&digests.iter().map(Digest::as_str).collect::<Vec<_>>()).expect("strings serialise")
+}
+
+/// `events` as a JSON array of rows in the column order of `events`.
+fn events_json(events: &[EventDraft]) -> String {
+    let rows: Vec<serde_json::Value> = events
         .iter()
         .map(|e| {
             serde_json::json!([
@@ -306,5 +316,6 @@ fn events_rows(events: &[EventDraft]) -> Vec<serde_json::Value> {
                 e.detail.to_string(),
             ])
         })
-        .collect()
+        .collect();
+    serde_json::Value::from(rows).to_string()
 }
