@@ -146,6 +146,11 @@ pub trait CatalogStore: Send + Sync {
     /// database and the newest this build knows. Proves the database answers.
     async fn schema_versions(&self) -> Result<(i64, i64), MetaError>;
 
+    /// Indexes the names added since the last call where the backend indexes
+    /// them in batches (SQLite's tag names, off the push path), returning how
+    /// many. Searches find names not yet indexed all the same.
+    async fn index_search_backlog(&self) -> Result<u64, MetaError>;
+
     /// The query plan of [`CatalogStore::search_images`] for `query` (one line
     /// per plan node), so tests can check that it uses the search indexes.
     async fn explain_search(&self, query: &str) -> Result<Vec<String>, MetaError>;

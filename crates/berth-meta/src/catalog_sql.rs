@@ -11,6 +11,10 @@ pub(crate) struct SearchSql {
     pub repo_prefix: &'static str,
     /// `tag_names` ids whose name contains `$4`.
     pub tag_substring: &'static str,
+    /// Counts names that `index_backlog` would index (empty when there is none).
+    pub backlog_waiting: &'static str,
+    /// Statements (one transaction) that index the names added since they last ran.
+    pub index_backlog: &'static [&'static str],
     /// `tag_names` ids whose lowercase name is in `[$4, $5)`.
     pub tag_prefix: &'static str,
     /// The trigram form of a lowercase query.
@@ -363,6 +367,22 @@ macro_rules! catalog_impl {
                         .await?;
                 let known = $migrations.iter().map(|(version, _, _)| *version).max().unwrap_or(0);
                 Ok((applied.unwrap_or(0), known))
+            }
+
+            async fn index_search_backlog(&self) -> Result<u64, MetaError> {
+                if SEARCH.index_backlog.is_empty() {
+                    return Ok(0);
+                }
+                let waiting: i64 = sqlx::query_scalar(SEARCH.backlog_waiting).fetch_one(&self.$reader).await?;
+                if waiting == 0 {
+                    return Ok(0);
+                }
+                let mut tx = self.$writer.begin().await?;
+                for sql in SEARCH.index_backlog {
+                    sqlx::query(*sql).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(waiting.unsigned_abs())
             }
 
             async fn explain_search(&self, query: &str) -> Result<Vec<String>, MetaError> {

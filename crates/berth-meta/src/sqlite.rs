@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "gc", include_str!("../migrations/sqlite/0009_gc.sql")),
     (10, "retention", include_str!("../migrations/sqlite/0010_retention.sql")),
     (11, "quotas", include_str!("../migrations/sqlite/0011_quotas.sql")),
+    (12, "search_backlog", include_str!("../migrations/sqlite/0012_search_backlog.sql")),
 ];
 
 /// Metadata in a SQLite database file.
@@ -842,7 +843,23 @@ mod catalog {
         crate::catalog_sql::SearchSql {
             repo_substring: "SELECT rowid FROM repositories_fts WHERE repositories_fts MATCH $4",
             repo_prefix: "SELECT id FROM repositories WHERE name >= $4 AND name < $5",
-            tag_substring: "SELECT rowid FROM tag_names_fts WHERE tag_names_fts MATCH $4",
+            // Names not yet indexed (migration 0012) match by `instr` on the
+            // phrase's text: tag names are ASCII, where `lower` folds as the
+            // trigram tokenizer does.
+            tag_substring: "SELECT rowid FROM tag_names_fts WHERE tag_names_fts MATCH $4
+                            UNION ALL
+                            SELECT id FROM tag_names
+                             WHERE id > (SELECT indexed FROM search_backlog WHERE name = 'tag_names_fts')
+                               AND instr(lower(name), replace(substr($4, 2, length($4) - 2), '\"\"', '\"')) > 0",
+            backlog_waiting: "SELECT COUNT(*) FROM tag_names
+                               WHERE id > (SELECT indexed FROM search_backlog WHERE name = 'tag_names_fts')",
+            index_backlog: &[
+                "INSERT INTO tag_names_fts (rowid, name)
+                 SELECT id, name FROM tag_names
+                  WHERE id > (SELECT indexed FROM search_backlog WHERE name = 'tag_names_fts') ORDER BY id",
+                "UPDATE search_backlog SET indexed = (SELECT COALESCE(MAX(id), 0) FROM tag_names)
+                  WHERE name = 'tag_names_fts'",
+            ],
             tag_prefix: "SELECT id FROM tag_names WHERE lower(name) >= $4 AND lower(name) < $5",
             trigram_form: crate::catalog::fts5_phrase,
             explain: "EXPLAIN QUERY PLAN",

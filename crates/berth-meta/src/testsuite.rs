@@ -771,6 +771,18 @@ async fn catalog_views(meta: &dyn Metadata) {
     assert_eq!(names(&hits), ["catalpha/web:Release-X"], "prefix of a tag, any case");
     assert_eq!(meta.search_images("100%_", Viewer::All, 0, 10).await.unwrap().total, 0);
     assert_eq!(meta.search_images("\"x", Viewer::All, 0, 10).await.unwrap().total, 0);
+    // New tag names may reach the index in batches; a search finds them before and after.
+    push_image(meta, "catdelta/job", "cat-job", 400, &["Nightly-7"]).await;
+    for round in ["before indexing", "after indexing", "with nothing left to index"] {
+        let hits = meta.search_images("TLY-7", Viewer::All, 0, 10).await.unwrap();
+        assert_eq!(names(&hits), ["catdelta/job:Nightly-7"], "{round}");
+        assert_eq!(meta.search_images("ly-8", Viewer::All, 0, 10).await.unwrap().total, 0, "{round}");
+        let indexed = meta.index_search_backlog().await.unwrap();
+        if round == "with nothing left to index" {
+            assert_eq!(indexed, 0);
+        }
+    }
+    assert!(meta.delete_repository("catdelta/job", &[]).await.unwrap());
 
     // Repository details and counters.
     let r = meta.repository("catgamma/db").await.unwrap().unwrap();
@@ -841,6 +853,8 @@ pub const SCALE_REPOS: i64 = 100_000;
 /// checks the answers; panics when a query takes longer than `budget`.
 pub async fn search_at_scale(meta: &dyn Metadata, budget: std::time::Duration) {
     use crate::Viewer;
+    // As the server's indexer would have by now.
+    meta.index_search_backlog().await.unwrap();
     let timed = async |label: &str, query: Option<&str>, offset: i64, budget: std::time::Duration| {
         let start = std::time::Instant::now();
         let page = match query {

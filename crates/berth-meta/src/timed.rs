@@ -609,6 +609,10 @@ impl CatalogStore for Timed {
         timed!("schema_versions", self.inner.schema_versions())
     }
 
+    async fn index_search_backlog(&self) -> Result<u64, MetaError> {
+        timed!("index_search_backlog", self.inner.index_search_backlog())
+    }
+
     async fn explain_search(&self, query: &str) -> Result<Vec<String>, MetaError> {
         timed!("explain_search", self.inner.explain_search(query))
     }

@@ -34,6 +34,9 @@ pub use pulls::Pull;
 pub use uploads::{MountOutcome, UploadState};
 pub use usage::FLUSH_INTERVAL as USAGE_FLUSH_INTERVAL;
 
+/// How often new names are indexed for search ([`Registry::spawn_search_indexer`]).
+pub const SEARCH_INDEX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Knobs of the registry service.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -124,6 +127,22 @@ impl Registry {
                 ticker.tick().await;
                 if let Err(e) = registry.flush_usage().await {
                     tracing::warn!(error = %e, "cannot write pull counters");
+                }
+            }
+        })
+    }
+
+    /// Indexes names added for search every [`SEARCH_INDEX_INTERVAL`] until
+    /// aborted, where the backend indexes them in batches (SQLite's tag names,
+    /// kept off the push path). Searches see names not yet indexed regardless.
+    pub fn spawn_search_indexer(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(SEARCH_INDEX_INTERVAL);
+            loop {
+                ticker.tick().await;
+                if let Err(e) = registry.meta.index_search_backlog().await {
+                    tracing::warn!(error = %e, "cannot index new names for search");
                 }
             }
         })

@@ -113,6 +113,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let dispatcher = webhooks.spawn(node.clone());
     let usage = registry.spawn_usage_flusher();
+    let search_indexer = registry.spawn_search_indexer();
     let sweeper = tokio::spawn(sweep_uploads(registry.clone(), timed_meta, node.clone()));
     let scrubbing = (!config.gc.scrub_interval.is_zero()).then(|| {
         let task =
@@ -166,6 +167,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Queued pull events are written; everything else is already in the outbox.
     webhooks.flush().await;
     usage.abort();
+    search_indexer.abort();
     if let Err(e) = registry.flush_usage().await {
         tracing::warn!(error = %e, "cannot write the last pull counters");
     }
