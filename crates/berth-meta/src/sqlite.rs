@@ -1,7 +1,9 @@
 //! The SQLite metadata backend (the embedded default).
 //!
 //! WAL mode with one writer connection and a small pool of readers: readers never
-//! block the writer, and serialising writes in-process avoids `SQLITE_BUSY`.
+//! block the writer, and serialising writes in-process avoids `SQLITE_BUSY`. The
+//! writes on every push path run on a second writer connection of their own
+//! thread ([`thread`]), only while they hold the first, so writes stay serial.
 //! By default (`synchronous=FULL`) every acknowledged transaction survives a
 //! power loss; `durable = false` (`synchronous=NORMAL`) still survives process
 //! crashes and never corrupts the database, but a power loss may undo the last
@@ -187,7 +189,7 @@ impl SqliteMeta {
         &self.reader
     }
 
-    /// Closes both pools, flushing the WAL.
+    /// Closes the writer thread's connection and both pools, flushing the WAL.
     pub async fn close(&self) {
         self.thread.close().await;
         self.reader.close().await;
