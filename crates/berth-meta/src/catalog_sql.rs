@@ -11,10 +11,8 @@ pub(crate) struct SearchSql {
     pub repo_prefix: &'static str,
     /// `tag_names` ids whose name contains `$4`.
     pub tag_substring: &'static str,
-    /// Counts names that `index_backlog` would index (empty when there is none).
-    pub backlog_waiting: &'static str,
-    /// Statements (one transaction) that index the names added since they last ran.
-    pub index_backlog: &'static [&'static str],
+    /// Names indexed in batches; `None` where the indexes keep up by themselves.
+    pub backlog: Option<SearchBacklog>,
     /// `tag_names` ids whose lowercase name is in `[$4, $5)`.
     pub tag_prefix: &'static str,
     /// The trigram form of a lowercase query.
@@ -25,6 +23,14 @@ pub(crate) struct SearchSql {
     pub explain_setup: &'static [&'static str],
     /// Where the plan text is in an explain row.
     pub plan_column: usize,
+}
+
+/// Names that reach a search index in batches.
+pub(crate) struct SearchBacklog {
+    /// Counts the names waiting.
+    pub waiting: &'static str,
+    /// Statements (one transaction) that index the names added since they last ran.
+    pub index: &'static [&'static str],
 }
 
 /// The columns of an image row; `t` = tags, `m` = its manifest, `r` = repository.
@@ -370,15 +376,15 @@ macro_rules! catalog_impl {
             }
 
             async fn index_search_backlog(&self) -> Result<u64, MetaError> {
-                if SEARCH.index_backlog.is_empty() {
+                let Some(backlog) = &SEARCH.backlog else {
                     return Ok(0);
-                }
-                let waiting: i64 = sqlx::query_scalar(SEARCH.backlog_waiting).fetch_one(&self.$reader).await?;
+                };
+                let waiting: i64 = sqlx::query_scalar(backlog.waiting).fetch_one(&self.$reader).await?;
                 if waiting == 0 {
                     return Ok(0);
                 }
                 let mut tx = self.$writer.begin().await?;
-                for sql in SEARCH.index_backlog {
+                for sql in backlog.index {
                     sqlx::query(*sql).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;

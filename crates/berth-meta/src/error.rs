@@ -37,6 +37,12 @@ pub enum MetaError {
 /// How the quota triggers (migration 0011) mark their refusals.
 const QUOTA_MARK: &str = "berth-quota:";
 
+/// The refusal a quota trigger's message (holding [`QUOTA_MARK`]) names.
+fn quota_refusal(message: &str) -> MetaError {
+    let kind = message.split(QUOTA_MARK).nth(1).unwrap_or("").split_whitespace().next();
+    MetaError::QuotaExceeded(kind.unwrap_or("storage").to_owned())
+}
+
 impl From<sqlx::Error> for MetaError {
     fn from(e: sqlx::Error) -> Self {
         match e {
@@ -47,10 +53,7 @@ impl From<sqlx::Error> for MetaError {
                 // Postgres: admin shutdown / cannot connect now / connection exceptions.
                 MetaError::Unavailable(e.to_string())
             }
-            sqlx::Error::Database(ref db) if db.message().contains(QUOTA_MARK) => {
-                let kind = db.message().split(QUOTA_MARK).nth(1).unwrap_or("").split_whitespace().next();
-                MetaError::QuotaExceeded(kind.unwrap_or("storage").to_owned())
-            }
+            sqlx::Error::Database(ref db) if db.message().contains(QUOTA_MARK) => quota_refusal(db.message()),
             other => MetaError::Database(other),
         }
     }
@@ -61,8 +64,7 @@ impl From<rusqlite::Error> for MetaError {
         use rusqlite::ErrorCode::*;
         match e {
             rusqlite::Error::SqliteFailure(_, Some(ref message)) if message.contains(QUOTA_MARK) => {
-                let kind = message.split(QUOTA_MARK).nth(1).unwrap_or("").split_whitespace().next();
-                MetaError::QuotaExceeded(kind.unwrap_or("storage").to_owned())
+                quota_refusal(message)
             }
             rusqlite::Error::SqliteFailure(ref failure, _)
                 if matches!(failure.code, DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen) =>

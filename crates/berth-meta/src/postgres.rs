@@ -775,8 +775,7 @@ mod catalog {
             repo_prefix: "SELECT id FROM repositories WHERE name COLLATE \"C\" >= $4 AND name COLLATE \"C\" < $5",
             tag_substring: "SELECT id FROM tag_names WHERE name ILIKE $4",
             // pg_trgm's GIN indexes keep up by themselves.
-            backlog_waiting: "",
-            index_backlog: &[],
+            backlog: None,
             tag_prefix: "SELECT id FROM tag_names
                          WHERE lower(name) COLLATE \"C\" >= $4 AND lower(name) COLLATE \"C\" < $5",
             trigram_form: crate::catalog::ilike_substring,

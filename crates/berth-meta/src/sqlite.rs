@@ -853,15 +853,17 @@ mod catalog {
                             SELECT id FROM tag_names
                              WHERE id > (SELECT indexed FROM search_backlog WHERE name = 'tag_names_fts')
                                AND instr(lower(name), replace(substr($4, 2, length($4) - 2), '\"\"', '\"')) > 0",
-            backlog_waiting: "SELECT COUNT(*) FROM tag_names
+            backlog: Some(crate::catalog_sql::SearchBacklog {
+                waiting: "SELECT COUNT(*) FROM tag_names
                                WHERE id > (SELECT indexed FROM search_backlog WHERE name = 'tag_names_fts')",
-            index_backlog: &[
-                "INSERT INTO tag_names_fts (rowid, name)
+                index: &[
+                    "INSERT INTO tag_names_fts (rowid, name)
                  SELECT id, name FROM tag_names
                   WHERE id > (SELECT indexed FROM search_backlog WHERE name = 'tag_names_fts') ORDER BY id",
-                "UPDATE search_backlog SET indexed = (SELECT COALESCE(MAX(id), 0) FROM tag_names)
+                    "UPDATE search_backlog SET indexed = (SELECT COALESCE(MAX(id), 0) FROM tag_names)
                   WHERE name = 'tag_names_fts'",
-            ],
+                ],
+            }),
             tag_prefix: "SELECT id FROM tag_names WHERE lower(name) >= $4 AND lower(name) < $5",
             trigram_form: crate::catalog::fts5_phrase,
             explain: "EXPLAIN QUERY PLAN",
