@@ -758,7 +758,13 @@ mod proxy {
 
 /// The event log, webhooks and deliveries (shared SQL).
 mod events {
-    crate::events_sql::events_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+    crate::events_sql::events_impl!(
+        super::PostgresMeta,
+        sqlx::Postgres,
+        pool,
+        pool,
+        "(SELECT jsonb_array_elements_text($1::jsonb)::bigint)"
+    );
 }
 
 /// Image listings, search, repository details and usage counters (shared SQL;

@@ -830,7 +830,13 @@ mod proxy {
 
 /// The event log, webhooks and deliveries (shared SQL).
 mod events {
-    crate::events_sql::events_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+    crate::events_sql::events_impl!(
+        super::SqliteMeta,
+        sqlx::Sqlite,
+        writer,
+        reader,
+        "(SELECT value FROM json_each($1))"
+    );
 }
 
 /// Image listings, search, repository details and usage counters (shared SQL;
