@@ -55,7 +55,11 @@ pub(super) struct WriterThread {
 impl WriterThread {
     /// Opens the (already migrated) database at `path` and starts the thread.
     pub(super) fn start(path: &Path, durable: bool) -> Result<Self, MetaError> {
-        let conn = rusqlite::Connection::open(path)?;
+        // Its WAL frames go out with one write per commit ([`berth_walvfs`]).
+        berth_walvfs::register()
+            .map_err(|rc| MetaError::Unavailable(format!("cannot register the WAL VFS (SQLite error {rc})")))?;
+        let conn =
+            rusqlite::Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), berth_walvfs::NAME)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
