@@ -267,25 +267,6 @@ macro_rules! gc_impl {
             queue_ops(tx, entries, None).await
         }
 
-        /// Marks upload `upload_id` as committing `digest`, unless the collector
-        /// is deleting that digest's bytes (false).
-        async fn mark_committing(conn: &mut Conn, upload_id: &str, digest: &str) -> Result<bool, MetaError> {
-            let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin).await?;
-            let sql = concat!("SELECT deleting_since FROM blobs WHERE digest = $1", $for_share);
-            let row: Option<Option<i64>> = sqlx::query_scalar(sql).bind(digest).fetch_optional(&mut *tx).await?;
-            if matches!(row, Some(Some(_))) {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            sqlx::query("UPDATE uploads SET committing = $1 WHERE id = $2")
-                .bind(digest)
-                .bind(upload_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(true)
-        }
-
         /// Queues `entries` and drops the processed entry `done` (unless queued
         /// again since it was read), touching queue rows in one global order so
         /// that concurrent writers never deadlock on them.
@@ -785,10 +766,7 @@ macro_rules! gc_impl {
 
             async fn begin_blob_commit(&self, upload_id: &str, digest: &str) -> Result<bool, MetaError> {
                 // A bookkeeping commit: the marker only matters while this process runs.
-                let mut conn = self.bookkeeping().await?;
-                let marked = mark_committing(&mut conn, upload_id, digest).await;
-                conn.release().await;
-                marked
+                self.mark_upload_committing(upload_id, digest).await
             }
 
             async fn gc_start_run(

@@ -9,7 +9,6 @@
 
 pub mod access;
 mod access_sql;
-mod bookkeeping;
 pub mod catalog;
 mod catalog_sql;
 mod error;

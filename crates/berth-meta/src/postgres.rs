@@ -40,11 +40,26 @@ pub struct PostgresMeta {
 }
 
 impl PostgresMeta {
-    /// A writer connection for bookkeeping commits ([`crate::bookkeeping`]).
-    /// These keep the server's `synchronous_commit`: PostgreSQL's group commit
-    /// already shares fsyncs among concurrent writers.
-    pub(crate) async fn bookkeeping(&self) -> Result<crate::bookkeeping::Bookkeeping<Postgres>, MetaError> {
-        crate::bookkeeping::Bookkeeping::acquire(&self.pool, None).await
+    /// Marks upload `upload_id` as committing `digest`, unless the collector is
+    /// deleting that digest's bytes (false).
+    pub(crate) async fn mark_upload_committing(&self, upload_id: &str, digest: &str) -> Result<bool, MetaError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT deleting_since FROM blobs WHERE digest = $1 FOR SHARE")
+                .bind(digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if matches!(row, Some(Some(_))) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("UPDATE uploads SET committing = $1 WHERE id = $2")
+            .bind(digest)
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Connects to `url` (`postgres://user:pass@host:port/db`) and migrates the schema.

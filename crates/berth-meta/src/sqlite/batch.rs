@@ -1,5 +1,7 @@
 //! The writes on every push path, the manifest PUT and the blob link, as
-//! whole transactions for the writer thread ([`super::thread`]).
+//! whole transactions for the writer thread ([`super::thread`]); and the
+//! upload sessions' bookkeeping writes, which that thread runs without
+//! waiting for the disk.
 //!
 //! Each is a list of statements, prepared once per connection. Reads that
 //! decide the outcome (missing references, tags that move, the immutability
@@ -16,7 +18,9 @@ use rusqlite::types::Value;
 
 use super::parse_digest;
 use crate::immutability;
-use crate::{EventActor, EventDraft, EventKind, GcKind, MetaError, NewManifest, now_ms, now_unix};
+use crate::{
+    EventActor, EventDraft, EventKind, GcKind, MetaError, NewManifest, NewUpload, UploadProgress, now_ms, now_unix,
+};
 
 /// The events of a change (`$.events`: rows in column order), once the
 /// repository exists.
@@ -291,6 +295,87 @@ pub(super) fn link_blob(
     }
     tx.commit()?;
     Ok(())
+}
+
+/// The transaction that starts upload session `upload`, creating its
+/// repository on the first push into it.
+pub(super) fn create_upload(conn: &mut rusqlite::Connection, upload: &NewUpload) -> Result<(), MetaError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let repo_id = match repo_id(&tx, &upload.repo)? {
+        Some(id) => id,
+        None => {
+            create_repo(&tx, &upload.repo, Some(&upload.actor))?;
+            repo_id(&tx, &upload.repo)?.ok_or_else(|| vanished(&upload.repo))?
+        }
+    };
+    let now = now_unix();
+    tx.prepare_cached(
+        "INSERT INTO uploads (id, repo_id, received, algorithm, started_at, updated_at, cursor)
+         VALUES (?1, ?2, 0, ?3, ?4, ?4, ?5)",
+    )?
+    .execute((&upload.id, repo_id, upload.algorithm.as_str(), now, &upload.cursor))?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Records the progress of upload `id`, if it still stands at
+/// `expected_received` bytes (false otherwise, or when it is gone).
+pub(super) fn save_upload_progress(
+    conn: &mut rusqlite::Connection,
+    id: &str,
+    expected_received: u64,
+    progress: &UploadProgress,
+) -> Result<bool, MetaError> {
+    let received = |bytes: u64| i64::try_from(bytes).map_err(|_| MetaError::Corrupt(format!("upload offset {bytes}")));
+    let changed = conn
+        .prepare_cached(
+            "UPDATE uploads SET received = ?1, hash_state = ?2, cursor = ?3, updated_at = ?4
+              WHERE id = ?5 AND received = ?6",
+        )?
+        .execute((
+            received(progress.received)?,
+            &progress.hash_state,
+            &progress.cursor,
+            now_unix(),
+            id,
+            received(expected_received)?,
+        ))?;
+    Ok(changed > 0)
+}
+
+/// Deletes upload session `id` (false if it was gone).
+pub(super) fn delete_upload(conn: &mut rusqlite::Connection, id: &str) -> Result<bool, MetaError> {
+    Ok(conn.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([id])? > 0)
+}
+
+/// Marks upload `upload_id` as committing `digest` before its bytes are put
+/// in place, unless the collector is deleting that digest's bytes (false).
+pub(super) fn mark_upload_committing(
+    conn: &mut rusqlite::Connection,
+    upload_id: &str,
+    digest: &str,
+) -> Result<bool, MetaError> {
+    use rusqlite::OptionalExtension;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let deleting: Option<Option<i64>> = tx
+        .prepare_cached("SELECT deleting_since FROM blobs WHERE digest = ?1")?
+        .query_row([digest], |row| row.get(0))
+        .optional()?;
+    if matches!(deleting, Some(Some(_))) {
+        return Ok(false);
+    }
+    tx.prepare_cached("UPDATE uploads SET committing = ?1 WHERE id = ?2")?.execute([digest, upload_id])?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// The id of repository `repo`, if it exists.
+fn repo_id(tx: &rusqlite::Transaction<'_>, repo: &RepoName) -> Result<Option<i64>, MetaError> {
+    use rusqlite::OptionalExtension;
+    Ok(tx
+        .prepare_cached("SELECT id FROM repositories WHERE name = ?1")?
+        .query_row([repo.as_str()], |row| row.get(0))
+        .optional()?)
 }
 
 /// `digests` as a JSON array.
