@@ -245,11 +245,11 @@ pub trait GcStore: Send + Sync {
 /// each entry gets its own (PostgreSQL, where holding row locks across entries
 /// could deadlock with pushes). `$begin` starts its write transactions (`BEGIN IMMEDIATE` on SQLite, so a
 /// `berth gc` process and a server never upgrade a read lock into a conflict),
-/// `$for_update` / `$for_share` are the row-lock clauses (empty on SQLite, whose
+/// `$for_update` is the row-lock clause (empty on SQLite, whose
 /// single writer serialises transactions anyway), and `$json_list` turns the
 /// JSON array bound as `$1` into a column of text values.
 macro_rules! gc_impl {
-    ($ty:ty, $db:ty, $writer:ident, $reader:ident, $one_tx:literal, $begin:literal, $for_update:literal, $for_share:literal, $json_list:literal) => {
+    ($ty:ty, $db:ty, $writer:ident, $reader:ident, $one_tx:literal, $begin:literal, $for_update:literal, $json_list:literal) => {
         use async_trait::async_trait;
         use sqlx::Row;
 

@@ -823,7 +823,6 @@ pub(crate) mod collector {
         false,
         "BEGIN",
         " FOR UPDATE",
-        " FOR SHARE",
         "(SELECT jsonb_array_elements_text($1::jsonb))"
     );
 }

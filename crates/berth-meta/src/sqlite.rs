@@ -621,7 +621,6 @@ impl JobLeases for SqliteMeta {
     }
 }
 
-/// Records a new upload session (creating its repository if needed).
 #[async_trait]
 impl UploadStore for SqliteMeta {
     async fn create_upload(&self, upload: &NewUpload) -> Result<(), MetaError> {
@@ -884,7 +883,6 @@ pub(crate) mod collector {
         reader,
         true,
         "BEGIN IMMEDIATE",
-        "",
         "",
         "(SELECT value FROM json_each($1))"
     );
