@@ -312,6 +312,15 @@ mod tests {
         conn
     }
 
+    /// A new database in a temporary directory with table `t`, through the VFS.
+    fn fresh(synchronous: &str) -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let conn = open(&path, synchronous);
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);").unwrap();
+        (dir, path, conn)
+    }
+
     fn count(conn: &Connection) -> i64 {
         conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap()
     }
@@ -319,13 +328,9 @@ mod tests {
     #[test]
     fn a_commit_is_one_write_and_readers_see_it_at_once() {
         let _serial = SERIAL.lock().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
         // Without a sync after the frames, only the commit frame writes them out.
-        let writer = open(&path, "NORMAL");
-        writer
-            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT); CREATE INDEX t_body ON t(body);")
-            .unwrap();
+        let (_dir, path, writer) = fresh("NORMAL");
+        writer.execute_batch("CREATE INDEX t_body ON t(body);").unwrap();
         // A reader on the default VFS, as sqlx's connections are.
         let reader = Connection::open(&path).unwrap();
         let before = WRITES.load(Ordering::Relaxed);
@@ -342,11 +347,8 @@ mod tests {
     #[test]
     fn a_large_transaction_spills_and_rolls_back_cleanly() {
         let _serial = SERIAL.lock().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let mut writer = open(&path, "FULL");
+        let (_dir, path, mut writer) = fresh("FULL");
         writer.pragma_update(None, "cache_size", 10).unwrap();
-        writer.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);").unwrap();
         let body = "x".repeat(3000);
         // More than FLUSH_AT of frames, spilled before the commit by the tiny cache.
         let tx = writer.transaction().unwrap();
@@ -371,10 +373,7 @@ mod tests {
     #[test]
     fn what_a_commit_wrote_survives_without_a_checkpoint() {
         let _serial = SERIAL.lock().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let writer = open(&path, "NORMAL");
-        writer.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);").unwrap();
+        let (dir, path, writer) = fresh("NORMAL");
         writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         for i in 0..20 {
             writer.execute("INSERT INTO t (body) VALUES (?1)", [i.to_string()]).unwrap();
