@@ -91,12 +91,75 @@ impl FsStore {
     }
 }
 
-async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    // Persist the rename itself: see the qmail `syncdir` notes on why a file's
-    // fsync does not cover its directory entry.
-    let dir = fs::File::open(dir).await?;
-    dir.sync_all().await?;
+/// Persists directory entries just made in `dir` (a rename into it, a new
+/// subdirectory): a file's fsync does not cover its directory entry (see the
+/// qmail `syncdir` notes).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` (and missing parents) and persists each new entry when
+/// `durable`. Returns quickly when it exists, as it does for all but a blob
+/// shard's first blob.
+fn ensure_dir(dir: &Path, durable: bool) -> std::io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = dir.parent().ok_or(e)?;
+            ensure_dir(parent, durable)?;
+            match std::fs::create_dir(dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+                other => other?,
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    if durable && let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
     Ok(())
+}
+
+/// Moves the staged file of upload `id` to `target`, all in one blocking call
+/// (one thread hop per commit, not one per file operation). When `durable`,
+/// the data reaches the disk before the rename and the rename before the
+/// return. A blob already in place is left as it is and the staged copy dropped.
+fn commit_staged(
+    staged: &Path,
+    target: &Path,
+    durable: bool,
+    failed_syncs: &FailedSyncs,
+    id: &str,
+) -> Result<(), StorageError> {
+    if target.try_exists()? {
+        std::fs::remove_file(staged)?;
+        return Ok(());
+    }
+    if durable {
+        // fdatasync covers the size and the blocks; the times are not needed.
+        std::fs::File::open(staged)?.sync_data()?;
+        // A background flush that failed earlier may have consumed the error
+        // this sync would otherwise report: never publish such a file.
+        let failed = failed_syncs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+        if failed {
+            return Err(std::io::Error::other("an earlier flush of this upload failed").into());
+        }
+    }
+    let dir = target.parent().expect("blob paths have a parent");
+    ensure_dir(dir, durable)?;
+    std::fs::rename(staged, target)?;
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other)?
 }
 
 /// Writes queued chunks at `offset`. When `durable`, a companion thread flushes
@@ -111,7 +174,9 @@ fn write_queued(
     id: String,
 ) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(offset))?;
-    let syncer = if durable { Some(Syncer::start(file.try_clone()?)) } else { None };
+    // Started at the first flush: most appends never reach one, and a thread
+    // each would cost more than the small upload itself.
+    let mut syncer: Option<Syncer> = None;
     // Count from the last sync boundary of the whole upload, not of this append:
     // chunked uploads (many small appends) then flush as they go, like monolithic
     // ones, instead of leaving the whole blob to the final fsync.
@@ -120,9 +185,11 @@ fn write_queued(
     while let Some((chunk, _budget)) = rx.blocking_recv() {
         file.write_all(&chunk)?;
         unsynced += chunk.len() as u64;
-        if let Some(syncer) = &syncer
-            && unsynced >= SYNC_EVERY
-        {
+        if durable && unsynced >= SYNC_EVERY {
+            let syncer = match &mut syncer {
+                Some(syncer) => syncer,
+                None => syncer.insert(Syncer::start(file.try_clone()?)),
+            };
             syncer.request();
             unsynced = 0;
         }
@@ -430,28 +497,9 @@ impl BlobStore for FsStore {
         if !is_safe_id(id) {
             return Err(StorageError::NotFound);
         }
-        let staged = self.upload_path(id);
-        let target = self.blob_path(digest);
-        if fs::try_exists(&target).await? {
-            fs::remove_file(&staged).await?;
-            return Ok(());
-        }
-        if self.durable {
-            fs::File::open(&staged).await?.sync_all().await?;
-            // A background flush that failed earlier may have consumed the error
-            // this sync would otherwise report: never publish such a file.
-            let failed = self.failed_syncs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
-            if failed {
-                return Err(std::io::Error::other("an earlier flush of this upload failed").into());
-            }
-        }
-        let dir = target.parent().expect("blob paths have a parent");
-        fs::create_dir_all(dir).await?;
-        fs::rename(&staged, &target).await?;
-        if self.durable {
-            sync_dir(dir).await?;
-        }
-        Ok(())
+        let (staged, target) = (self.upload_path(id), self.blob_path(digest));
+        let (durable, failed_syncs, id) = (self.durable, self.failed_syncs.clone(), id.to_owned());
+        blocking(move || commit_staged(&staged, &target, durable, &failed_syncs, &id)).await
     }
 
     async fn upload_abort(&self, id: &str, _cursor: &UploadCursor) -> Result<(), StorageError> {
@@ -483,6 +531,7 @@ impl BlobStore for FsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::Algorithm;
 
     #[tokio::test]
     async fn fs_store_passes_the_backend_suite() {
@@ -505,6 +554,28 @@ mod tests {
         assert!(path.ends_with(format!("blobs/sha256/ba/{}", digest.encoded())));
         assert_eq!(std::fs::read(path).unwrap(), b"abc");
         assert!(std::fs::read_dir(dir.path().join("uploads")).unwrap().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_durable_upload_past_the_flush_interval_commits_whole() {
+        // Crosses SYNC_EVERY, so the background flusher starts mid-upload.
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).await.unwrap();
+        let chunk = Bytes::from(vec![7u8; 1 << 20]);
+        let chunks = (SYNC_EVERY >> 20) + 3;
+        let mut expected = Algorithm::Sha256.hasher();
+        for _ in 0..chunks {
+            expected.update(&chunk);
+        }
+        let digest = expected.finish();
+        let cursor = store.upload_create("big").await.unwrap();
+        let data = futures_util::stream::iter((0..chunks).map(move |_| Ok(chunk.clone()))).boxed();
+        let mut h = Algorithm::Sha256.hasher();
+        let (written, cursor) = store.upload_append("big", &cursor, 0, data, &mut h).await.unwrap();
+        assert_eq!(written, chunks << 20);
+        assert_eq!(h.finish(), digest);
+        store.upload_commit("big", &cursor, &digest).await.unwrap();
+        assert_eq!(store.stat(&digest).await.unwrap(), Some(chunks << 20));
     }
 
     #[tokio::test]
