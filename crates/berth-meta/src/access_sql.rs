@@ -49,10 +49,10 @@ pub(crate) use dyn_sql;
 
 /// Expands the access implementation for one backend type.
 ///
-/// `$ty` is the backend, `$db` its sqlx database, `$writer`/`$reader` the pool
+/// `$ty` is the backend (with `read_conn` and `write_conn`), `$db` its sqlx database
 /// fields used for writes and reads.
 macro_rules! access_impl {
-    ($ty:ty, $db:ty, $writer:ident, $reader:ident) => {
+    ($ty:ty, $db:ty) => {
         use async_trait::async_trait;
         use sqlx::Row;
 
@@ -202,11 +202,12 @@ macro_rules! access_impl {
         #[async_trait]
         impl AccessStore for $ty {
             async fn count_users(&self) -> Result<i64, MetaError> {
-                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.$reader).await?)
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut *self.read_conn().await?).await?)
             }
 
             async fn create_user(&self, user: &NewUser, audit: &AuditDraft) -> Result<UserRecord, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let now = now_unix();
                 let inserted = sqlx::query($crate::access_sql::dyn_sql!(
                     "INSERT INTO users (username, email, password_hash, role, must_change_password, created_at, updated_at)
@@ -238,7 +239,7 @@ macro_rules! access_impl {
             async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, MetaError> {
                 let row = sqlx::query($crate::access_sql::dyn_sql!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
                     .bind(id)
-                    .fetch_optional(&self.$reader)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(user_row).transpose()
             }
@@ -246,7 +247,7 @@ macro_rules! access_impl {
             async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, MetaError> {
                 let row = sqlx::query($crate::access_sql::dyn_sql!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"))
                     .bind(username)
-                    .fetch_optional(&self.$reader)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(user_row).transpose()
             }
@@ -255,7 +256,7 @@ macro_rules! access_impl {
                 let rows = sqlx::query($crate::access_sql::dyn_sql!("SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2"))
                     .bind(limit)
                     .bind(offset)
-                    .fetch_all(&self.$reader)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 let total = self.count_users().await?;
                 Ok((rows.iter().map(user_row).collect::<Result<_, _>>()?, total))
@@ -267,7 +268,8 @@ macro_rules! access_impl {
                 update: &UserUpdate,
                 audit: &AuditDraft,
             ) -> Result<Option<UserRecord>, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let Some(row) = sqlx::query($crate::access_sql::dyn_sql!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&mut *tx)
@@ -332,7 +334,8 @@ macro_rules! access_impl {
             }
 
             async fn delete_user(&self, id: i64, audit: &AuditDraft) -> Result<bool, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let role: Option<(String, i64)> = sqlx::query_as("SELECT role, is_active FROM users WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *tx)
@@ -351,7 +354,7 @@ macro_rules! access_impl {
                 sqlx::query("UPDATE users SET last_login = $2 WHERE id = $1")
                     .bind(id)
                     .bind(at)
-                    .execute(&self.$writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(())
             }
@@ -361,7 +364,7 @@ macro_rules! access_impl {
                     "SELECT name, visibility, description, created_by, created_at FROM projects WHERE name = $1",
                 )
                 .bind(name)
-                .fetch_optional(&self.$reader)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await?;
                 Ok(row.map(|(name, visibility, description, created_by, created_at)| ProjectRecord {
                     name,
@@ -384,7 +387,7 @@ macro_rules! access_impl {
                 )
                 .bind(name)
                 .bind(user_id)
-                .fetch_optional(&self.$reader)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await?;
                 Ok(row)
             }
@@ -395,7 +398,8 @@ macro_rules! access_impl {
                 owner: Option<i64>,
                 audit: &AuditDraft,
             ) -> Result<bool, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let created = sqlx::query(
                     "INSERT INTO projects (name, created_by, created_at) VALUES ($1, $2, $3)
                      ON CONFLICT (name) DO NOTHING",
@@ -429,7 +433,8 @@ macro_rules! access_impl {
                 description: Option<&str>,
                 audit: &AuditDraft,
             ) -> Result<bool, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let done = sqlx::query(
                     "UPDATE projects SET visibility = COALESCE($2, visibility), description = COALESCE($3, description)
                      WHERE name = $1",
@@ -454,7 +459,8 @@ macro_rules! access_impl {
                 role: Option<&str>,
                 audit: &AuditDraft,
             ) -> Result<bool, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let exists: Option<String> = sqlx::query_scalar("SELECT name FROM projects WHERE name = $1")
                     .bind(project)
                     .fetch_optional(&mut *tx)
@@ -493,12 +499,13 @@ macro_rules! access_impl {
                      WHERE m.project = $1 ORDER BY u.username",
                 )
                 .bind(project)
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?)
             }
 
             async fn create_token(&self, token: &NewToken, audit: &AuditDraft) -> Result<TokenRecord, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let row = sqlx::query($crate::access_sql::dyn_sql!(
                     "INSERT INTO tokens (user_id, name, lookup, hash, permissions, repositories, created_at, expires_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {TOKEN_COLUMNS}"
@@ -524,7 +531,7 @@ macro_rules! access_impl {
             async fn token_by_lookup(&self, lookup: &str) -> Result<Option<TokenRecord>, MetaError> {
                 let row = sqlx::query($crate::access_sql::dyn_sql!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE lookup = $1"))
                     .bind(lookup)
-                    .fetch_optional(&self.$reader)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(token_row).transpose()
             }
@@ -542,12 +549,12 @@ macro_rules! access_impl {
                 .bind(user_id)
                 .bind(limit)
                 .bind(offset)
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 let total: i64 =
                     sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE user_id = $1 AND revoked_at IS NULL")
                         .bind(user_id)
-                        .fetch_one(&self.$reader)
+                        .fetch_one(&mut *self.read_conn().await?)
                         .await?;
                 Ok((rows.iter().map(token_row).collect::<Result<_, _>>()?, total))
             }
@@ -558,7 +565,8 @@ macro_rules! access_impl {
                 id: i64,
                 audit: &AuditDraft,
             ) -> Result<Option<String>, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let lookup: Option<String> = sqlx::query_scalar(
                     "UPDATE tokens SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
                      RETURNING lookup",
@@ -580,7 +588,7 @@ macro_rules! access_impl {
                 sqlx::query("UPDATE tokens SET last_used = $2 WHERE id = $1")
                     .bind(id)
                     .bind(at)
-                    .execute(&self.$writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(())
             }
@@ -597,7 +605,7 @@ macro_rules! access_impl {
                 .bind(s.created_at)
                 .bind(s.last_seen)
                 .bind(s.expires_at)
-                .execute(&self.$writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(())
             }
@@ -608,7 +616,7 @@ macro_rules! access_impl {
                      FROM sessions WHERE id = $1",
                 )
                 .bind(id)
-                .fetch_optional(&self.$reader)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await?;
                 row.as_ref().map(session_row).transpose()
             }
@@ -617,7 +625,7 @@ macro_rules! access_impl {
                 sqlx::query("UPDATE sessions SET last_seen = $2 WHERE id = $1")
                     .bind(id)
                     .bind(at)
-                    .execute(&self.$writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(())
             }
@@ -626,7 +634,7 @@ macro_rules! access_impl {
                 let done = sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                     .bind(id)
                     .bind(at)
-                    .execute(&self.$writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
@@ -634,12 +642,13 @@ macro_rules! access_impl {
             async fn setting(&self, name: &str) -> Result<Option<String>, MetaError> {
                 Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
                     .bind(name)
-                    .fetch_optional(&self.$reader)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?)
             }
 
             async fn put_setting(&self, name: &str, value: &str, audit: Option<&AuditDraft>) -> Result<(), MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 sqlx::query(
                     "INSERT INTO settings (name, value, updated_at) VALUES ($1, $2, $3)
                      ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -663,7 +672,7 @@ macro_rules! access_impl {
                 .bind(name)
                 .bind(value)
                 .bind(now_unix())
-                .execute(&self.$writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(done.rows_affected() > 0)
             }
@@ -671,7 +680,7 @@ macro_rules! access_impl {
             async fn take_setting(&self, name: &str) -> Result<Option<String>, MetaError> {
                 Ok(sqlx::query_scalar("DELETE FROM settings WHERE name = $1 RETURNING value")
                     .bind(name)
-                    .fetch_optional(&self.$writer)
+                    .fetch_optional(&mut *self.write_conn().await?)
                     .await?)
             }
 
@@ -683,7 +692,7 @@ macro_rules! access_impl {
                 .bind(prefix)
                 .bind(i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX))
                 .bind(before)
-                .execute(&self.$writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(done.rows_affected())
             }
@@ -697,7 +706,7 @@ macro_rules! access_impl {
                 .bind(name)
                 .bind(value.to_string())
                 .bind(now_unix())
-                .execute(&self.$writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(done.rows_affected() > 0)
             }
@@ -709,7 +718,8 @@ macro_rules! access_impl {
                 codes: &str,
                 audit: &AuditDraft,
             ) -> Result<bool, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let done = sqlx::query(
                     "UPDATE users SET recovery_codes = $3, updated_at = $4 WHERE id = $1 AND recovery_codes = $2",
                 )
@@ -732,12 +742,12 @@ macro_rules! access_impl {
                     .bind(username)
                     .bind(ip)
                     .bind(at)
-                    .execute(&self.$writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 // Keep the table small: a day of history is more than any window needs.
                 sqlx::query("DELETE FROM login_failures WHERE at < $1")
                     .bind(at - 86_400)
-                    .execute(&self.$writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(())
             }
@@ -750,7 +760,7 @@ macro_rules! access_impl {
                 .bind(username)
                 .bind(ip)
                 .bind(since)
-                .fetch_one(&self.$reader)
+                .fetch_one(&mut *self.read_conn().await?)
                 .await?;
                 Ok(counts)
             }
@@ -758,7 +768,7 @@ macro_rules! access_impl {
             async fn clear_login_failures(&self, username: &str) -> Result<(), MetaError> {
                 sqlx::query("DELETE FROM login_failures WHERE username = $1")
                     .bind(username)
-                    .execute(&self.$writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(())
             }
@@ -767,7 +777,8 @@ macro_rules! access_impl {
         #[async_trait]
         impl AuditLog for $ty {
             async fn append_audit(&self, draft: &AuditDraft) -> Result<i64, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let id = audit_in_tx(&mut tx, draft).await?;
                 tx.commit().await?;
                 Ok(id)
@@ -789,7 +800,7 @@ macro_rules! access_impl {
                 .bind(filter.to)
                 .bind(limit)
                 .bind(offset)
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 let total: i64 = sqlx::query_scalar($crate::access_sql::dyn_sql!("SELECT COUNT(*) FROM audit_log WHERE {AUDIT_WHERE}"))
                     .bind(&filter.event)
@@ -797,13 +808,13 @@ macro_rules! access_impl {
                     .bind(&filter.username)
                     .bind(filter.from)
                     .bind(filter.to)
-                    .fetch_one(&self.$reader)
+                    .fetch_one(&mut *self.read_conn().await?)
                     .await?;
                 Ok((rows.iter().map(audit_row).collect::<Result<_, _>>()?, total))
             }
 
             async fn audit_head(&self) -> Result<(i64, String), MetaError> {
-                Ok(sqlx::query_as("SELECT last_id, hash FROM audit_head WHERE one = 1").fetch_one(&self.$reader).await?)
+                Ok(sqlx::query_as("SELECT last_id, hash FROM audit_head WHERE one = 1").fetch_one(&mut *self.read_conn().await?).await?)
             }
 
             async fn audit_after(
@@ -822,7 +833,7 @@ macro_rules! access_impl {
                 .bind(filter.to)
                 .bind(after_id)
                 .bind(limit)
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(audit_row).collect()
             }

@@ -67,7 +67,7 @@ pub(crate) const VISIBLE: &str = "($1 IS NULL
 
 /// Expands the catalog implementation for one backend type, with its search fragments.
 macro_rules! catalog_impl {
-    ($ty:ty, $db:ty, $writer:ident, $reader:ident, $migrations:expr, $search:expr) => {
+    ($ty:ty, $db:ty, $migrations:expr, $search:expr) => {
         use async_trait::async_trait;
         use sqlx::Row;
 
@@ -147,13 +147,13 @@ macro_rules! catalog_impl {
                     .bind(viewer.user_id())
                     .bind(limit)
                     .bind(offset)
-                    .fetch_all(&self.$reader)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 // An index-only COUNT over the tags primary key (see the module docs).
                 let count = dyn_sql!(
                     "SELECT COUNT(*) FROM tags t JOIN repositories r ON r.id = t.repo_id WHERE {VISIBLE}"
                 );
-                let total: i64 = sqlx::query_scalar(count).bind(viewer.user_id()).fetch_one(&self.$reader).await?;
+                let total: i64 = sqlx::query_scalar(count).bind(viewer.user_id()).fetch_one(&mut *self.read_conn().await?).await?;
                 Ok(ImagePage { images: rows.iter().map(image_row).collect::<Result<_, _>>()?, total })
             }
 
@@ -170,7 +170,7 @@ macro_rules! catalog_impl {
                     sqlx::query(dyn_sql!("{sql}")).bind(viewer.user_id()).bind(limit).bind(offset),
                     &args,
                 )
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 let count = format!(
                     "{} SELECT COUNT(*) FROM hits h JOIN repositories r ON r.id = h.repo_id WHERE {VISIBLE}",
@@ -185,7 +185,7 @@ macro_rules! catalog_impl {
                         .bind(offset),
                     &args,
                 )
-                .fetch_one(&self.$reader)
+                .fetch_one(&mut *self.read_conn().await?)
                 .await?
                 .try_get(0)?;
                 Ok(ImagePage { images: rows.iter().map(image_row).collect::<Result<_, _>>()?, total })
@@ -198,7 +198,7 @@ macro_rules! catalog_impl {
                      JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
                      WHERE r.name = $1 ORDER BY t.name"
                 );
-                let rows = sqlx::query(sql).bind(repo).fetch_all(&self.$reader).await?;
+                let rows = sqlx::query(sql).bind(repo).fetch_all(&mut *self.read_conn().await?).await?;
                 rows.iter().map(image_row).collect()
             }
 
@@ -209,7 +209,7 @@ macro_rules! catalog_impl {
                      JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
                      WHERE r.name = $1 AND t.name = $2"
                 );
-                let row = sqlx::query(sql).bind(repo).bind(tag).fetch_optional(&self.$reader).await?;
+                let row = sqlx::query(sql).bind(repo).bind(tag).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(image_row).transpose()
             }
 
@@ -230,7 +230,7 @@ macro_rules! catalog_impl {
                      WHERE r.name = $1",
                 )
                 .bind(repo)
-                .fetch_optional(&self.$reader)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await?;
                 row.map(|row| {
                     Ok(RepositoryRecord {
@@ -255,7 +255,7 @@ macro_rules! catalog_impl {
                 let found: Option<Option<String>> =
                     sqlx::query_scalar("SELECT visibility FROM repositories WHERE name = $1")
                         .bind(repo)
-                        .fetch_optional(&self.$reader)
+                        .fetch_optional(&mut *self.read_conn().await?)
                         .await?;
                 Ok(found.flatten())
             }
@@ -268,7 +268,8 @@ macro_rules! catalog_impl {
                 at: i64,
                 events: &[$crate::EventDraft],
             ) -> Result<bool, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let done = sqlx::query(
                     "UPDATE repositories SET description = COALESCE($2, description),
                        visibility = COALESCE($3, visibility), updated_at = $4
@@ -289,7 +290,8 @@ macro_rules! catalog_impl {
             }
 
             async fn delete_repository(&self, repo: &str, events: &[$crate::EventDraft]) -> Result<bool, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 if let Ok(name) = repo.parse::<berth_core::RepoName>() {
                     let tags: Vec<String> = sqlx::query_scalar(
                         "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repo_id WHERE r.name = $1",
@@ -333,7 +335,8 @@ macro_rules! catalog_impl {
                     entry.0 += pull.count;
                     entry.1 = entry.1.max(pull.at);
                 }
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 for pull in tagged {
                     sqlx::query(
                         "UPDATE tags SET pull_count = pull_count + $2,
@@ -369,7 +372,7 @@ macro_rules! catalog_impl {
                 let applied: Option<i64> =
                     sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = $1")
                         .bind(true)
-                        .fetch_one(&self.$reader)
+                        .fetch_one(&mut *self.read_conn().await?)
                         .await?;
                 let known = $migrations.iter().map(|(version, _, _)| *version).max().unwrap_or(0);
                 Ok((applied.unwrap_or(0), known))
@@ -379,11 +382,12 @@ macro_rules! catalog_impl {
                 let Some(backlog) = &SEARCH.backlog else {
                     return Ok(0);
                 };
-                let waiting: i64 = sqlx::query_scalar(backlog.waiting).fetch_one(&self.$reader).await?;
+                let waiting: i64 = sqlx::query_scalar(backlog.waiting).fetch_one(&mut *self.read_conn().await?).await?;
                 if waiting == 0 {
                     return Ok(0);
                 }
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 for sql in backlog.index {
                     sqlx::query(*sql).execute(&mut *tx).await?;
                 }
@@ -394,7 +398,8 @@ macro_rules! catalog_impl {
             async fn explain_search(&self, query: &str) -> Result<Vec<String>, MetaError> {
                 let args = SearchArgs::new(query, SEARCH.trigram_form);
                 let sql = format!("{} {}", SEARCH.explain, search_sql(&args));
-                let mut tx = self.$reader.begin().await?;
+                let mut conn = self.read_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 for setup in SEARCH.explain_setup {
                     sqlx::query(dyn_sql!("{setup}")).execute(&mut *tx).await?;
                 }

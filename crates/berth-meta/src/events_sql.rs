@@ -10,7 +10,7 @@
 /// `$id_list` turns the JSON array of integers bound as `$1` into a column of
 /// ids, so a batch of events is marked fanned out by one statement.
 macro_rules! events_impl {
-    ($ty:ty, $db:ty, $writer:ident, $reader:ident, $id_list:literal) => {
+    ($ty:ty, $db:ty, $id_list:literal) => {
         use async_trait::async_trait;
         use sqlx::Row;
 
@@ -111,7 +111,8 @@ macro_rules! events_impl {
                 if events.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let ids = insert_events(&mut tx, events).await?;
                 tx.commit().await?;
                 Ok(ids)
@@ -120,7 +121,7 @@ macro_rules! events_impl {
             async fn event(&self, id: i64) -> Result<Option<EventRecord>, MetaError> {
                 let row = sqlx::query(dyn_sql!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"))
                     .bind(id)
-                    .fetch_optional(&self.$reader)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(event_row).transpose()
             }
@@ -130,7 +131,7 @@ macro_rules! events_impl {
                     "SELECT {EVENT_COLUMNS} FROM events WHERE pending = 1 ORDER BY id LIMIT $1"
                 ))
                 .bind(limit)
-                .fetch_all(&self.$writer)
+                .fetch_all(&mut *self.write_conn().await?)
                 .await?;
                 rows.iter().map(event_row).collect()
             }
@@ -141,7 +142,8 @@ macro_rules! events_impl {
                 deliveries: &[(i64, i64, String)],
                 due_ms: i64,
             ) -> Result<(), MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 for (webhook_id, event_id, key) in deliveries {
                     // A webhook deleted meanwhile simply gets nothing.
                     sqlx::query(
@@ -177,14 +179,14 @@ macro_rules! events_impl {
                 )
                 .bind(before_ms)
                 .bind(limit)
-                .execute(&self.$writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 // Their finished deliveries go with them (history is kept as long as events are).
                 sqlx::query(
                     "DELETE FROM webhook_deliveries WHERE state <> 'pending'
                        AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = webhook_deliveries.event_id)",
                 )
-                .execute(&self.$writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(done.rows_affected())
             }
@@ -204,7 +206,7 @@ macro_rules! events_impl {
                 .bind(i64::from(spec.enabled))
                 .bind(created_by)
                 .bind(now)
-                .fetch_one(&self.$writer)
+                .fetch_one(&mut *self.write_conn().await?)
                 .await?;
                 webhook_row(&row)
             }
@@ -223,7 +225,7 @@ macro_rules! events_impl {
                 .bind(&spec.format)
                 .bind(i64::from(spec.enabled))
                 .bind(now_unix())
-                .fetch_optional(&self.$writer)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await?;
                 row.as_ref().map(webhook_row).transpose()
             }
@@ -231,7 +233,7 @@ macro_rules! events_impl {
             async fn webhook(&self, id: i64) -> Result<Option<WebhookRecord>, MetaError> {
                 let row = sqlx::query(dyn_sql!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1"))
                     .bind(id)
-                    .fetch_optional(&self.$reader)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(webhook_row).transpose()
             }
@@ -242,10 +244,10 @@ macro_rules! events_impl {
                 ))
                 .bind(limit)
                 .bind(offset)
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 let total: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM webhooks").fetch_one(&self.$reader).await?;
+                    sqlx::query_scalar("SELECT COUNT(*) FROM webhooks").fetch_one(&mut *self.read_conn().await?).await?;
                 Ok((rows.iter().map(webhook_row).collect::<Result<_, _>>()?, total))
             }
 
@@ -253,13 +255,14 @@ macro_rules! events_impl {
                 let rows = sqlx::query(dyn_sql!(
                     "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE enabled = 1 ORDER BY id"
                 ))
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(webhook_row).collect()
             }
 
             async fn delete_webhook(&self, id: i64) -> Result<bool, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 sqlx::query(
                     "DELETE FROM webhook_attempts WHERE delivery_id IN
                        (SELECT id FROM webhook_deliveries WHERE webhook_id = $1)",
@@ -280,7 +283,8 @@ macro_rules! events_impl {
                 claim_until_ms: i64,
                 limit: i64,
             ) -> Result<Vec<DeliveryRecord>, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let rows = sqlx::query(dyn_sql!(
                     "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
                      WHERE webhook_id = $1 AND state = 'pending' AND next_attempt_ms <= $2
@@ -304,7 +308,8 @@ macro_rules! events_impl {
             }
 
             async fn record_attempt(&self, delivery_id: i64, o: &AttemptOutcome) -> Result<(), MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let attempt: Option<i64> = sqlx::query_scalar(
                     "UPDATE webhook_deliveries SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts",
                 )
@@ -363,11 +368,11 @@ macro_rules! events_impl {
                 .bind(webhook_id)
                 .bind(limit)
                 .bind(offset)
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1")
                     .bind(webhook_id)
-                    .fetch_one(&self.$reader)
+                    .fetch_one(&mut *self.read_conn().await?)
                     .await?;
                 Ok((rows.iter().map(delivery_row).collect::<Result<_, _>>()?, total))
             }
@@ -375,7 +380,7 @@ macro_rules! events_impl {
             async fn delivery(&self, id: i64) -> Result<Option<DeliveryRecord>, MetaError> {
                 let row = sqlx::query(dyn_sql!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"))
                     .bind(id)
-                    .fetch_optional(&self.$reader)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(delivery_row).transpose()
             }
@@ -387,7 +392,8 @@ macro_rules! events_impl {
                 delivery_key: &str,
                 due_ms: i64,
             ) -> Result<DeliveryRecord, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let ids = insert_events(&mut tx, std::slice::from_ref(event)).await?;
                 sqlx::query("UPDATE events SET pending = 0 WHERE id = $1").bind(ids[0]).execute(&mut *tx).await?;
                 let row = sqlx::query(dyn_sql!(
@@ -412,7 +418,7 @@ macro_rules! events_impl {
                      WHERE delivery_id = $1 ORDER BY attempt",
                 )
                 .bind(delivery_id)
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter()
                     .map(|row| {
@@ -436,7 +442,7 @@ macro_rules! events_impl {
                 )
                 .bind(delivery_id)
                 .bind(due_ms)
-                .fetch_optional(&self.$writer)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await?;
                 Ok(id)
             }

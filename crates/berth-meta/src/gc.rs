@@ -249,7 +249,7 @@ pub trait GcStore: Send + Sync {
 /// single writer serialises transactions anyway), and `$json_list` turns the
 /// JSON array bound as `$1` into a column of text values.
 macro_rules! gc_impl {
-    ($ty:ty, $db:ty, $writer:ident, $reader:ident, $one_tx:literal, $begin:literal, $for_update:literal, $json_list:literal) => {
+    ($ty:ty, $db:ty, $one_tx:literal, $begin:literal, $for_update:literal, $json_list:literal) => {
         use async_trait::async_trait;
         use sqlx::Row;
 
@@ -551,7 +551,8 @@ macro_rules! gc_impl {
         #[async_trait]
         impl GcStore for $ty {
             async fn gc_adopt_blob(&self, digest: &str, size: u64) -> Result<(), MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 sqlx::query(
                     "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
                 )
@@ -575,7 +576,7 @@ macro_rules! gc_impl {
                 .bind(kind.as_str())
                 .bind(cutoff_ms)
                 .bind(i64::from(limit))
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter()
                     .map(|row| {
@@ -597,7 +598,7 @@ macro_rules! gc_impl {
                             (SELECT COUNT(*) FROM gc_queue WHERE kind = 'blob'),
                             (SELECT COUNT(*) FROM blobs WHERE deleting_since IS NOT NULL)",
                 )
-                .fetch_one(&self.$reader)
+                .fetch_one(&mut *self.read_conn().await?)
                 .await?;
                 Ok(GcQueueStats {
                     manifests: row.try_get::<i64, _>(0)? as u64,
@@ -608,7 +609,8 @@ macro_rules! gc_impl {
             }
 
             async fn gc_seed(&self) -> Result<u64, MetaError> {
-                let mut tx = self.$writer.begin_with($begin).await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin).await?;
                 let mut queued = 0;
                 // created_at columns are unix seconds; the queue keeps milliseconds.
                 let statements = [
@@ -640,33 +642,33 @@ macro_rules! gc_impl {
                 item: &GcItem,
                 policy: GcPolicy,
             ) -> Result<Option<ManifestHolds>, MetaError> {
-                let mut conn = self.$reader.acquire().await?;
+                let mut conn = self.read_conn().await?;
                 Ok(manifest_holds(&mut conn, item, policy, false).await?.map(|(holds, _, _)| holds))
             }
 
             async fn gc_link_holds(&self, item: &GcItem) -> Result<Option<(Vec<String>, bool)>, MetaError> {
-                let mut conn = self.$reader.acquire().await?;
+                let mut conn = self.read_conn().await?;
                 link_holds(&mut conn, item, false).await
             }
 
             async fn gc_blob_holds(&self, digest: &str) -> Result<Option<BlobHolds>, MetaError> {
                 let Some(size) = sqlx::query_scalar::<_, i64>("SELECT size FROM blobs WHERE digest = $1")
                     .bind(digest)
-                    .fetch_optional(&self.$reader)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?
                 else {
                     return Ok(None);
                 };
                 let linked_in: Vec<i64> = sqlx::query_scalar("SELECT repo_id FROM repository_blobs WHERE digest = $1")
                     .bind(digest)
-                    .fetch_all(&self.$reader)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 let pinned: i64 = sqlx::query_scalar(
                     "SELECT CASE WHEN EXISTS (SELECT 1 FROM uploads WHERE committing = $1)
                                    OR EXISTS (SELECT 1 FROM cache_entries WHERE digest = $1) THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END",
                 )
                 .bind(digest)
-                .fetch_one(&self.$reader)
+                .fetch_one(&mut *self.read_conn().await?)
                 .await?;
                 Ok(Some(BlobHolds { size: size as u64, linked_in, pinned: pinned != 0 }))
             }
@@ -678,7 +680,8 @@ macro_rules! gc_impl {
             ) -> Result<Vec<CollectedManifest>, MetaError> {
                 let mut collected = Vec::new();
                 for group in items.chunks(if $one_tx { items.len().max(1) } else { 1 }) {
-                    let mut tx = self.$writer.begin_with($begin).await?;
+                    let mut conn = self.write_conn().await?;
+                    let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin).await?;
                     for item in group {
                         collected.extend(collect_manifest_in(&mut tx, item, policy).await?);
                     }
@@ -690,7 +693,8 @@ macro_rules! gc_impl {
             async fn gc_collect_links(&self, items: &[GcItem]) -> Result<u64, MetaError> {
                 let mut removed = 0;
                 for group in items.chunks(if $one_tx { items.len().max(1) } else { 1 }) {
-                    let mut tx = self.$writer.begin_with($begin).await?;
+                    let mut conn = self.write_conn().await?;
+                    let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin).await?;
                     for item in group {
                         removed += u64::from(collect_link_in(&mut tx, item).await?);
                     }
@@ -707,7 +711,8 @@ macro_rules! gc_impl {
                 digests.sort_unstable();
                 digests.dedup();
                 let list = digests_json(&digests);
-                let mut tx = self.$writer.begin_with($begin).await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin).await?;
                 // Lock the rows first (sorted, so concurrent lockers never deadlock); the
                 // statement below then sees every link committed before the lock.
                 let lock = concat!(
@@ -747,7 +752,7 @@ macro_rules! gc_impl {
                     "SELECT digest, size FROM blobs WHERE deleting_since IS NOT NULL ORDER BY digest LIMIT $1",
                 )
                 .bind(i64::from(limit))
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter()
                     .map(|row| Ok(ClaimedBlob { digest: row.try_get(0)?, size: row.try_get::<i64, _>(1)? as u64 }))
@@ -760,7 +765,7 @@ macro_rules! gc_impl {
                 }
                 let sql =
                     concat!("DELETE FROM blobs WHERE deleting_since IS NOT NULL AND digest IN ", $json_list);
-                sqlx::query(sql).bind(digests_json(digests)).execute(&self.$writer).await?;
+                sqlx::query(sql).bind(digests_json(digests)).execute(&mut *self.write_conn().await?).await?;
                 Ok(())
             }
 
@@ -784,7 +789,7 @@ macro_rules! gc_impl {
                          WHERE state = 'running' AND dry_run = 0",
                     )
                     .bind(now)
-                    .execute(&self.$writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 }
                 let id: i64 = sqlx::query_scalar(
@@ -796,7 +801,7 @@ macro_rules! gc_impl {
                 .bind(i64::from(dry_run))
                 .bind(grace_secs)
                 .bind(now)
-                .fetch_one(&self.$writer)
+                .fetch_one(&mut *self.write_conn().await?)
                 .await?;
                 Ok(id)
             }
@@ -824,7 +829,7 @@ macro_rules! gc_impl {
                 .bind(state)
                 .bind(error)
                 .bind(now)
-                .execute(&self.$writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(())
             }
@@ -832,7 +837,7 @@ macro_rules! gc_impl {
             async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>, MetaError> {
                 let rows = sqlx::query("SELECT * FROM gc_runs ORDER BY id DESC LIMIT $1")
                     .bind(i64::from(limit))
-                    .fetch_all(&self.$reader)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(run_from_row).collect()
             }

@@ -66,7 +66,7 @@ pub trait ImmutabilityStore: Send + Sync {
 
 /// Expands the rule store and `protected_tag`, the in-transaction check, for one backend.
 macro_rules! immutability_impl {
-    ($ty:ty, $db:ty, $writer:ident, $reader:ident) => {
+    ($ty:ty, $db:ty) => {
         use async_trait::async_trait;
         use sqlx::Row;
 
@@ -130,7 +130,7 @@ macro_rules! immutability_impl {
                      WHERE project = $1 ORDER BY id",
                 )
                 .bind(project)
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(rule_row).collect()
             }
@@ -141,7 +141,8 @@ macro_rules! immutability_impl {
                 rules: &[(String, String)],
                 audit: Option<&AuditDraft>,
             ) -> Result<Vec<ImmutabilityRule>, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 sqlx::query("DELETE FROM immutable_tag_rules WHERE project = $1").bind(project).execute(&mut *tx).await?;
                 let now = now_unix();
                 for (repository, pattern) in rules {
@@ -159,6 +160,7 @@ macro_rules! immutability_impl {
                     super::access::audit_in_tx(&mut tx, audit).await?;
                 }
                 tx.commit().await?;
+                drop(conn); // the write lock
                 self.immutability_rules(project).await
             }
         }

@@ -78,6 +78,16 @@ impl PostgresMeta {
         self.pool.close().await;
     }
 
+    /// A connection for reading.
+    pub(crate) async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, MetaError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// A connection for writing (any: PostgreSQL takes concurrent writers).
+    pub(crate) async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, MetaError> {
+        Ok(self.pool.acquire().await?)
+    }
+
     /// The pool, for listeners and leases that need their own connections.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -763,12 +773,12 @@ mod tests {
 
 /// Users, projects, tokens, sessions, settings and the audit log (shared SQL).
 mod access {
-    crate::access_sql::access_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+    crate::access_sql::access_impl!(super::PostgresMeta, sqlx::Postgres);
 }
 
 /// Upstreams and cache bookkeeping of the pull-through cache (shared SQL).
 mod proxy {
-    crate::proxy_sql::proxy_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+    crate::proxy_sql::proxy_impl!(super::PostgresMeta, sqlx::Postgres);
 }
 
 /// The event log, webhooks and deliveries (shared SQL).
@@ -776,8 +786,6 @@ mod events {
     crate::events_sql::events_impl!(
         super::PostgresMeta,
         sqlx::Postgres,
-        pool,
-        pool,
         "(SELECT jsonb_array_elements_text($1::jsonb)::bigint)"
     );
 }
@@ -788,8 +796,6 @@ mod catalog {
     crate::catalog_sql::catalog_impl!(
         super::PostgresMeta,
         sqlx::Postgres,
-        pool,
-        pool,
         super::MIGRATIONS,
         crate::catalog_sql::SearchSql {
             repo_substring: "SELECT id FROM repositories WHERE name ILIKE $4",
@@ -810,7 +816,7 @@ mod catalog {
 
 /// Tag immutability rules and the in-transaction check (shared SQL).
 pub(crate) mod immutable {
-    crate::immutability::immutability_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+    crate::immutability::immutability_impl!(super::PostgresMeta, sqlx::Postgres);
 }
 
 /// The garbage collector's queue, checks and deletions (shared SQL).
@@ -818,8 +824,6 @@ pub(crate) mod collector {
     crate::gc::gc_impl!(
         super::PostgresMeta,
         sqlx::Postgres,
-        pool,
-        pool,
         false,
         "BEGIN",
         " FOR UPDATE",
@@ -829,10 +833,10 @@ pub(crate) mod collector {
 
 /// Retention policies and the reads that evaluate them (shared SQL).
 mod retention {
-    crate::retention::retention_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+    crate::retention::retention_impl!(super::PostgresMeta, sqlx::Postgres);
 }
 
 /// Project quotas: limits and the usage triggers keep (shared SQL).
 mod quotas {
-    crate::quota::quota_impl!(super::PostgresMeta, sqlx::Postgres, pool, pool);
+    crate::quota::quota_impl!(super::PostgresMeta, sqlx::Postgres);
 }

@@ -4,7 +4,7 @@
 
 /// Expands the proxy-cache implementation for one backend type.
 macro_rules! proxy_impl {
-    ($ty:ty, $db:ty, $writer:ident, $reader:ident) => {
+    ($ty:ty, $db:ty) => {
         use async_trait::async_trait;
         use sqlx::Row;
 
@@ -57,7 +57,7 @@ macro_rules! proxy_impl {
         impl ProxyStore for $ty {
             async fn list_upstreams(&self) -> Result<Vec<UpstreamRecord>, MetaError> {
                 let sql = $crate::access_sql::dyn_sql!("SELECT {UPSTREAM_COLUMNS} FROM upstreams ORDER BY priority, name");
-                let rows = sqlx::query(sql).fetch_all(&self.$reader).await?;
+                let rows = sqlx::query(sql).fetch_all(&mut *self.read_conn().await?).await?;
                 rows.iter().map(upstream_row).collect()
             }
 
@@ -67,7 +67,7 @@ macro_rules! proxy_impl {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                      ON CONFLICT(name) DO NOTHING"
                 );
-                let done = bind_upstream(sqlx::query(sql), u).execute(&self.$writer).await?;
+                let done = bind_upstream(sqlx::query(sql), u).execute(&mut *self.write_conn().await?).await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -76,13 +76,13 @@ macro_rules! proxy_impl {
                              library_prefix = $7, username = $8, password_sealed = $9, timeout_secs = $10,
                              max_concurrent = $11, max_size = $12, created_at = $13, updated_at = $14
                            WHERE name = $1";
-                let done = bind_upstream(sqlx::query(sql), u).execute(&self.$writer).await?;
+                let done = bind_upstream(sqlx::query(sql), u).execute(&mut *self.write_conn().await?).await?;
                 Ok(done.rows_affected() > 0)
             }
 
             async fn delete_upstream(&self, name: &str) -> Result<bool, MetaError> {
                 let done =
-                    sqlx::query("DELETE FROM upstreams WHERE name = $1").bind(name).execute(&self.$writer).await?;
+                    sqlx::query("DELETE FROM upstreams WHERE name = $1").bind(name).execute(&mut *self.write_conn().await?).await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -103,7 +103,7 @@ macro_rules! proxy_impl {
                 .bind(upstream)
                 .bind(size)
                 .bind(now)
-                .execute(&self.$writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(())
             }
@@ -112,7 +112,8 @@ macro_rules! proxy_impl {
                 if touches.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 for (digest, at, hits) in touches {
                     sqlx::query(
                         "UPDATE cache_entries
@@ -132,7 +133,7 @@ macro_rules! proxy_impl {
 
             async fn cache_entry(&self, digest: &str) -> Result<Option<CacheEntry>, MetaError> {
                 let sql = $crate::access_sql::dyn_sql!("SELECT {ENTRY_COLUMNS} FROM cache_entries WHERE digest = $1");
-                let row = sqlx::query(sql).bind(digest).fetch_optional(&self.$reader).await?;
+                let row = sqlx::query(sql).bind(digest).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(entry_row).transpose()
             }
 
@@ -140,7 +141,7 @@ macro_rules! proxy_impl {
                 let sql = $crate::access_sql::dyn_sql!(
                     "SELECT {ENTRY_COLUMNS} FROM cache_entries ORDER BY last_access DESC, digest LIMIT $1 OFFSET $2"
                 );
-                entries(sqlx::query(sql).bind(limit).bind(offset).fetch_all(&self.$reader).await?)
+                entries(sqlx::query(sql).bind(limit).bind(offset).fetch_all(&mut *self.read_conn().await?).await?)
             }
 
             async fn cache_totals(&self, upstream: Option<&str>) -> Result<CacheTotals, MetaError> {
@@ -149,7 +150,7 @@ macro_rules! proxy_impl {
                      WHERE ($1 IS NULL OR upstream = $1)",
                 )
                 .bind(upstream)
-                .fetch_one(&self.$reader)
+                .fetch_one(&mut *self.read_conn().await?)
                 .await?;
                 // SUM is NUMERIC on PostgreSQL, hence the cast.
                 Ok(CacheTotals { entries: row.try_get("entries")?, bytes: row.try_get("bytes")? })
@@ -164,7 +165,7 @@ macro_rules! proxy_impl {
                     "SELECT {ENTRY_COLUMNS} FROM cache_entries WHERE pinned = 0 AND ($1 IS NULL OR upstream = $1)
                      ORDER BY last_access, digest LIMIT $2"
                 );
-                entries(sqlx::query(sql).bind(upstream).bind(limit).fetch_all(&self.$reader).await?)
+                entries(sqlx::query(sql).bind(upstream).bind(limit).fetch_all(&mut *self.read_conn().await?).await?)
             }
 
             async fn idle_cache_entries(&self, before: i64, limit: i64) -> Result<Vec<CacheEntry>, MetaError> {
@@ -172,13 +173,13 @@ macro_rules! proxy_impl {
                     "SELECT {ENTRY_COLUMNS} FROM cache_entries WHERE pinned = 0 AND last_access < $1
                      ORDER BY last_access, digest LIMIT $2"
                 );
-                entries(sqlx::query(sql).bind(before).bind(limit).fetch_all(&self.$reader).await?)
+                entries(sqlx::query(sql).bind(before).bind(limit).fetch_all(&mut *self.read_conn().await?).await?)
             }
 
             async fn delete_cache_entry(&self, digest: &str) -> Result<bool, MetaError> {
                 let done = sqlx::query("DELETE FROM cache_entries WHERE digest = $1")
                     .bind(digest)
-                    .execute(&self.$writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
@@ -187,7 +188,7 @@ macro_rules! proxy_impl {
                 let done = sqlx::query("UPDATE cache_entries SET pinned = $2 WHERE digest = $1")
                     .bind(digest)
                     .bind(i64::from(pinned))
-                    .execute(&self.$writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
@@ -198,7 +199,7 @@ macro_rules! proxy_impl {
                 )
                 .bind(repo)
                 .bind(tag)
-                .fetch_optional(&self.$reader)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await?;
                 row.map(|r| {
                     Ok(CachedTag {
@@ -221,7 +222,7 @@ macro_rules! proxy_impl {
                 .bind(&c.upstream)
                 .bind(&c.digest)
                 .bind(c.validated_at)
-                .execute(&self.$writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(())
             }
@@ -230,7 +231,8 @@ macro_rules! proxy_impl {
                 let sql = $crate::access_sql::dyn_sql!(
                     "DELETE FROM repository_blobs WHERE digest = $2 AND repo_id IN {IN_PROJECT}"
                 );
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let done = sqlx::query(sql).bind(project).bind(digest).execute(&mut *tx).await?;
                 super::collector::enqueue(&mut tx, &[($crate::GcKind::Blob, 0, digest.to_owned())]).await?;
                 tx.commit().await?;
@@ -238,7 +240,8 @@ macro_rules! proxy_impl {
             }
 
             async fn delete_project_repositories(&self, project: &str) -> Result<u64, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE project = $1")
                     .bind(project)
                     .fetch_all(&mut *tx)

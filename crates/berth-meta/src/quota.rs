@@ -64,7 +64,7 @@ pub trait QuotaStore: Send + Sync {
 
 /// Expands [`QuotaStore`] for one backend.
 macro_rules! quota_impl {
-    ($ty:ty, $db:ty, $writer:ident, $reader:ident) => {
+    ($ty:ty, $db:ty) => {
         use async_trait::async_trait;
         use sqlx::Row;
 
@@ -108,7 +108,7 @@ macro_rules! quota_impl {
         #[async_trait]
         impl QuotaStore for $ty {
             async fn project_quota(&self, project: &str) -> Result<QuotaView, MetaError> {
-                read_view(&self.$reader, project).await
+                read_view(&mut *self.read_conn().await?, project).await
             }
 
             async fn set_project_quota(
@@ -117,7 +117,8 @@ macro_rules! quota_impl {
                 limits: &QuotaLimits,
                 audit: Option<&AuditDraft>,
             ) -> Result<QuotaView, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 sqlx::query(
                     "INSERT INTO project_quotas (project, storage_bytes, storage_soft, repositories, tags, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6)
@@ -147,7 +148,8 @@ macro_rules! quota_impl {
                 at: Option<i64>,
                 events: &[EventDraft],
             ) -> Result<bool, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let sql = if at.is_some() {
                     "UPDATE project_quotas SET soft_warned_at = $2 WHERE project = $1 AND soft_warned_at IS NULL"
                 } else {

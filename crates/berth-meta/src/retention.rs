@@ -100,7 +100,7 @@ pub(crate) const MANIFESTS_SQL: &str = "SELECT m.digest FROM manifests m
 
 /// Expands [`RetentionStore`] for one backend.
 macro_rules! retention_impl {
-    ($ty:ty, $db:ty, $writer:ident, $reader:ident) => {
+    ($ty:ty, $db:ty) => {
         use async_trait::async_trait;
         use berth_core::RepoName;
         use sqlx::Row;
@@ -147,7 +147,7 @@ macro_rules! retention_impl {
                     "SELECT enabled, untagged_hours, updated_at FROM retention_policies WHERE project = $1",
                 )
                 .bind(project)
-                .fetch_optional(&self.$reader)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await?;
                 let Some(head) = head else {
                     return Ok(None);
@@ -157,7 +157,7 @@ macro_rules! retention_impl {
                      FROM retention_rules WHERE project = $1 ORDER BY id",
                 )
                 .bind(project)
-                .fetch_all(&self.$reader)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 Ok(Some(RetentionPolicy {
                     project: project.to_owned(),
@@ -173,7 +173,8 @@ macro_rules! retention_impl {
                 policy: &RetentionPolicy,
                 audit: Option<&AuditDraft>,
             ) -> Result<RetentionPolicy, MetaError> {
-                let mut tx = self.$writer.begin().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 // Rules go with their policy (ON DELETE CASCADE).
                 sqlx::query("DELETE FROM retention_policies WHERE project = $1")
                     .bind(&policy.project)
@@ -194,26 +195,29 @@ macro_rules! retention_impl {
                     super::access::audit_in_tx(&mut tx, audit).await?;
                 }
                 tx.commit().await?;
+                drop(conn); // the write lock
                 let stored = self.retention_policy(&policy.project).await?;
                 stored.ok_or_else(|| MetaError::Corrupt("retention policy vanished after its write".into()))
             }
 
             async fn retention_projects(&self) -> Result<Vec<String>, MetaError> {
                 Ok(sqlx::query_scalar("SELECT project FROM retention_policies WHERE enabled = 1 ORDER BY project")
-                    .fetch_all(&self.$reader)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?)
             }
 
             async fn project_repositories(&self, project: &str) -> Result<Vec<String>, MetaError> {
                 Ok(sqlx::query_scalar($crate::retention::REPOSITORIES_SQL)
                     .bind(project)
-                    .fetch_all(&self.$reader)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?)
             }
 
             async fn retention_tags(&self, repo: &RepoName) -> Result<Vec<RetentionTag>, MetaError> {
-                let rows =
-                    sqlx::query($crate::retention::TAGS_SQL).bind(repo.as_str()).fetch_all(&self.$reader).await?;
+                let rows = sqlx::query($crate::retention::TAGS_SQL)
+                    .bind(repo.as_str())
+                    .fetch_all(&mut *self.read_conn().await?)
+                    .await?;
                 rows.iter()
                     .map(|row| {
                         Ok(RetentionTag {
@@ -234,7 +238,7 @@ macro_rules! retention_impl {
                 Ok(sqlx::query_scalar($crate::retention::MANIFESTS_SQL)
                     .bind(repo.as_str())
                     .bind(created_before)
-                    .fetch_all(&self.$reader)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?)
             }
         }

@@ -1,6 +1,6 @@
 //! The SQLite metadata backend (the embedded default).
 //!
-//! WAL mode with one writer connection and a small pool of readers: readers never
+//! WAL mode with one writer connection and a few readers ([`conns`]): readers never
 //! block the writer, and serialising writes in-process avoids `SQLITE_BUSY`. The
 //! writes on every push path run on a second writer connection of their own
 //! thread ([`thread`]), only while they hold the first, so writes stay serial.
@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::{Algorithm, Digest, RepoName, Tag};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
 
 use crate::BlobRow;
 use crate::{
@@ -25,7 +25,10 @@ use crate::{
 };
 
 mod batch;
+mod conns;
 mod thread;
+
+use conns::{ReadConnection, Readers, WriteConnection, WriteLock};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "registry", include_str!("../migrations/sqlite/0001_registry.sql")),
@@ -42,11 +45,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "search_backlog", include_str!("../migrations/sqlite/0012_search_backlog.sql")),
 ];
 
+/// sqlx read connections.
+const READERS: usize = 4;
+
 /// Metadata in a SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteMeta {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    /// The write lock, with the sqlx writer connection ([`conns`]).
+    writer: WriteLock,
+    reader: std::sync::Arc<Readers>,
     /// Runs the hot writes, holding `writer` meanwhile ([`thread`]).
     thread: std::sync::Arc<thread::WriterThread>,
     /// Commits are synced to disk (`synchronous=FULL`).
@@ -133,12 +140,9 @@ impl SqliteMeta {
             .synchronous(if durable { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        // No ping before each acquire: the database is a file in this process, and
-        // the ping is one more round trip to SQLite's thread for every query.
-        let pool = || SqlitePoolOptions::new().test_before_acquire(false);
-        let writer = pool().max_connections(1).connect_with(options.clone()).await?;
-        crate::migrate::migrator(MIGRATIONS).run(&writer).await?;
-        let reader = pool().max_connections(4).connect_with(options).await?;
+        let writer = conns::write_lock(&options).await?;
+        crate::migrate::migrator(MIGRATIONS).run(&mut *conns::write_connection(&writer).await?).await?;
+        let reader = std::sync::Arc::new(Readers::new(options, READERS));
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
         let wal = WalSync {
@@ -200,27 +204,32 @@ impl SqliteMeta {
         relaxed: bool,
         job: impl FnOnce(&mut rusqlite::Connection) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, MetaError> {
-        // sqlx's writer connection is the write lock. A task of its own holds it
-        // until the job is done, even if this request is dropped meanwhile.
-        let (writer, thread) = (self.writer.clone(), self.thread.clone());
-        tokio::spawn(async move {
-            let _lock = writer.acquire().await?;
-            thread.run(relaxed, job).await
-        })
-        .await
-        .map_err(|e| MetaError::Unavailable(format!("a SQLite write failed: {e}")))?
+        // The job takes the lock with it: it stays held until the job is done
+        // on the writer thread, even if this request is dropped meanwhile.
+        let lock = self.writer.clone().lock_owned().await;
+        self.thread
+            .run(relaxed, move |conn| {
+                let _lock = lock;
+                job(conn)
+            })
+            .await
     }
 
-    /// The read pool, for bulk exports (`meta-migrate`).
-    pub fn reader_pool(&self) -> &SqlitePool {
-        &self.reader
+    /// Holds the write lock, for a write through sqlx.
+    pub(crate) async fn write_conn(&self) -> Result<WriteConnection, MetaError> {
+        conns::write_connection(&self.writer).await
     }
 
-    /// Closes the writer thread's connection and both pools, flushing the WAL.
+    /// A read connection (also for bulk exports, `meta-migrate`).
+    pub(crate) async fn read_conn(&self) -> Result<ReadConnection<'_>, MetaError> {
+        self.reader.get().await
+    }
+
+    /// Closes the writer thread's connection and the sqlx connections, flushing the WAL.
     pub async fn close(&self) {
         self.thread.close().await;
         self.reader.close().await;
-        self.writer.close().await;
+        conns::close_writer(&self.writer).await;
     }
 }
 
@@ -271,7 +280,7 @@ impl RepoStore for SqliteMeta {
     async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
         let found: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
             .bind(repo.as_str())
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read_conn().await?)
             .await?;
         Ok(found.is_some())
     }
@@ -280,7 +289,7 @@ impl RepoStore for SqliteMeta {
         let names = sqlx::query_scalar("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?")
             .bind(last.unwrap_or(""))
             .bind(limit as i64)
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read_conn().await?)
             .await?;
         Ok(names)
     }
@@ -294,7 +303,7 @@ impl RepoStore for SqliteMeta {
                AND NOT EXISTS (SELECT 1 FROM uploads WHERE repo_id = repositories.id)",
         )
         .bind(repo.as_str())
-        .execute(&self.writer)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -309,7 +318,7 @@ impl BlobIndex for SqliteMeta {
         )
         .bind(repo.as_str())
         .bind(digest.as_str())
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read_conn().await?)
         .await?;
         Ok(size.map(|s| s as u64))
     }
@@ -320,7 +329,7 @@ impl BlobIndex for SqliteMeta {
         )
         .bind(digest.as_str())
         .bind(digest.as_str())
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read_conn().await?)
         .await?;
         Ok(size.map(|s| s as u64))
     }
@@ -334,7 +343,7 @@ impl BlobIndex for SqliteMeta {
         )
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read_conn().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -354,7 +363,7 @@ impl BlobIndex for SqliteMeta {
         )
         .bind(digest.as_str())
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read_conn().await?)
         .await?;
         Ok(names)
     }
@@ -376,7 +385,8 @@ impl BlobIndex for SqliteMeta {
         digest: &Digest,
         events: &[EventDraft],
     ) -> Result<Option<u64>, MetaError> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         // Locked so the collector cannot tombstone it between this check and the link.
         let row: Option<(i64, Option<i64>)> = sqlx::query_as("SELECT size, deleting_since FROM blobs WHERE digest = ?")
             .bind(digest.as_str())
@@ -402,7 +412,8 @@ impl BlobIndex for SqliteMeta {
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, events: &[EventDraft]) -> Result<bool, MetaError> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let done = sqlx::query(
             "DELETE FROM repository_blobs WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
         )
@@ -449,7 +460,11 @@ impl ManifestStore for SqliteMeta {
             "SELECT digest, media_type, size FROM manifests
              WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?"
         };
-        let row = sqlx::query(sql).bind(repo.as_str()).bind(digest.as_str()).fetch_optional(&self.reader).await?;
+        let row = sqlx::query(sql)
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&mut *self.read_conn().await?)
+            .await?;
         row.map(|r| manifest_record(&r, with_payload)).transpose()
     }
 
@@ -468,7 +483,11 @@ impl ManifestStore for SqliteMeta {
              JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
              WHERE t.repo_id = (SELECT id FROM repositories WHERE name = ?) AND t.name = ?"
         };
-        let row = sqlx::query(sql).bind(repo.as_str()).bind(tag.as_str()).fetch_optional(&self.reader).await?;
+        let row = sqlx::query(sql)
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .fetch_optional(&mut *self.read_conn().await?)
+            .await?;
         row.map(|r| manifest_record(&r, with_payload)).transpose()
     }
 
@@ -478,7 +497,8 @@ impl ManifestStore for SqliteMeta {
         digest: &Digest,
         events: &[EventDraft],
     ) -> Result<bool, MetaError> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         immutable::refuse_protected_manifest(&mut tx, repo, digest.as_str()).await?;
         let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
             .bind(repo.as_str())
@@ -531,7 +551,8 @@ impl ManifestStore for SqliteMeta {
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventDraft]) -> Result<bool, MetaError> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         immutable::refuse_protected(&mut tx, repo, &[tag.as_str().to_owned()]).await?;
         let target: Option<(i64, String)> = sqlx::query_as(
             "DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = ?) AND name = ?
@@ -565,7 +586,7 @@ impl ManifestStore for SqliteMeta {
         .bind(repo.as_str())
         .bind(last.unwrap_or(""))
         .bind(limit.map_or(-1, i64::from))
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read_conn().await?)
         .await?;
         Ok(tags)
     }
@@ -586,7 +607,7 @@ impl ManifestStore for SqliteMeta {
         .bind(subject.as_str())
         .bind(artifact_type)
         .bind(artifact_type)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read_conn().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -615,7 +636,7 @@ impl JobLeases for SqliteMeta {
         .bind(holder)
         .bind(now + ttl_secs)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -636,7 +657,7 @@ impl UploadStore for SqliteMeta {
         )
         .bind(id)
         .bind(repo.as_str())
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read_conn().await?)
         .await?;
         row.map(|row| {
             let algorithm: String = row.try_get("algorithm")?;
@@ -679,7 +700,7 @@ impl UploadStore for SqliteMeta {
         let rows = sqlx::query_as("SELECT id, cursor FROM uploads WHERE updated_at < ? ORDER BY updated_at LIMIT ?")
             .bind(before)
             .bind(limit as i64)
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read_conn().await?)
             .await?;
         Ok(rows)
     }
@@ -699,7 +720,7 @@ mod tests {
         let meta = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
         let repo: RepoName = "group/commit".parse().unwrap();
         // Hold the writer so that every link below is in flight at once.
-        let busy = meta.writer.acquire().await.unwrap();
+        let busy = meta.write_conn().await.unwrap();
         let pushes: Vec<_> = (0..64)
             .map(|i| {
                 let (meta, repo) = (meta.clone(), repo.clone());
@@ -758,7 +779,7 @@ mod tests {
             let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
                 .bind("p/r")
                 .bind(0_i64)
-                .fetch_all(&meta.reader)
+                .fetch_all(&mut *meta.read_conn().await.unwrap())
                 .await
                 .unwrap()
                 .iter()
@@ -776,7 +797,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let meta = SqliteMeta::open_with(&dir.path().join("berth.db"), false).await.unwrap();
         let n = crate::testsuite::SCALE_REPOS;
-        let mut tx = meta.writer.begin().await.unwrap();
+        let mut conn = meta.write_conn().await.unwrap();
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
         for sql in [
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
              INSERT INTO repositories (name, project, created_at)
@@ -791,7 +813,8 @@ mod tests {
             sqlx::query(sql).bind(n).execute(&mut *tx).await.unwrap();
         }
         tx.commit().await.unwrap();
-        sqlx::query("ANALYZE").execute(&meta.writer).await.unwrap();
+        sqlx::query("ANALYZE").execute(&mut *conn).await.unwrap();
+        drop(conn);
         crate::testsuite::search_at_scale(&meta, Duration::from_millis(500)).await;
     }
 
@@ -810,23 +833,17 @@ mod tests {
 
 /// Users, projects, tokens, sessions, settings and the audit log (shared SQL).
 mod access {
-    crate::access_sql::access_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+    crate::access_sql::access_impl!(super::SqliteMeta, sqlx::Sqlite);
 }
 
 /// Upstreams and cache bookkeeping of the pull-through cache (shared SQL).
 mod proxy {
-    crate::proxy_sql::proxy_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+    crate::proxy_sql::proxy_impl!(super::SqliteMeta, sqlx::Sqlite);
 }
 
 /// The event log, webhooks and deliveries (shared SQL).
 mod events {
-    crate::events_sql::events_impl!(
-        super::SqliteMeta,
-        sqlx::Sqlite,
-        writer,
-        reader,
-        "(SELECT value FROM json_each($1))"
-    );
+    crate::events_sql::events_impl!(super::SqliteMeta, sqlx::Sqlite, "(SELECT value FROM json_each($1))");
 }
 
 /// Image listings, search, repository details and usage counters (shared SQL;
@@ -835,8 +852,6 @@ mod catalog {
     crate::catalog_sql::catalog_impl!(
         super::SqliteMeta,
         sqlx::Sqlite,
-        writer,
-        reader,
         super::MIGRATIONS,
         crate::catalog_sql::SearchSql {
             repo_substring: "SELECT rowid FROM repositories_fts WHERE repositories_fts MATCH $4",
@@ -871,7 +886,7 @@ mod catalog {
 
 /// Tag immutability rules and the in-transaction check (shared SQL).
 pub(crate) mod immutable {
-    crate::immutability::immutability_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+    crate::immutability::immutability_impl!(super::SqliteMeta, sqlx::Sqlite);
 }
 
 /// The garbage collector's queue, checks and deletions (shared SQL).
@@ -879,8 +894,6 @@ pub(crate) mod collector {
     crate::gc::gc_impl!(
         super::SqliteMeta,
         sqlx::Sqlite,
-        writer,
-        reader,
         true,
         "BEGIN IMMEDIATE",
         "",
@@ -890,10 +903,10 @@ pub(crate) mod collector {
 
 /// Retention policies and the reads that evaluate them (shared SQL).
 mod retention {
-    crate::retention::retention_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+    crate::retention::retention_impl!(super::SqliteMeta, sqlx::Sqlite);
 }
 
 /// Project quotas: limits and the usage triggers keep (shared SQL).
 mod quotas {
-    crate::quota::quota_impl!(super::SqliteMeta, sqlx::Sqlite, writer, reader);
+    crate::quota::quota_impl!(super::SqliteMeta, sqlx::Sqlite);
 }

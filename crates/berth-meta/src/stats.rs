@@ -50,12 +50,12 @@ fn totals((repositories, tags, manifests, blobs, blob_bytes): TotalsRow) -> Regi
 #[async_trait]
 impl StatsStore for SqliteMeta {
     async fn registry_totals(&self) -> Result<RegistryTotals, MetaError> {
-        let row: TotalsRow = sqlx::query_as(TOTALS_SQL).fetch_one(self.reader_pool()).await?;
+        let row: TotalsRow = sqlx::query_as(TOTALS_SQL).fetch_one(&mut *self.read_conn().await?).await?;
         Ok(totals(row))
     }
 
     async fn ping(&self) -> Result<(), MetaError> {
-        let _: i64 = sqlx::query_scalar("SELECT 1").fetch_one(self.reader_pool()).await?;
+        let _: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *self.read_conn().await?).await?;
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ pub async fn sqlite_to_postgres(
     dst: &PostgresMeta,
     mut progress: impl FnMut(&'static str, u64),
 ) -> Result<TransferReport, MetaError> {
-    let (from, to) = (src.reader_pool(), dst.pool());
+    let (mut from, to) = (src.read_conn().await?, dst.pool());
     let mut report = TransferReport::default();
 
     // repositories: by name; then map ids.
@@ -42,7 +42,7 @@ pub async fn sqlite_to_postgres(
         )
         .bind(&last)
         .bind(BATCH)
-        .fetch_all(from)
+        .fetch_all(&mut *from)
         .await?;
         if rows.is_empty() {
             break;
@@ -87,7 +87,7 @@ pub async fn sqlite_to_postgres(
         )
         .bind(&last)
         .bind(BATCH)
-        .fetch_all(from)
+        .fetch_all(&mut *from)
         .await?;
         if rows.is_empty() {
             break;
@@ -114,19 +114,19 @@ pub async fn sqlite_to_postgres(
 
     // Per-repository tables, keyed by (repo id, …) in the source.
     for (&src_id, &dst_id) in &ids {
-        n = copy_repo_rows(from, to, src_id, dst_id).await?;
+        n = copy_repo_rows(&mut from, to, src_id, dst_id).await?;
         progress("repository rows", n);
     }
-    report.tables.push(("repository rows", count_repo_rows(from).await?));
+    report.tables.push(("repository rows", count_repo_rows(&mut from).await?));
 
     // Access tables keep their ids (tokens, members and audit entries refer to users by id).
     for table in ACCESS_TABLES {
-        let n = copy_table(from, to, table).await?;
+        let n = copy_table(&mut from, to, table).await?;
         progress(table.name, n);
         report.tables.push((table.name, n));
     }
     let (last_id, hash): (i64, String) =
-        sqlx::query_as("SELECT last_id, hash FROM audit_head WHERE one = 1").fetch_one(from).await?;
+        sqlx::query_as("SELECT last_id, hash FROM audit_head WHERE one = 1").fetch_one(&mut *from).await?;
     sqlx::query("UPDATE audit_head SET last_id = $1, hash = $2 WHERE one = 1 AND last_id <= $1")
         .bind(last_id)
         .bind(hash)
@@ -402,7 +402,7 @@ const ACCESS_TABLES: &[Table] = {
 };
 
 /// Copies `table` in key order, in batches, skipping rows already present.
-async fn copy_table(from: &sqlx::SqlitePool, to: &sqlx::PgPool, table: &Table) -> Result<u64, MetaError> {
+async fn copy_table(from: &mut sqlx::SqliteConnection, to: &sqlx::PgPool, table: &Table) -> Result<u64, MetaError> {
     let names: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
     let select = format!(
         "SELECT {cols}, {key} AS page_key FROM {t} ORDER BY page_key LIMIT ? OFFSET ?",
@@ -419,7 +419,8 @@ async fn copy_table(from: &sqlx::SqlitePool, to: &sqlx::PgPool, table: &Table) -
     );
     let mut n = 0u64;
     loop {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(select.clone())).bind(BATCH).bind(n as i64).fetch_all(from).await?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(select.clone())).bind(BATCH).bind(n as i64).fetch_all(&mut *from).await?;
         if rows.is_empty() {
             break;
         }
@@ -442,30 +443,35 @@ async fn copy_table(from: &sqlx::SqlitePool, to: &sqlx::PgPool, table: &Table) -
 
 async fn repo_id_map(src: &SqliteMeta, dst: &PostgresMeta) -> Result<HashMap<i64, i64>, MetaError> {
     let src_rows: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, name FROM repositories").fetch_all(src.reader_pool()).await?;
+        sqlx::query_as("SELECT id, name FROM repositories").fetch_all(&mut *src.read_conn().await?).await?;
     let dst_rows: Vec<(i64, String)> =
         sqlx::query_as("SELECT id, name FROM repositories").fetch_all(dst.pool()).await?;
     let by_name: HashMap<String, i64> = dst_rows.into_iter().map(|(id, name)| (name, id)).collect();
     Ok(src_rows.into_iter().filter_map(|(id, name)| by_name.get(&name).map(|&d| (id, d))).collect())
 }
 
-async fn count_repo_rows(from: &sqlx::SqlitePool) -> Result<u64, MetaError> {
+async fn count_repo_rows(from: &mut sqlx::SqliteConnection) -> Result<u64, MetaError> {
     let n: i64 = sqlx::query_scalar(
         "SELECT (SELECT COUNT(*) FROM repository_blobs) + (SELECT COUNT(*) FROM manifests)
               + (SELECT COUNT(*) FROM manifest_refs) + (SELECT COUNT(*) FROM tags)",
     )
-    .fetch_one(from)
+    .fetch_one(&mut *from)
     .await?;
     Ok(n as u64)
 }
 
 /// Copies one repository's visibility rows, manifests, references and tags in one transaction.
-async fn copy_repo_rows(from: &sqlx::SqlitePool, to: &sqlx::PgPool, src: i64, dst: i64) -> Result<u64, MetaError> {
+async fn copy_repo_rows(
+    from: &mut sqlx::SqliteConnection,
+    to: &sqlx::PgPool,
+    src: i64,
+    dst: i64,
+) -> Result<u64, MetaError> {
     let mut tx = to.begin().await?;
     let mut n = 0u64;
     let rows = sqlx::query("SELECT digest, created_at FROM repository_blobs WHERE repo_id = ?")
         .bind(src)
-        .fetch_all(from)
+        .fetch_all(&mut *from)
         .await?;
     for row in &rows {
         sqlx::query(
@@ -483,7 +489,7 @@ async fn copy_repo_rows(from: &sqlx::SqlitePool, to: &sqlx::PgPool, src: i64, ds
          FROM manifests WHERE repo_id = ?",
     )
     .bind(src)
-    .fetch_all(from)
+    .fetch_all(&mut *from)
     .await?;
     for row in &rows {
         sqlx::query(
@@ -506,7 +512,7 @@ async fn copy_repo_rows(from: &sqlx::SqlitePool, to: &sqlx::PgPool, src: i64, ds
     n += rows.len() as u64;
     let rows = sqlx::query("SELECT manifest_digest, child_digest, kind FROM manifest_refs WHERE repo_id = ?")
         .bind(src)
-        .fetch_all(from)
+        .fetch_all(&mut *from)
         .await?;
     for row in &rows {
         sqlx::query(
@@ -525,7 +531,7 @@ async fn copy_repo_rows(from: &sqlx::SqlitePool, to: &sqlx::PgPool, src: i64, ds
         "SELECT name, manifest_digest, updated_at, pull_count, push_count, last_pulled_at FROM tags WHERE repo_id = ?",
     )
     .bind(src)
-    .fetch_all(from)
+    .fetch_all(&mut *from)
     .await?;
     for row in &rows {
         sqlx::query(

@@ -9,8 +9,9 @@
 //!
 //! The thread owns a second writer connection to the same database (rusqlite
 //! on the same bundled SQLite). SQLite allows one writer at a time, so jobs
-//! run only while the caller holds sqlx's writer connection: the two never
-//! write at once, and neither waits on the other's file lock.
+//! run only while holding the write lock around sqlx's writer connection
+//! ([`super::conns`]): the two never write at once, and neither waits on the
+//! other's file lock.
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -93,7 +94,7 @@ impl WriterThread {
 
     /// Runs `job` on the thread and returns what it returns. A `relaxed` job
     /// commits without waiting for the disk (its caller syncs the WAL after).
-    /// The caller must hold sqlx's writer connection until this returns.
+    /// The job must hold the write lock ([`super::conns`]) while it runs.
     pub(super) async fn run<T: Send + 'static>(
         &self,
         relaxed: bool,
