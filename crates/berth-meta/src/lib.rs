@@ -173,6 +173,18 @@ pub trait UploadStore: Send + Sync {
     /// Removes a session. False when absent.
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError>;
 
+    /// Ends session `id` by linking the blob it uploaded: [`RepoStore::link_blob`]
+    /// and [`UploadStore::delete_upload`] in one transaction. When the link
+    /// fails (a quota, say) the session stays, for its caller to discard.
+    async fn finish_upload(
+        &self,
+        id: &str,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        events: &[EventDraft],
+    ) -> Result<(), MetaError>;
+
     /// `(id, cursor)` of sessions idle since before `before` (unix seconds).
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError>;
 }

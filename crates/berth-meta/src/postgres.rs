@@ -94,6 +94,37 @@ impl PostgresMeta {
     }
 }
 
+/// Records blob `digest` and makes it visible in `repo`, in `tx` (see [`RepoStore::link_blob`]).
+async fn link_blob_in(
+    tx: &mut Transaction<'_, Postgres>,
+    repo: &RepoName,
+    digest: &Digest,
+    size: u64,
+    events: &[EventDraft],
+) -> Result<(), MetaError> {
+    let now = now_unix();
+    let repo_id = ensure_repo(tx, repo, events.first().map(|e| &e.actor)).await?;
+    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT(digest) DO NOTHING")
+        .bind(digest.as_str())
+        .bind(size as i64)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT(repo_id, digest) DO NOTHING",
+    )
+    .bind(repo_id)
+    .bind(digest.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    // Until a manifest references it, the link is garbage once the grace period ends.
+    collector::enqueue(tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
+    events::insert_events(tx, events).await?;
+    Ok(())
+}
+
 fn parse_digest(s: &str) -> Result<Digest, MetaError> {
     s.parse().map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
 }
@@ -275,27 +306,8 @@ impl BlobIndex for PostgresMeta {
         size: u64,
         events: &[EventDraft],
     ) -> Result<(), MetaError> {
-        let now = now_unix();
         let mut tx = self.pool.begin().await?;
-        let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT(digest) DO NOTHING")
-            .bind(digest.as_str())
-            .bind(size as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT(repo_id, digest) DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(digest.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // Until a manifest references it, the link is garbage once the grace period ends.
-        collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
-        events::insert_events(&mut tx, events).await?;
+        link_blob_in(&mut tx, repo, digest, size, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -701,6 +713,21 @@ impl UploadStore for PostgresMeta {
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
         let done = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn finish_upload(
+        &self,
+        id: &str,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        events: &[EventDraft],
+    ) -> Result<(), MetaError> {
+        let mut tx = self.pool.begin().await?;
+        link_blob_in(&mut tx, repo, digest, size, events).await?;
+        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError> {

@@ -376,7 +376,7 @@ impl BlobIndex for SqliteMeta {
         events: &[EventDraft],
     ) -> Result<(), MetaError> {
         let (repo, digest, events) = (repo.clone(), digest.clone(), events.to_vec());
-        self.hot_write(move |conn| batch::link_blob(conn, &repo, &digest, size, &events)).await
+        self.hot_write(move |conn| batch::link_blob(conn, &repo, &digest, size, &events, None)).await
     }
 
     async fn mount_blob(
@@ -694,6 +694,18 @@ impl UploadStore for SqliteMeta {
         // expires like any abandoned one.
         let id = id.to_owned();
         self.bookkeeping_write(move |conn| batch::delete_upload(conn, &id)).await
+    }
+
+    async fn finish_upload(
+        &self,
+        id: &str,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        events: &[EventDraft],
+    ) -> Result<(), MetaError> {
+        let (id, repo, digest, events) = (id.to_owned(), repo.clone(), digest.clone(), events.to_vec());
+        self.hot_write(move |conn| batch::link_blob(conn, &repo, &digest, size, &events, Some(&id))).await
     }
 
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError> {

@@ -76,6 +76,18 @@ async fn quotas_count_exactly_and_refuse(meta: &dyn Metadata) {
     let view = meta.set_project_quota("quota", &limits, None).await.unwrap();
     assert_eq!(view.limits, limits);
     assert!(matches!(meta.link_blob(&one, &c, 10, &[]).await, Err(MetaError::QuotaExceeded(k)) if k == "storage"));
+    let refused = NewUpload {
+        id: "u-quota".into(),
+        repo: one.clone(),
+        algorithm: Algorithm::Sha256,
+        cursor: String::new(),
+        actor: Default::default(),
+    };
+    meta.create_upload(&refused).await.unwrap();
+    let finished = meta.finish_upload("u-quota", &one, &c, 10, &[]).await;
+    assert!(matches!(finished, Err(MetaError::QuotaExceeded(k)) if k == "storage"));
+    assert!(meta.get_upload(&one, "u-quota").await.unwrap().is_some(), "a refused link keeps its session");
+    assert!(meta.delete_upload("u-quota").await.unwrap());
     let three: RepoName = "quota/three".parse().unwrap();
     meta.link_blob(&three, &b, 20, &[]).await.unwrap();
     let four: RepoName = "quota/four".parse().unwrap();
@@ -500,6 +512,14 @@ async fn uploads_round_trip(meta: &dyn Metadata) {
     assert!(meta.stale_uploads(crate::now_unix() - 10, 10).await.unwrap().is_empty());
     assert!(meta.delete_upload("u-1").await.unwrap());
     assert!(meta.get_upload(&r, "u-1").await.unwrap().is_none());
+
+    // Finishing links the blob and ends the session at once.
+    let finished = NewUpload { id: "u-2".into(), algorithm: Algorithm::Sha256, ..upload };
+    meta.create_upload(&finished).await.unwrap();
+    let digest = Digest::sha256(b"finished upload");
+    meta.finish_upload("u-2", &r, &digest, 15, &[]).await.unwrap();
+    assert_eq!(meta.blob_in_repo(&r, &digest).await.unwrap(), Some(15));
+    assert!(meta.get_upload(&r, "u-2").await.unwrap().is_none(), "the session ends with the link");
 }
 
 fn upstream(name: &str, priority: i64) -> crate::UpstreamRecord {

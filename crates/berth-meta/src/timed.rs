@@ -177,6 +177,17 @@ impl UploadStore for Timed {
         timed!("delete_upload", self.inner.delete_upload(id))
     }
 
+    async fn finish_upload(
+        &self,
+        id: &str,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        events: &[EventDraft],
+    ) -> Result<(), MetaError> {
+        timed!("finish_upload", self.inner.finish_upload(id, repo, digest, size, events))
+    }
+
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError> {
         timed!("stale_uploads", self.inner.stale_uploads(before, limit))
     }

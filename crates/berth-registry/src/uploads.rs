@@ -256,7 +256,7 @@ impl Registry {
             return Err(e.into());
         }
         let pushed = blob_event(EventKind::BlobPush, actor, repo, digest, state.received);
-        if let Err(e) = self.meta.link_blob(repo, digest, state.received, &[pushed]).await {
+        if let Err(e) = self.meta.finish_upload(id, repo, digest, state.received, &[pushed]).await {
             // The bytes are in place but nothing links them (a quota refused the
             // link, say): the collector decides whether anything else needs them.
             state.closed = true;
@@ -267,7 +267,6 @@ impl Registry {
             return Err(e.into());
         }
         state.closed = true;
-        self.meta.delete_upload(id).await?;
         self.sessions.lock().unwrap().remove(id);
         Ok(state.received)
     }

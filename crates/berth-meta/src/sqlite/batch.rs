@@ -273,6 +273,7 @@ pub(super) fn link_blob(
     digest: &Digest,
     size: u64,
     events: &[EventDraft],
+    finished_upload: Option<&str>,
 ) -> Result<(), MetaError> {
     let events_rows = events_json(events);
     let size = i64::try_from(size).map_err(|_| MetaError::Corrupt(format!("blob size {size} out of range")))?;
@@ -292,6 +293,9 @@ pub(super) fn link_blob(
         if run(&tx, LINK_BLOB, params)?.is_empty() {
             return Err(vanished(repo));
         }
+    }
+    if let Some(upload) = finished_upload {
+        tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([upload])?;
     }
     tx.commit()?;
     Ok(())
