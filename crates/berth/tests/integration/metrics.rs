@@ -128,7 +128,7 @@ async fn counters_bytes_and_histograms_follow_traffic() {
     }
     let commits = [("op", "upload_commit")];
     assert!(cumulative_total(&buckets(&after, "berth_storage_operation_duration_seconds", &commits)) >= 1.0);
-    let links = [("op", "link_blob")];
+    let links = [("op", "finish_upload")];
     assert!(cumulative_total(&buckets(&after, "berth_db_operation_duration_seconds", &links)) >= 1.0);
     assert_eq!(value(&after, "berth_uploads_in_flight", &[]), 0.0);
     assert_eq!(value(&after, "berth_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
