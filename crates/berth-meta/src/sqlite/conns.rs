@@ -15,10 +15,9 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::MetaError;
 
-/// The writer connection behind the write lock. Everything that writes the
-/// database takes this lock first, so writes stay serial and never meet
-/// `SQLITE_BUSY`.
-/// `None` once closed.
+/// The writer connection (`None` once closed) behind the write lock.
+/// Everything that writes the database takes this lock first, so writes stay
+/// serial and never meet `SQLITE_BUSY`.
 pub(crate) type WriteLock = Arc<tokio::sync::Mutex<Option<SqliteConnection>>>;
 
 /// Opens the writer connection.
