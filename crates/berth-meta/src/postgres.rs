@@ -78,6 +78,22 @@ impl PostgresMeta {
         self.pool.close().await;
     }
 
+    /// Links a blob in a transaction of its own, ending upload session
+    /// `finished_upload` in it if given.
+    async fn link_blob_finishing(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        events: &[EventDraft],
+        finished_upload: Option<&str>,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.pool.begin().await?;
+        link_blob_in(&mut tx, repo, digest, size, events, finished_upload).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A connection for reading.
     pub(crate) async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, MetaError> {
         Ok(self.pool.acquire().await?)
@@ -94,13 +110,15 @@ impl PostgresMeta {
     }
 }
 
-/// Records blob `digest` and makes it visible in `repo`, in `tx` (see [`RepoStore::link_blob`]).
+/// Records blob `digest` and makes it visible in `repo`, in `tx` (see
+/// [`RepoStore::link_blob`]), ending upload session `finished_upload` if given.
 async fn link_blob_in(
     tx: &mut Transaction<'_, Postgres>,
     repo: &RepoName,
     digest: &Digest,
     size: u64,
     events: &[EventDraft],
+    finished_upload: Option<&str>,
 ) -> Result<(), MetaError> {
     let now = now_unix();
     let repo_id = ensure_repo(tx, repo, events.first().map(|e| &e.actor)).await?;
@@ -122,6 +140,9 @@ async fn link_blob_in(
     // Until a manifest references it, the link is garbage once the grace period ends.
     collector::enqueue(tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
     events::insert_events(tx, events).await?;
+    if let Some(upload) = finished_upload {
+        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload).execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -306,10 +327,7 @@ impl BlobIndex for PostgresMeta {
         size: u64,
         events: &[EventDraft],
     ) -> Result<(), MetaError> {
-        let mut tx = self.pool.begin().await?;
-        link_blob_in(&mut tx, repo, digest, size, events).await?;
-        tx.commit().await?;
-        Ok(())
+        self.link_blob_finishing(repo, digest, size, events, None).await
     }
 
     async fn mount_blob(
@@ -723,11 +741,7 @@ impl UploadStore for PostgresMeta {
         size: u64,
         events: &[EventDraft],
     ) -> Result<(), MetaError> {
-        let mut tx = self.pool.begin().await?;
-        link_blob_in(&mut tx, repo, digest, size, events).await?;
-        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
+        self.link_blob_finishing(repo, digest, size, events, Some(id)).await
     }
 
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError> {
