@@ -78,8 +78,9 @@ impl PostgresMeta {
         self.pool.close().await;
     }
 
-    /// Links a blob in a transaction of its own, ending upload session
-    /// `finished_upload` in it if given.
+    /// Records blob `digest` and makes it visible in `repo` (see
+    /// [`RepoStore::link_blob`]), ending upload session `finished_upload` in
+    /// the same transaction if given.
     async fn link_blob_finishing(
         &self,
         repo: &RepoName,
@@ -89,7 +90,29 @@ impl PostgresMeta {
         finished_upload: Option<&str>,
     ) -> Result<(), MetaError> {
         let mut tx = self.pool.begin().await?;
-        link_blob_in(&mut tx, repo, digest, size, events, finished_upload).await?;
+        let now = now_unix();
+        let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT(digest) DO NOTHING")
+            .bind(digest.as_str())
+            .bind(size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT(repo_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // Until a manifest references it, the link is garbage once the grace period ends.
+        collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
+        events::insert_events(&mut tx, events).await?;
+        if let Some(upload) = finished_upload {
+            sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -108,42 +131,6 @@ impl PostgresMeta {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-/// Records blob `digest` and makes it visible in `repo`, in `tx` (see
-/// [`RepoStore::link_blob`]), ending upload session `finished_upload` if given.
-async fn link_blob_in(
-    tx: &mut Transaction<'_, Postgres>,
-    repo: &RepoName,
-    digest: &Digest,
-    size: u64,
-    events: &[EventDraft],
-    finished_upload: Option<&str>,
-) -> Result<(), MetaError> {
-    let now = now_unix();
-    let repo_id = ensure_repo(tx, repo, events.first().map(|e| &e.actor)).await?;
-    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT(digest) DO NOTHING")
-        .bind(digest.as_str())
-        .bind(size as i64)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT(repo_id, digest) DO NOTHING",
-    )
-    .bind(repo_id)
-    .bind(digest.as_str())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    // Until a manifest references it, the link is garbage once the grace period ends.
-    collector::enqueue(tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
-    events::insert_events(tx, events).await?;
-    if let Some(upload) = finished_upload {
-        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload).execute(&mut **tx).await?;
-    }
-    Ok(())
 }
 
 fn parse_digest(s: &str) -> Result<Digest, MetaError> {
