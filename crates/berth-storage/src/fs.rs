@@ -5,7 +5,7 @@
 //! it into place and fsyncs the directory, so after a crash a blob file either
 //! does not exist or holds exactly the bytes its name promises.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -18,16 +18,18 @@ use tokio_util::io::ReaderStream;
 
 use crate::{BlobStore, ByteStream, StorageError, UploadCursor};
 
+mod staged;
+#[cfg(test)]
+use staged::SYNC_EVERY;
+
 /// Received chunks queued for the writer thread, at most.
-const WRITE_QUEUE: usize = 8;
+const WRITE_QUEUE: usize = 32;
 /// Received bytes queued for the writer thread, at most: what an upload holds
 /// in memory while the disk is slower than the network. A count of chunks alone
 /// let 32 durable uploads hold 8 chunks of up to 400 KiB each (over 100 MiB)
-/// while fsyncs ran; a chunk larger than this budget takes all of it.
+/// while fsyncs ran; a chunk larger than this budget takes all of it. A large
+/// upload with few others at once may queue more (see `staged`).
 const WRITE_QUEUE_BYTES: u32 = 512 * 1024;
-/// With durable writes, flush to disk every this many bytes while receiving, so
-/// the final fsync before the commit has little left to do.
-const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 /// Bytes read from disk per chunk when streaming a blob out.
 const READ_CHUNK: usize = 256 * 1024;
 /// The chunk while more than [`BUSY_DOWNLOADS`] downloads run at once. Each
@@ -54,6 +56,9 @@ pub struct FsStore {
     failed_syncs: FailedSyncs,
     /// Emptied staging files for new uploads.
     spares: std::sync::Arc<SpareFiles>,
+    /// Its appends at work: large ones bypass the page cache (`O_DIRECT`)
+    /// while few run at once, until the filesystem refuses.
+    writers: std::sync::Arc<staged::Writers>,
 }
 
 impl FsStore {
@@ -68,7 +73,8 @@ impl FsStore {
         fs::create_dir_all(root.join("blobs")).await?;
         fs::create_dir_all(root.join("uploads")).await?;
         let spares = std::sync::Arc::new(SpareFiles::adopt(root.join("uploads")).await?);
-        Ok(FsStore { root, durable, failed_syncs: FailedSyncs::default(), spares })
+        let writers = std::sync::Arc::default();
+        Ok(FsStore { root, durable, failed_syncs: FailedSyncs::default(), spares, writers })
     }
 
     /// Where a committed blob lives.
@@ -258,85 +264,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other)?
 }
 
-/// Writes queued chunks at `offset`. When `durable`, a companion thread flushes
-/// the file to disk every [`SYNC_EVERY`] bytes *while writing continues*, so the
-/// disk works during the upload and the final fsync before the commit is short.
-fn write_queued(
-    mut file: std::fs::File,
-    offset: u64,
-    mut rx: tokio::sync::mpsc::Receiver<(Bytes, tokio::sync::OwnedSemaphorePermit)>,
-    durable: bool,
-    failed_syncs: FailedSyncs,
-    id: String,
-) -> std::io::Result<()> {
-    file.seek(SeekFrom::Start(offset))?;
-    // Started at the first flush: most appends never reach one, and a thread
-    // each would cost more than the small upload itself.
-    let mut syncer: Option<Syncer> = None;
-    // Count from the last sync boundary of the whole upload, not of this append:
-    // chunked uploads (many small appends) then flush as they go, like monolithic
-    // ones, instead of leaving the whole blob to the final fsync.
-    let mut unsynced = offset % SYNC_EVERY;
-    // The permit returns the chunk's share of the queue budget once it is written.
-    while let Some((chunk, _budget)) = rx.blocking_recv() {
-        file.write_all(&chunk)?;
-        unsynced += chunk.len() as u64;
-        if durable && unsynced >= SYNC_EVERY {
-            let syncer = match &mut syncer {
-                Some(syncer) => syncer,
-                None => syncer.insert(Syncer::start(file.try_clone()?)),
-            };
-            syncer.request();
-            unsynced = 0;
-        }
-    }
-    // Do not wait for a flush still running: the next chunk of a chunked upload
-    // can arrive meanwhile, and the commit's own fsync covers everything. A failed
-    // background flush is remembered and fails that commit.
-    if let Some(syncer) = syncer {
-        syncer.detach(failed_syncs, id);
-    }
-    Ok(())
-}
-
-/// A thread that runs `fdatasync` on request, coalescing requests that arrive
-/// while a sync is in progress.
-struct Syncer {
-    requests: std::sync::mpsc::SyncSender<()>,
-    thread: std::thread::JoinHandle<std::io::Result<()>>,
-}
-
-impl Syncer {
-    fn start(file: std::fs::File) -> Self {
-        let (requests, pending) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = std::thread::spawn(move || {
-            while pending.recv().is_ok() {
-                file.sync_data()?;
-            }
-            Ok(())
-        });
-        Syncer { requests, thread }
-    }
-
-    /// Asks for a sync unless one is already queued.
-    fn request(&self) {
-        let _ = self.requests.try_send(());
-    }
-
-    /// Lets outstanding syncs finish in the background; a failure marks upload `id`
-    /// in `failed` so its commit refuses to make the blob visible.
-    fn detach(self, failed: FailedSyncs, id: String) {
-        drop(self.requests);
-        let thread = self.thread;
-        std::thread::spawn(move || {
-            if !matches!(thread.join(), Ok(Ok(()))) {
-                tracing::error!(upload = id.as_str(), "background fdatasync failed");
-                failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id);
-            }
-        });
-    }
-}
-
 /// Uploads whose background flush failed (their commit must fail too).
 type FailedSyncs = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
@@ -524,13 +451,18 @@ impl BlobStore for FsStore {
             return Err(StorageError::NotFound);
         }
         // Hash here, write on a blocking thread: the two overlap on separate cores.
-        let file = std::fs::OpenOptions::new().write(true).open(self.upload_path(id))?;
         let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
         let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(WRITE_QUEUE_BYTES as usize));
-        let writer = tokio::task::spawn_blocking({
-            let (durable, failed, id) = (self.durable, self.failed_syncs.clone(), id.to_owned());
-            move || write_queued(file, offset, rx, durable, failed, id)
-        });
+        let append = staged::Append {
+            path: self.upload_path(id),
+            offset,
+            durable: self.durable,
+            failed_syncs: self.failed_syncs.clone(),
+            id: id.to_owned(),
+            writers: self.writers.clone(),
+            budget: budget.clone(),
+        };
+        let writer = tokio::task::spawn_blocking(move || staged::write_queued(append, rx));
         let mut written = 0u64;
         let mut failure = None;
         while let Some(chunk) = data.next().await {
@@ -553,8 +485,8 @@ impl BlobStore for FsStore {
         }
         drop(tx);
         let outcome = match (writer.await.map_err(std::io::Error::other).and_then(|r| r), failure) {
-            (Ok(()), None) => Ok((written, UploadCursor::default())),
-            (Err(e), _) | (Ok(()), Some(e)) => Err(e.into()),
+            (Ok(_direct), None) => Ok((written, UploadCursor::default())),
+            (Err(e), _) | (Ok(_), Some(e)) => Err(e.into()),
         };
         if outcome.is_err() {
             // Leave the staged data as it was before this append.
@@ -654,24 +586,31 @@ mod tests {
 
     #[tokio::test]
     async fn a_durable_upload_past_the_flush_interval_commits_whole() {
-        // Crosses SYNC_EVERY, so the background flusher starts mid-upload.
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStore::open(dir.path()).await.unwrap();
-        let chunk = Bytes::from(vec![7u8; 1 << 20]);
-        let chunks = (SYNC_EVERY >> 20) + 3;
-        let mut expected = Algorithm::Sha256.hasher();
-        for _ in 0..chunks {
-            expected.update(&chunk);
+        // Crosses SYNC_EVERY: through the page cache (the background flusher
+        // starts mid-upload) and, where the filesystem allows it, with O_DIRECT.
+        for direct_io in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = FsStore::open(dir.path()).await.unwrap();
+            if !direct_io {
+                store.writers.refuse_direct_for_tests();
+            }
+            let chunk = Bytes::from(vec![7u8; 1 << 20]);
+            let chunks = (SYNC_EVERY >> 20) + 3;
+            let mut expected = Algorithm::Sha256.hasher();
+            for _ in 0..chunks {
+                expected.update(&chunk);
+            }
+            let digest = expected.finish();
+            let cursor = store.upload_create("big").await.unwrap();
+            let data = futures_util::stream::iter((0..chunks).map(move |_| Ok(chunk.clone()))).boxed();
+            let mut h = Algorithm::Sha256.hasher();
+            let (written, cursor) = store.upload_append("big", &cursor, 0, data, &mut h).await.unwrap();
+            assert_eq!(written, chunks << 20);
+            assert_eq!(h.finish(), digest);
+            store.upload_commit("big", &cursor, &digest).await.unwrap();
+            assert_eq!(store.stat(&digest).await.unwrap(), Some(chunks << 20));
+            assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), vec![7u8; (chunks << 20) as usize]);
         }
-        let digest = expected.finish();
-        let cursor = store.upload_create("big").await.unwrap();
-        let data = futures_util::stream::iter((0..chunks).map(move |_| Ok(chunk.clone()))).boxed();
-        let mut h = Algorithm::Sha256.hasher();
-        let (written, cursor) = store.upload_append("big", &cursor, 0, data, &mut h).await.unwrap();
-        assert_eq!(written, chunks << 20);
-        assert_eq!(h.finish(), digest);
-        store.upload_commit("big", &cursor, &digest).await.unwrap();
-        assert_eq!(store.stat(&digest).await.unwrap(), Some(chunks << 20));
     }
 
     #[tokio::test]
