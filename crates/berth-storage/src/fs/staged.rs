@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use berth_core::Hasher;
 use bytes::Bytes;
 use std::os::unix::fs::FileExt;
 
@@ -44,8 +45,9 @@ const DIRECT_WRITERS_MAX: usize = 2;
 /// disk, the receiving side keeps hashing instead of stalling (monolithic
 /// 1 GiB pushes: 577 → 722 MiB/s).
 const DIRECT_QUEUE_BYTES: usize = 2 << 20;
-/// Idle direct-write buffers kept for reuse (a fresh one costs page faults).
-const IDLE_DIRECT_BUFFERS: usize = DIRECT_WRITERS_MAX;
+/// Idle direct-write buffers kept for reuse (a fresh one costs page faults);
+/// a direct writer uses three (filled, queued, being written).
+const IDLE_DIRECT_BUFFERS: usize = 4;
 static DIRECT_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 /// Chunks queued for the writer, each holding its share of the queue budget.
@@ -59,20 +61,29 @@ pub(super) struct Append {
     pub failed_syncs: FailedSyncs,
     pub id: String,
     pub writers: Arc<Writers>,
+    /// Counts this append in `writers` (see [`Writers::enter`]).
+    pub entered: Counted,
     /// The queue's byte budget, which a lone large upload enlarges.
     pub budget: Arc<tokio::sync::Semaphore>,
 }
 
-/// Writes the queued chunks of one append at its offset. When `durable`, a
-/// companion thread flushes what went through the page cache every
+/// Hashes and writes the queued chunks of one append at its offset. When
+/// `durable`, a companion thread flushes what went through the page cache every
 /// [`SYNC_EVERY`] bytes *while writing continues*, so the disk works during the
 /// upload and the final fsync before the commit is short.
 ///
-/// Returns how many bytes bypassed the page cache.
-pub(super) fn write_queued(append: Append, mut queue: Queue) -> io::Result<u64> {
+/// Given a `hasher`, hashes here rather than on the request's task: that task
+/// then only receives, and receiving, hashing and the disk overlap.
+///
+/// Returns the hasher, fed every byte, and how many bytes bypassed the page cache.
+pub(super) fn write_queued(
+    append: Append,
+    mut queue: Queue,
+    mut hasher: Option<Hasher>,
+) -> io::Result<(Option<Hasher>, u64)> {
+    let _entered = append.entered; // counted until this append is written
     let file = std::fs::OpenOptions::new().write(true).open(&append.path)?;
-    let _counted = Counted::new(&append.writers.active);
-    let mut writer = StagedWriter { file, pos: append.offset, direct: None, direct_bytes: 0 };
+    let mut writer = StagedWriter { file, pos: append.offset, direct: None };
     // Started at the first flush: most appends never reach one, and a thread
     // each would cost more than the small upload itself.
     let mut syncer: Option<Syncer> = None;
@@ -81,11 +92,19 @@ pub(super) fn write_queued(append: Append, mut queue: Queue) -> io::Result<u64> 
     // ones, instead of leaving the whole blob to the final fsync.
     let mut unsynced = append.offset % SYNC_EVERY;
     // The permit returns the chunk's share of the queue budget once it is written.
+    // Decided once, where the append crosses the threshold (or at its start
+    // past it): an upload that stayed in the cache because others were writing
+    // does not switch, with its buffers, when the others end.
+    let mut direct_decided = false;
     while let Some((chunk, _budget)) = queue.blocking_recv() {
-        if writer.direct.is_none() && writer.pos + chunk.len() as u64 > DIRECT_AFTER {
-            writer.try_direct(&append.path, &append.writers, &append.budget);
+        if let Some(hasher) = &mut hasher {
+            hasher.update(&chunk);
         }
-        unsynced += writer.write(&chunk, &append.writers.direct_refused)?;
+        if !direct_decided && writer.pos + chunk.len() as u64 > DIRECT_AFTER {
+            direct_decided = true;
+            writer.try_direct(&append.path, &append.writers, &append.budget)?;
+        }
+        unsynced += writer.write(&chunk)?;
         if append.durable && unsynced >= SYNC_EVERY {
             let syncer = match &mut syncer {
                 Some(syncer) => syncer,
@@ -95,34 +114,33 @@ pub(super) fn write_queued(append: Append, mut queue: Queue) -> io::Result<u64> 
             unsynced = 0;
         }
     }
-    let direct_bytes = writer.finish(&append.writers.direct_refused)?;
+    let direct_bytes = writer.finish()?;
     // Do not wait for a flush still running: the next chunk of a chunked upload
     // can arrive meanwhile, and the commit's own fsync covers everything. A failed
     // background flush is remembered and fails that commit.
     if let Some(syncer) = syncer {
         syncer.detach(append.failed_syncs, append.id);
     }
-    Ok(direct_bytes)
+    Ok((hasher, direct_bytes))
 }
 
 /// Writes bytes at increasing offsets of one file: through the page cache,
-/// or, once [`StagedWriter::try_direct`] succeeded, in aligned blocks that
-/// bypass it (only the partial blocks at either end go through the cache).
+/// or, once [`StagedWriter::try_direct`] succeeded, in aligned blocks that a
+/// thread of their own writes past it (only the partial blocks at either end
+/// go through the cache).
 struct StagedWriter {
     /// The file opened normally.
     file: File,
     /// File offset of the next byte.
     pos: u64,
     direct: Option<Direct>,
-    /// Bytes written with `O_DIRECT`.
-    direct_bytes: u64,
 }
 
-/// The same file opened with `O_DIRECT`, and the block-aligned bytes waiting
-/// for it; they belong at the writer's `pos`.
+/// Block-aligned bytes waiting for the direct writer thread; they belong at
+/// the staged writer's `pos`.
 struct Direct {
-    file: File,
     pending: AlignedBuf,
+    thread: DirectThread,
     _counted: Counted,
 }
 
@@ -137,6 +155,15 @@ pub(super) struct Writers {
     direct_refused: AtomicBool,
 }
 
+impl Writers {
+    /// Counts an append from its start, before its writer thread runs, so that
+    /// a burst of uploads sees itself; returns how many are writing with it.
+    pub(super) fn enter(&self) -> (Counted, usize) {
+        let entered = Counted::new(&self.active);
+        (entered, self.active.load(Ordering::Relaxed))
+    }
+}
+
 #[cfg(test)]
 impl Writers {
     pub(super) fn refuse_direct_for_tests(&self) {
@@ -145,7 +172,7 @@ impl Writers {
 }
 
 /// Counts one in a counter while it lives.
-struct Counted(Arc<AtomicUsize>);
+pub(super) struct Counted(Arc<AtomicUsize>);
 
 impl Counted {
     fn new(counter: &Arc<AtomicUsize>) -> Counted {
@@ -168,30 +195,35 @@ impl Drop for Counted {
 
 impl StagedWriter {
     /// Switches to `O_DIRECT` unless the filesystem refused it before or
-    /// refuses it now, or [`DIRECT_WRITERS_MAX`] uploads write directly already.
-    fn try_direct(&mut self, path: &Path, writers: &Writers, budget: &tokio::sync::Semaphore) {
-        if writers.direct_refused.load(Ordering::Relaxed) {
-            return;
+    /// refuses it now, or more than [`DIRECT_WRITERS_MAX`] uploads are writing.
+    fn try_direct(&mut self, path: &Path, writers: &Arc<Writers>, budget: &tokio::sync::Semaphore) -> io::Result<()> {
+        if writers.direct_refused.load(Ordering::Relaxed) || writers.active.load(Ordering::Relaxed) > DIRECT_WRITERS_MAX
+        {
+            return Ok(());
         }
-        if writers.active.load(Ordering::Relaxed) > DIRECT_WRITERS_MAX {
-            return;
-        }
-        let Some(counted) = Counted::at_most(&writers.direct, DIRECT_WRITERS_MAX) else { return };
+        let Some(counted) = Counted::at_most(&writers.direct, DIRECT_WRITERS_MAX) else { return Ok(()) };
         match open_direct(path) {
-            Ok(file) => {
+            Ok(direct) => {
                 budget.add_permits(DIRECT_QUEUE_BYTES);
-                self.direct = Some(Direct { file, pending: AlignedBuf::take(), _counted: counted });
+                let thread = DirectThread::start(direct, self.file.try_clone()?, writers.clone());
+                self.direct = Some(Direct { pending: AlignedBuf::take(), thread, _counted: counted });
             }
             Err(e) if e.raw_os_error() == Some(EINVAL) => refuse_direct(&writers.direct_refused, &e),
             // Anything else shows again on the normal write that follows.
             Err(_) => {}
         }
+        Ok(())
     }
 
     /// Writes `data`; returns how many of its bytes went through the page cache.
-    fn write(&mut self, mut data: &[u8], refused: &AtomicBool) -> io::Result<u64> {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<u64> {
+        let Some(direct) = &mut self.direct else {
+            self.file.write_all_at(data, self.pos)?;
+            self.pos += data.len() as u64;
+            return Ok(data.len() as u64);
+        };
         let mut cached = 0;
-        if self.direct.as_ref().is_some_and(|direct| direct.pending.is_empty()) {
+        if direct.pending.is_empty() {
             // Direct writes start at a block boundary: the rest of the current
             // block goes through the cache.
             let head = (DIRECT_ALIGN - (self.pos % DIRECT_ALIGN as u64) as usize) % DIRECT_ALIGN;
@@ -202,73 +234,105 @@ impl StagedWriter {
             data = &data[head..];
         }
         while !data.is_empty() {
-            let Some(direct) = &mut self.direct else {
-                self.file.write_all_at(data, self.pos)?;
-                self.pos += data.len() as u64;
-                return Ok(cached + data.len() as u64);
-            };
             let taken = direct.pending.extend(data);
             data = &data[taken..];
             if direct.pending.is_full() {
-                cached += self.flush_direct(refused)?;
+                let full = std::mem::replace(&mut direct.pending, AlignedBuf::take());
+                direct.thread.write(full, self.pos)?;
+                self.pos += DIRECT_CHUNK as u64;
             }
         }
         Ok(cached)
     }
 
-    /// Writes the pending whole blocks with `O_DIRECT`, advancing `pos`. If the
-    /// filesystem refuses (`EINVAL`: alignment it does not accept), writes them
-    /// through the cache instead and stays there; returns the bytes that took
-    /// that way.
-    fn flush_direct(&mut self, refused: &AtomicBool) -> io::Result<u64> {
-        let Some(direct) = &mut self.direct else { return Ok(0) };
-        let blocks = direct.pending.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-        let bytes = &direct.pending.filled()[..blocks];
-        let mut done = 0;
-        while done < bytes.len() {
-            match direct.file.write_at(&bytes[done..], self.pos + done as u64) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) if n % DIRECT_ALIGN == 0 => done += n,
-                // A short write that is not whole blocks leaves the next one unaligned.
-                Ok(n) => {
-                    done += n;
-                    break;
+    /// Waits for the direct writes and writes what is still pending through
+    /// the cache; returns the bytes written directly.
+    fn finish(self) -> io::Result<u64> {
+        let Some(mut direct) = self.direct else { return Ok(0) };
+        let direct_bytes = direct.thread.finish()?;
+        self.file.write_all_at(direct.pending.filled(), self.pos)?;
+        Ok(direct_bytes)
+    }
+}
+
+/// A thread that writes full [`AlignedBuf`]s with `O_DIRECT` while the staged
+/// writer hashes and fills the next: the disk's time is not the hasher's.
+/// Dropping it waits for the writes queued, so none lands after a failed
+/// append has been cut back.
+struct DirectThread {
+    buffers: Option<std::sync::mpsc::SyncSender<(AlignedBuf, u64)>>,
+    thread: Option<std::thread::JoinHandle<io::Result<u64>>>,
+}
+
+impl DirectThread {
+    /// `direct` and `cached` are the same file, opened with and without `O_DIRECT`.
+    fn start(direct: File, cached: File, writers: Arc<Writers>) -> DirectThread {
+        // One buffer queued while one is written: the staged writer fills a third.
+        let (buffers, queued) = std::sync::mpsc::sync_channel::<(AlignedBuf, u64)>(1);
+        let thread = std::thread::spawn(move || {
+            let mut direct_bytes = 0;
+            let mut use_direct = true;
+            for (buf, at) in queued {
+                let data = buf.filled();
+                let done = if use_direct { write_direct(&direct, data, at, &writers.direct_refused)? } else { 0 };
+                if done < data.len() {
+                    // Refused, or a short write off the block size: the rest of
+                    // this append goes through the cache.
+                    use_direct = false;
+                    cached.write_all_at(&data[done..], at + done as u64)?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(EINVAL) => {
-                    refuse_direct(refused, &e);
-                    break;
-                }
-                Err(e) => return Err(e),
+                direct_bytes += done as u64;
             }
-        }
-        let rest = &direct.pending.filled()[done..];
-        let cached = if done < blocks {
-            // Finish through the cache, and write there from now on.
-            self.file.write_all_at(rest, self.pos + done as u64)?;
-            let cached = rest.len();
-            self.direct_bytes += done as u64;
-            self.pos += direct.pending.len() as u64;
-            self.direct = None;
-            cached as u64
-        } else {
-            self.pos += blocks as u64;
-            self.direct_bytes += blocks as u64;
-            direct.pending.keep_tail(blocks);
-            0
-        };
-        Ok(cached)
+            Ok(direct_bytes)
+        });
+        DirectThread { buffers: Some(buffers), thread: Some(thread) }
     }
 
-    /// Writes what is still pending: whole blocks directly, the partial last
-    /// block through the cache.
-    fn finish(mut self, refused: &AtomicBool) -> io::Result<u64> {
-        self.flush_direct(refused)?;
-        if let Some(direct) = &mut self.direct {
-            self.file.write_all_at(direct.pending.filled(), self.pos)?;
+    fn write(&mut self, buf: AlignedBuf, at: u64) -> io::Result<()> {
+        let sent = self.buffers.as_ref().is_some_and(|buffers| buffers.send((buf, at)).is_ok());
+        if !sent {
+            // The thread stopped on an error: report that one.
+            self.finish()?;
+            return Err(io::Error::other("the direct writer stopped"));
         }
-        Ok(self.direct_bytes)
+        Ok(())
     }
+
+    /// Waits for the queued writes; returns the bytes written directly.
+    fn finish(&mut self) -> io::Result<u64> {
+        self.buffers = None;
+        match self.thread.take() {
+            Some(thread) => thread.join().map_err(|_| io::Error::other("the direct writer panicked"))?,
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for DirectThread {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// Writes `data` (whole blocks) at `at` with `O_DIRECT`; returns how much was
+/// written before the filesystem refused (`EINVAL`) or wrote a short piece
+/// that is not whole blocks, after which the rest must go through the cache.
+fn write_direct(file: &File, data: &[u8], at: u64, refused: &AtomicBool) -> io::Result<usize> {
+    let mut done = 0;
+    while done < data.len() {
+        match file.write_at(&data[done..], at + done as u64) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) if n % DIRECT_ALIGN == 0 => done += n,
+            Ok(n) => return Ok(done + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(EINVAL) => {
+                refuse_direct(refused, &e);
+                return Ok(done);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 const EINVAL: i32 = rustix::io::Errno::INVAL.raw_os_error();
@@ -311,10 +375,6 @@ impl AlignedBuf {
         AlignedBuf { mem, start, len: 0 }
     }
 
-    fn len(&self) -> usize {
-        self.len
-    }
-
     fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -334,12 +394,6 @@ impl AlignedBuf {
         self.mem[at..at + n].copy_from_slice(&data[..n]);
         self.len += n;
         n
-    }
-
-    /// Drops the first `written` bytes, moving the rest (less than a block) to the front.
-    fn keep_tail(&mut self, written: usize) {
-        self.mem.copy_within(self.start + written..self.start + self.len, self.start);
-        self.len -= written;
     }
 }
 
@@ -393,6 +447,7 @@ impl Syncer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::{Algorithm, Digest};
 
     /// Appends `chunks` at `offset` of the file at `path` through [`write_queued`];
     /// returns the bytes that bypassed the page cache.
@@ -406,15 +461,19 @@ mod tests {
             failed_syncs: FailedSyncs::default(),
             id: "test".into(),
             writers: writers.clone(),
+            entered: writers.enter().0,
             budget: budget.clone(),
         };
-        let writer = tokio::task::spawn_blocking(move || write_queued(append, rx));
+        let writer = tokio::task::spawn_blocking(move || write_queued(append, rx, Some(Algorithm::Sha256.hasher())));
+        let sent: Vec<u8> = chunks.iter().flat_map(|chunk| chunk.iter().copied()).collect();
         for chunk in chunks {
             let permit = budget.clone().acquire_many_owned(chunk.len() as u32).await.unwrap();
             tx.send((chunk, permit)).await.unwrap();
         }
         drop(tx);
-        writer.await.unwrap().unwrap()
+        let (hasher, direct) = writer.await.unwrap().unwrap();
+        assert_eq!(hasher.unwrap().finish(), Digest::sha256(&sent), "the hasher was fed every byte, in order");
+        direct
     }
 
     /// Pseudo-random bytes, so a misplaced block shows.
