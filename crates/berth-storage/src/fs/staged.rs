@@ -562,4 +562,27 @@ mod tests {
         assert_eq!(direct, 0);
         assert!(std::fs::read(&path).unwrap() == data);
     }
+
+    #[test]
+    fn a_refused_direct_write_lands_through_the_cache_and_turns_direct_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("staged");
+        std::fs::write(&path, b"").unwrap();
+        let Ok(direct) = open_direct(&path) else { return }; // nothing to refuse here
+        let writers = Arc::new(Writers::default());
+        let data = pattern(2 * DIRECT_CHUNK);
+        let mut thread =
+            DirectThread::start(direct, std::fs::File::options().write(true).open(&path).unwrap(), writers.clone());
+        for (i, piece) in data.chunks(DIRECT_CHUNK).enumerate() {
+            let mut buf = AlignedBuf::take();
+            buf.extend(piece);
+            // One byte off the block size: O_DIRECT answers EINVAL.
+            thread.write(buf, 1 + (i * DIRECT_CHUNK) as u64).unwrap();
+        }
+        assert_eq!(thread.finish().unwrap(), 0, "nothing was written directly");
+        assert!(writers.direct_refused.load(Ordering::Relaxed), "the store stops trying");
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(written[0], 0);
+        assert!(written[1..] == data[..], "every byte in place through the cache");
+    }
 }
