@@ -22,28 +22,9 @@ mod staged;
 #[cfg(test)]
 use staged::SYNC_EVERY;
 
-/// Received chunks queued for the writer thread, at most (the byte budgets
-/// below are the real limit).
+/// Received chunks queued for the writer thread, at most (the byte budgets of
+/// `staged::Writers::enter` are the real limit).
 const WRITE_QUEUE: usize = 32;
-/// Received bytes queued for the writer thread, at most: what an upload holds
-/// in memory while the disk is slower than the network. A count of chunks alone
-/// let 32 durable uploads hold 8 chunks of up to 400 KiB each (over 100 MiB)
-/// while fsyncs ran; a chunk larger than this budget takes all of it. A large
-/// upload with few others at once may queue more (see `staged`).
-const WRITE_QUEUE_BYTES: u32 = 512 * 1024;
-/// The budget of an upload that starts while more than [`BUSY_WRITERS`] others
-/// are writing: the disk is shared then, and the hashing too, so a deeper queue
-/// adds memory and no speed (32 concurrent pushes of 64 MiB).
-const BUSY_WRITE_QUEUE_BYTES: u32 = 256 * 1024;
-/// Appends writing at once above which new ones get [`BUSY_WRITE_QUEUE_BYTES`].
-const BUSY_WRITERS: usize = 8;
-/// Appends writing at once up to which each hashes on its writer thread, so
-/// receiving and hashing overlap (a lone 1 GiB push: 630–810 → 810–970 MiB/s
-/// with fsync off). With more, the request tasks hash: at most one per worker
-/// thread runs, and the others' bytes wait in their sockets rather than in
-/// memory (with 32 concurrent pushes, writer threads hashing all at once
-/// peaked 10–30 MiB higher).
-const HASH_IN_WRITER_MAX: usize = 2;
 /// Bytes read from disk per chunk when streaming a blob out.
 const READ_CHUNK: usize = 256 * 1024;
 /// The chunk while more than [`BUSY_DOWNLOADS`] downloads run at once. Each
@@ -468,8 +449,8 @@ impl BlobStore for FsStore {
         // cores. The hashing runs on the writer (fed a copy of the hasher,
         // returned at the end) while few uploads write, else here.
         let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
-        let (entered, writing) = self.writers.enter();
-        let queue_bytes = if writing > BUSY_WRITERS { BUSY_WRITE_QUEUE_BYTES } else { WRITE_QUEUE_BYTES };
+        let entry = self.writers.enter();
+        let (queue_bytes, hash_in_writer) = (entry.queue_bytes, entry.hash_in_writer);
         let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(queue_bytes as usize));
         let append = staged::Append {
             path: self.upload_path(id),
@@ -478,10 +459,9 @@ impl BlobStore for FsStore {
             failed_syncs: self.failed_syncs.clone(),
             id: id.to_owned(),
             writers: self.writers.clone(),
-            entered,
+            entered: entry.counted,
             budget: budget.clone(),
         };
-        let hash_in_writer = writing <= HASH_IN_WRITER_MAX;
         let fed = hash_in_writer.then(|| hasher.clone());
         let writer = tokio::task::spawn_blocking(move || staged::write_queued(append, rx, fed));
         let mut written = 0u64;

@@ -52,6 +52,26 @@ const DIRECT_QUEUE_BYTES: usize = 2 << 20;
 const IDLE_DIRECT_BUFFERS: usize = 4;
 static DIRECT_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
+/// Received bytes queued for the writer thread, at most: what an upload holds
+/// in memory while the disk is slower than the network. A count of chunks alone
+/// let 32 durable uploads hold 8 chunks of up to 400 KiB each (over 100 MiB)
+/// while fsyncs ran; a chunk larger than this budget takes all of it. A large
+/// upload with few others at once may queue more ([`DIRECT_QUEUE_BYTES`]).
+const WRITE_QUEUE_BYTES: u32 = 512 * 1024;
+/// The budget of an upload that starts while more than [`BUSY_WRITERS`] others
+/// are writing: the disk is shared then, and the hashing too, so a deeper queue
+/// adds memory and no speed (32 concurrent pushes of 64 MiB).
+const BUSY_WRITE_QUEUE_BYTES: u32 = 256 * 1024;
+/// Appends writing at once above which new ones get [`BUSY_WRITE_QUEUE_BYTES`].
+const BUSY_WRITERS: usize = 8;
+/// Appends writing at once up to which each hashes on its writer thread, so
+/// receiving and hashing overlap (a lone 1 GiB push: 630–810 → 810–970 MiB/s
+/// with fsync off). With more, the request tasks hash: at most one per worker
+/// thread runs, and the others' bytes wait in their sockets rather than in
+/// memory (with 32 concurrent pushes, writer threads hashing all at once
+/// peaked 10–30 MiB higher).
+const HASH_IN_WRITER_MAX: usize = 2;
+
 /// Chunks queued for the writer, each holding its share of the queue budget.
 pub(super) type Queue = tokio::sync::mpsc::Receiver<(Bytes, tokio::sync::OwnedSemaphorePermit)>;
 
@@ -157,12 +177,27 @@ pub(super) struct Writers {
     direct_refused: AtomicBool,
 }
 
+/// How an append runs, chosen from how many are writing when it starts.
+pub(super) struct Entry {
+    /// Counts the append in [`Writers`] until dropped.
+    pub counted: Counted,
+    /// The byte budget of its queue to the writer thread.
+    pub queue_bytes: u32,
+    /// Whether its writer thread hashes (else the request's task does).
+    pub hash_in_writer: bool,
+}
+
 impl Writers {
     /// Counts an append from its start, before its writer thread runs, so that
-    /// a burst of uploads sees itself; returns how many are writing with it.
-    pub(super) fn enter(&self) -> (Counted, usize) {
-        let entered = Counted::new(&self.active);
-        (entered, self.active.load(Ordering::Relaxed))
+    /// a burst of uploads sees itself, and chooses its queue and where it hashes.
+    pub(super) fn enter(&self) -> Entry {
+        let counted = Counted::new(&self.active);
+        let writing = self.active.load(Ordering::Relaxed);
+        Entry {
+            counted,
+            queue_bytes: if writing > BUSY_WRITERS { BUSY_WRITE_QUEUE_BYTES } else { WRITE_QUEUE_BYTES },
+            hash_in_writer: writing <= HASH_IN_WRITER_MAX,
+        }
     }
 }
 
@@ -463,7 +498,7 @@ mod tests {
             failed_syncs: FailedSyncs::default(),
             id: "test".into(),
             writers: writers.clone(),
-            entered: writers.enter().0,
+            entered: writers.enter().counted,
             budget: budget.clone(),
         };
         let writer = tokio::task::spawn_blocking(move || write_queued(append, rx, Some(Algorithm::Sha256.hasher())));
