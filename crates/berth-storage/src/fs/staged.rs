@@ -540,6 +540,14 @@ mod tests {
         chunks
     }
 
+    /// An empty staging file in a directory of its own (kept while the guard lives).
+    fn empty_staged_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("staged");
+        std::fs::write(&path, b"").unwrap();
+        (dir, path)
+    }
+
     fn direct_supported(dir: &Path) -> bool {
         let probe = dir.join("probe");
         std::fs::write(&probe, b"").unwrap();
@@ -548,9 +556,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_large_append_bypasses_the_cache_and_keeps_every_byte_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("staged");
-        std::fs::write(&path, b"").unwrap();
+        let (dir, path) = empty_staged_file();
         let data = pattern(DIRECT_AFTER as usize + 3 * DIRECT_CHUNK + 12_345);
         // Odd sizes: no chunk boundary falls on a block boundary.
         let chunks = cut(&data, &[1, 4095, 100_003, 65_537, 777_777]);
@@ -568,9 +574,7 @@ mod tests {
 
     #[tokio::test]
     async fn appends_at_unaligned_offsets_across_the_threshold_join_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("staged");
-        std::fs::write(&path, b"").unwrap();
+        let (dir, path) = empty_staged_file();
         let data = pattern(DIRECT_AFTER as usize + 5 * DIRECT_CHUNK + 999);
         let writers = Arc::new(Writers::default());
         // PATCH-sized appends that start and end mid-block, one across the threshold.
@@ -587,9 +591,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_many_uploads_at_once_all_go_through_the_cache() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("staged");
-        std::fs::write(&path, b"").unwrap();
+        let (_dir, path) = empty_staged_file();
         let data = pattern(DIRECT_AFTER as usize + 2 * DIRECT_CHUNK);
         let writers = Arc::new(Writers::default());
         let _others: Vec<_> = (0..DIRECT_WRITERS_MAX).map(|_| Counted::new(&writers.active)).collect();
@@ -600,9 +602,7 @@ mod tests {
 
     #[test]
     fn a_refused_direct_write_lands_through_the_cache_and_turns_direct_off() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("staged");
-        std::fs::write(&path, b"").unwrap();
+        let (_dir, path) = empty_staged_file();
         let Ok(direct) = open_direct(&path) else { return }; // nothing to refuse here
         let writers = Arc::new(Writers::default());
         let data = pattern(2 * DIRECT_CHUNK);
