@@ -17,6 +17,7 @@ mod openapi;
 mod protocol;
 mod proxy;
 mod quota;
+mod resources;
 mod retention;
 mod v1_1_1;
 mod webhooks;
