@@ -54,6 +54,9 @@ pub struct FsStore {
     /// Its appends at work: large ones bypass the page cache (`O_DIRECT`)
     /// while few run at once, until the filesystem refuses.
     writers: std::sync::Arc<staged::Writers>,
+    /// Direct writes that appends left running, by upload id: whatever next
+    /// touches that upload's staged file waits for them.
+    tails: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, staged::Tail>>>,
 }
 
 impl FsStore {
@@ -69,7 +72,7 @@ impl FsStore {
         fs::create_dir_all(root.join("uploads")).await?;
         let spares = std::sync::Arc::new(SpareFiles::adopt(root.join("uploads")).await?);
         let writers = std::sync::Arc::default();
-        Ok(FsStore { root, durable, failed_syncs: FailedSyncs::default(), spares, writers })
+        Ok(FsStore { root, durable, failed_syncs: FailedSyncs::default(), spares, writers, tails: Default::default() })
     }
 
     /// Where a committed blob lives.
@@ -83,9 +86,22 @@ impl FsStore {
         if !is_safe_id(id) {
             return Err(StorageError::NotFound);
         }
+        self.settle(id).await?;
         let file = fs::OpenOptions::new().write(true).open(self.upload_path(id)).await?;
         file.set_len(len).await?;
         Ok(())
+    }
+
+    /// The direct writes the last append of `id` left running, if any.
+    fn take_tail(&self, id: &str) -> Option<staged::Tail> {
+        self.tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id)
+    }
+
+    /// Waits for the writes the last append of `id` left running.
+    async fn settle(&self, id: &str) -> Result<(), StorageError> {
+        let Some(tail) = self.take_tail(id) else { return Ok(()) };
+        let (failed, id) = (self.failed_syncs.clone(), id.to_owned());
+        blocking(move || Ok(tail.wait(&failed, &id).map(drop)?)).await
     }
 
     fn upload_path(&self, id: &str) -> PathBuf {
@@ -461,6 +477,7 @@ impl BlobStore for FsStore {
             writers: self.writers.clone(),
             entered: entry.counted,
             budget: budget.clone(),
+            previous: self.take_tail(id),
         };
         let fed = hash_in_writer.then(|| hasher.clone());
         let writer = tokio::task::spawn_blocking(move || staged::write_queued(append, rx, fed));
@@ -488,9 +505,12 @@ impl BlobStore for FsStore {
         }
         drop(tx);
         let outcome = match (writer.await.map_err(std::io::Error::other).and_then(|r| r), failure) {
-            (Ok((fed, _direct)), None) => {
+            (Ok((fed, tail)), None) => {
                 if let Some(fed) = fed {
                     *hasher = fed;
+                }
+                if let Some(tail) = tail {
+                    self.tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned(), tail);
                 }
                 Ok((written, UploadCursor::default()))
             }
@@ -511,6 +531,7 @@ impl BlobStore for FsStore {
         if !is_safe_id(id) {
             return Ok(None);
         }
+        self.settle(id).await?;
         match fs::metadata(self.upload_path(id)).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -526,6 +547,7 @@ impl BlobStore for FsStore {
         if !is_safe_id(id) {
             return Err(StorageError::NotFound);
         }
+        self.settle(id).await?;
         let file = fs::File::open(self.upload_path(id)).await?;
         Ok(ReaderStream::with_capacity(file, READ_CHUNK).boxed())
     }
@@ -534,6 +556,7 @@ impl BlobStore for FsStore {
         if !is_safe_id(id) {
             return Err(StorageError::NotFound);
         }
+        self.settle(id).await?;
         let (staged, target) = (self.upload_path(id), self.blob_path(digest));
         let (durable, failed_syncs, id) = (self.durable, self.failed_syncs.clone(), id.to_owned());
         let spares = self.spares.clone();
@@ -544,6 +567,9 @@ impl BlobStore for FsStore {
         if !is_safe_id(id) {
             return Ok(());
         }
+        // Its outcome no longer matters, but nothing may write into the file
+        // once it is a spare.
+        self.settle(id).await.ok();
         self.failed_syncs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
         let (path, spares) = (self.upload_path(id), self.spares.clone());
         blocking(move || Ok(spares.recycle(&path)?)).await
@@ -619,6 +645,46 @@ mod tests {
             assert_eq!(store.stat(&digest).await.unwrap(), Some(chunks << 20));
             assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), vec![7u8; (chunks << 20) as usize]);
         }
+    }
+
+    #[tokio::test]
+    async fn what_follows_a_chunk_waits_for_the_writes_it_left_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).await.unwrap();
+        let data: Vec<u8> = (0..(14usize << 20) + 12_345).map(|i| (i * 31 % 251) as u8).collect();
+        let cursor = store.upload_create("chunked").await.unwrap();
+        // Whether the upload's last append left direct writes running.
+        let left_running = || store.tails.lock().unwrap().contains_key("chunked");
+        let direct = staged::direct_supported(dir.path());
+        let mut h = Algorithm::Sha256.hasher();
+        let mut offset = 0;
+        // Each chunk past the 8th MiB ends with direct writes still running.
+        for (i, len) in [(9 << 20) + 5, (3 << 20) + 4_099, (2 << 20) + 8_241].into_iter().enumerate() {
+            let pieces: Vec<_> =
+                data[offset..offset + len].chunks(64 << 10).map(|p| Ok(Bytes::copy_from_slice(p))).collect();
+            store
+                .upload_append("chunked", &cursor, offset as u64, futures_util::stream::iter(pieces).boxed(), &mut h)
+                .await
+                .unwrap();
+            offset += len;
+            assert_eq!(left_running(), direct, "chunk {i} ended with direct writes running");
+            match i {
+                0 => {
+                    let read: Vec<Bytes> =
+                        store.upload_read("chunked", &cursor).await.unwrap().map(|c| c.unwrap()).collect().await;
+                    let read = read.concat();
+                    assert!(read == data[..offset], "the staged file read after chunk 1 holds all of it");
+                }
+                1 => assert_eq!(store.upload_size("chunked", &cursor).await.unwrap(), Some(offset as u64)),
+                _ => continue,
+            }
+            assert!(!left_running(), "reading the staged file waited for the writes");
+        }
+        let digest = h.finish();
+        assert_eq!(digest, Digest::sha256(&data));
+        store.upload_commit("chunked", &cursor, &digest).await.unwrap();
+        assert!(!left_running(), "the commit waited for the writes");
+        assert!(std::fs::read(store.blob_path(&digest)).unwrap() == data, "the blob holds every byte in place");
     }
 
     #[tokio::test]

@@ -87,6 +87,9 @@ pub(super) struct Append {
     pub entered: Counted,
     /// The queue's byte budget, which a lone large upload enlarges.
     pub budget: Arc<tokio::sync::Semaphore>,
+    /// The writes the upload's previous append left running: they end before
+    /// this append writes a byte.
+    pub previous: Option<Tail>,
 }
 
 /// Hashes and writes the queued chunks of one append at its offset. When
@@ -97,13 +100,17 @@ pub(super) struct Append {
 /// Given a `hasher`, hashes here rather than on the request's task: that task
 /// then only receives, and receiving, hashing and the disk overlap.
 ///
-/// Returns the hasher, fed every byte, and how many bytes bypassed the page cache.
+/// Returns the hasher, fed every byte, and the direct writes still running
+/// (see [`Tail`]).
 pub(super) fn write_queued(
     append: Append,
     mut queue: Queue,
     mut hasher: Option<Hasher>,
-) -> io::Result<(Option<Hasher>, u64)> {
+) -> io::Result<(Option<Hasher>, Option<Tail>)> {
     let _entered = append.entered; // counted until this append is written
+    if let Some(previous) = append.previous {
+        previous.wait(&append.failed_syncs, &append.id)?;
+    }
     let file = std::fs::OpenOptions::new().write(true).open(&append.path)?;
     let mut writer = StagedWriter { file, pos: append.offset, direct: None };
     // Started at the first flush: most appends never reach one, and a thread
@@ -136,14 +143,44 @@ pub(super) fn write_queued(
             unsynced = 0;
         }
     }
-    let direct_bytes = writer.finish()?;
+    let tail = writer.finish_later()?;
     // Do not wait for a flush still running: the next chunk of a chunked upload
     // can arrive meanwhile, and the commit's own fsync covers everything. A failed
     // background flush is remembered and fails that commit.
     if let Some(syncer) = syncer {
         syncer.detach(append.failed_syncs, append.id);
     }
-    Ok((hasher, direct_bytes))
+    Ok((hasher, tail))
+}
+
+/// The last direct writes of an append, and its last partial block after
+/// them, still running when the append has hashed every byte. The append
+/// answers without them: its `PATCH` then overlaps them with the response and
+/// the client's next request instead of waiting a millisecond or two with the
+/// disk alone at work. Every later use of the staged file waits for them first
+/// ([`Tail::wait`]). They write in offset order, so the file never holds a
+/// byte past one not yet written: after a crash it is only shorter than the
+/// session's record, which drops the session.
+pub(super) struct Tail(DirectThread);
+
+impl std::fmt::Debug for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tail")
+    }
+}
+
+impl Tail {
+    /// Waits for the writes; returns how many bytes bypassed the page cache.
+    /// A failure marks upload `id` in `failed`, like a failed background flush,
+    /// so that its commit refuses to make the blob visible.
+    pub(super) fn wait(mut self, failed: &FailedSyncs, id: &str) -> io::Result<u64> {
+        let outcome = self.0.finish();
+        if let Err(e) = &outcome {
+            tracing::error!(upload = id, error = %e, "writing the end of an upload chunk failed");
+            failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned());
+        }
+        outcome
+    }
 }
 
 /// Writes bytes at increasing offsets of one file: through the page cache,
@@ -282,13 +319,14 @@ impl StagedWriter {
         Ok(cached)
     }
 
-    /// Waits for the direct writes and writes what is still pending through
-    /// the cache; returns the bytes written directly.
-    fn finish(self) -> io::Result<u64> {
-        let Some(mut direct) = self.direct else { return Ok(0) };
-        let direct_bytes = direct.thread.finish()?;
-        self.file.write_all_at(direct.pending.filled(), self.pos)?;
-        Ok(direct_bytes)
+    /// Hands the bytes still pending to the direct writer thread, which writes
+    /// them after the blocks before them, and returns that thread's work.
+    fn finish_later(self) -> io::Result<Option<Tail>> {
+        let Some(mut direct) = self.direct else { return Ok(None) };
+        if !direct.pending.is_empty() {
+            direct.thread.write(direct.pending, self.pos)?;
+        }
+        Ok(Some(Tail(direct.thread)))
     }
 }
 
@@ -311,11 +349,20 @@ impl DirectThread {
             let mut use_direct = true;
             for (buf, at) in queued {
                 let data = buf.filled();
-                let done = if use_direct { write_direct(&direct, data, at, &writers.direct_refused)? } else { 0 };
+                // The last piece of an append may end in a partial block,
+                // which only the cache can write.
+                let whole_blocks = data.len() % DIRECT_ALIGN == 0;
+                let done = if use_direct && whole_blocks {
+                    write_direct(&direct, data, at, &writers.direct_refused)?
+                } else {
+                    0
+                };
                 if done < data.len() {
-                    // Refused, or a short write off the block size: the rest of
-                    // this append goes through the cache.
-                    use_direct = false;
+                    if whole_blocks {
+                        // Refused, or a short write off the block size: the
+                        // rest of this append goes through the cache.
+                        use_direct = false;
+                    }
                     cached.write_all_at(&data[done..], at + done as u64)?;
                 }
                 direct_bytes += done as u64;
@@ -481,6 +528,15 @@ impl Syncer {
     }
 }
 
+/// Whether the filesystem of `dir` takes `O_DIRECT` (tests assert the direct
+/// path ran only where it can).
+#[cfg(test)]
+pub(super) fn direct_supported(dir: &Path) -> bool {
+    let probe = dir.join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    open_direct(&probe).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,6 +556,7 @@ mod tests {
             writers: writers.clone(),
             entered: writers.enter().counted,
             budget: budget.clone(),
+            previous: None,
         };
         let writer = tokio::task::spawn_blocking(move || write_queued(append, rx, Some(Algorithm::Sha256.hasher())));
         let sent: Vec<u8> = chunks.iter().flat_map(|chunk| chunk.iter().copied()).collect();
@@ -508,9 +565,9 @@ mod tests {
             tx.send((chunk, permit)).await.unwrap();
         }
         drop(tx);
-        let (hasher, direct) = writer.await.unwrap().unwrap();
+        let (hasher, tail) = writer.await.unwrap().unwrap();
         assert_eq!(hasher.unwrap().finish(), Digest::sha256(&sent), "the hasher was fed every byte, in order");
-        direct
+        tail.map_or(0, |tail| tail.wait(&FailedSyncs::default(), "test").unwrap())
     }
 
     /// Pseudo-random bytes, so a misplaced block shows.
@@ -546,12 +603,6 @@ mod tests {
         let path = dir.path().join("staged");
         std::fs::write(&path, b"").unwrap();
         (dir, path)
-    }
-
-    fn direct_supported(dir: &Path) -> bool {
-        let probe = dir.join("probe");
-        std::fs::write(&probe, b"").unwrap();
-        open_direct(&probe).is_ok()
     }
 
     #[tokio::test]
