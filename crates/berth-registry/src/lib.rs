@@ -77,6 +77,9 @@ pub struct Registry {
     pulls: pulls::PullQueue,
     /// Pulls counted in memory, written in batches.
     usage: usage::Usage,
+    /// When this process started (Unix seconds): upload sessions saved before
+    /// it may have lost staged bytes to a power loss.
+    started_at: i64,
 }
 
 impl Registry {
@@ -90,6 +93,7 @@ impl Registry {
             cache,
             pulls: Default::default(),
             usage: usage::Usage::default(),
+            started_at: berth_meta::now_unix(),
         }
     }
 

@@ -359,7 +359,13 @@ impl Registry {
             // Bytes of a chunk that was never acknowledged.
             self.blobs.upload_rollback(id, &cursor, upload.received).await?;
         }
-        let restored = upload.hash_state.as_deref().and_then(|s| Hasher::from_state(upload.algorithm, s));
+        // A session saved before this process started, on a store whose staged
+        // bytes may not have survived a power loss, is hashed again from those
+        // bytes: a saved hash state of bytes the file lost would let the
+        // commit publish the file under a digest it does not have.
+        let trusted = self.blobs.staged_data_survives_power_loss() || upload.updated_at > self.started_at;
+        let restored =
+            upload.hash_state.as_deref().filter(|_| trusted).and_then(|s| Hasher::from_state(upload.algorithm, s));
         let hasher = match restored {
             Some(hasher) => hasher,
             // Nothing received yet (a session opened on another node): nothing to re-read.

@@ -575,6 +575,13 @@ impl BlobStore for FsStore {
         blocking(move || Ok(spares.recycle(&path)?)).await
     }
 
+    /// Appends are not synced until the commit (and not at all with fsync
+    /// off): after a power loss the file may lack bytes, or hold zeros, that
+    /// the session's record counts.
+    fn staged_data_survives_power_loss(&self) -> bool {
+        false
+    }
+
     /// A missing file proves nothing on a filesystem, so this checks that the
     /// blob tree is there and that a file can be written in the staging area.
     async fn health_check(&self) -> Result<(), StorageError> {

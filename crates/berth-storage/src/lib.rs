@@ -100,6 +100,13 @@ pub trait BlobStore: Send + Sync + Debug {
     /// Discards staged data. Missing uploads are not an error.
     async fn upload_abort(&self, id: &str, cursor: &UploadCursor) -> Result<(), StorageError>;
 
+    /// Whether staged bytes that an append acknowledged survive a power loss.
+    /// Where they may not, a session resumed by a later process re-reads its
+    /// staged bytes rather than trusting the hash state saved with it.
+    fn staged_data_survives_power_loss(&self) -> bool {
+        true
+    }
+
     /// Proves the backend answers with one cheap round trip: by default a stat
     /// of a blob nobody has (a HEAD request on S3). Backends where a missing
     /// key cannot reveal a broken store check something stronger.

@@ -102,6 +102,10 @@ impl BlobStore for Timed {
         timed!("upload_abort", self.inner.upload_abort(id, cursor))
     }
 
+    fn staged_data_survives_power_loss(&self) -> bool {
+        self.inner.staged_data_survives_power_loss()
+    }
+
     async fn health_check(&self) -> Result<(), StorageError> {
         timed!("health_check", self.inner.health_check())
     }
