@@ -508,7 +508,7 @@ async fn sigkill_during_concurrent_pushes_loses_nothing_acknowledged() {
 }
 
 #[tokio::test]
-async fn chunked_upload_resumes_after_kill_with_its_hash_state() {
+async fn chunked_upload_resumes_after_kill_from_its_acknowledged_bytes() {
     let started = Instant::now();
     let mut server = common::start();
     let base = server.url();
