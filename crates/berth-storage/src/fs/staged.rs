@@ -200,7 +200,6 @@ struct StagedWriter {
 struct Direct {
     pending: AlignedBuf,
     thread: DirectThread,
-    _counted: Counted,
 }
 
 /// The appends of one store at work, for deciding which write directly.
@@ -279,8 +278,8 @@ impl StagedWriter {
         match open_direct(path) {
             Ok(direct) => {
                 budget.add_permits(DIRECT_QUEUE_BYTES);
-                let thread = DirectThread::start(direct, self.file.try_clone()?, writers.clone());
-                self.direct = Some(Direct { pending: AlignedBuf::take(), thread, _counted: counted });
+                let thread = DirectThread::start(direct, self.file.try_clone()?, writers.clone(), counted);
+                self.direct = Some(Direct { pending: AlignedBuf::take(), thread });
             }
             Err(e) if e.raw_os_error() == Some(EINVAL) => refuse_direct(&writers.direct_refused, &e),
             // Anything else shows again on the normal write that follows.
@@ -340,11 +339,14 @@ struct DirectThread {
 }
 
 impl DirectThread {
-    /// `direct` and `cached` are the same file, opened with and without `O_DIRECT`.
-    fn start(direct: File, cached: File, writers: Arc<Writers>) -> DirectThread {
+    /// `direct` and `cached` are the same file, opened with and without
+    /// `O_DIRECT`; `slot` counts the thread among the direct writers until its
+    /// last write, which may come after its append has answered ([`Tail`]).
+    fn start(direct: File, cached: File, writers: Arc<Writers>, slot: Counted) -> DirectThread {
         // One buffer queued while one is written: the staged writer fills a third.
         let (buffers, queued) = std::sync::mpsc::sync_channel::<(AlignedBuf, u64)>(1);
         let thread = std::thread::spawn(move || {
+            let _slot = slot;
             let mut direct_bytes = 0;
             let mut use_direct = true;
             for (buf, at) in queued {
@@ -657,8 +659,8 @@ mod tests {
         let Ok(direct) = open_direct(&path) else { return }; // nothing to refuse here
         let writers = Arc::new(Writers::default());
         let data = pattern(2 * DIRECT_CHUNK);
-        let mut thread =
-            DirectThread::start(direct, std::fs::File::options().write(true).open(&path).unwrap(), writers.clone());
+        let cached = std::fs::File::options().write(true).open(&path).unwrap();
+        let mut thread = DirectThread::start(direct, cached, writers.clone(), Counted::new(&writers.direct));
         for (i, piece) in data.chunks(DIRECT_CHUNK).enumerate() {
             let mut buf = AlignedBuf::take();
             buf.extend(piece);
