@@ -162,8 +162,7 @@ fn commit_staged(
         std::fs::File::open(staged)?.sync_data()?;
         // A background flush that failed earlier may have consumed the error
         // this sync would otherwise report: never publish such a file.
-        let failed = failed_syncs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
-        if failed {
+        if failed_syncs.take(id) {
             return Err(std::io::Error::other("an earlier flush of this upload failed").into());
         }
     }
@@ -275,8 +274,26 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other)?
 }
 
-/// Uploads whose background flush failed (their commit must fail too).
-type FailedSyncs = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+/// Uploads that lost a write after their append answered: a background flush
+/// or the direct writes of a chunk's end failed (their commit must fail too).
+#[derive(Debug, Clone, Default)]
+struct FailedSyncs(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl FailedSyncs {
+    /// Remembers that upload `id` lost a write after its append answered.
+    fn mark(&self, id: &str) {
+        self.lock().insert(id.to_owned());
+    }
+
+    /// Forgets upload `id`; returns whether it had lost a write.
+    fn take(&self, id: &str) -> bool {
+        self.lock().remove(id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// Streams `len` bytes of `file` from `start`. A blocking reader thread stays one
 /// chunk ahead of the network (a bounded queue of [`READ_AHEAD`] chunks), and
@@ -570,7 +587,7 @@ impl BlobStore for FsStore {
         // Its outcome no longer matters, but nothing may write into the file
         // once it is a spare.
         self.settle(id).await.ok();
-        self.failed_syncs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+        self.failed_syncs.take(id);
         let (path, spares) = (self.upload_path(id), self.spares.clone());
         blocking(move || Ok(spares.recycle(&path)?)).await
     }

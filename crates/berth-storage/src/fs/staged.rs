@@ -177,7 +177,7 @@ impl Tail {
         let outcome = self.0.finish();
         if let Err(e) = &outcome {
             tracing::error!(upload = id, error = %e, "writing the end of an upload chunk failed");
-            failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned());
+            failed.mark(id);
         }
         outcome
     }
@@ -524,7 +524,7 @@ impl Syncer {
         std::thread::spawn(move || {
             if !matches!(thread.join(), Ok(Ok(()))) {
                 tracing::error!(upload = id.as_str(), "background fdatasync failed");
-                failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id);
+                failed.mark(&id);
             }
         });
     }
