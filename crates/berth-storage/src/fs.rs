@@ -54,8 +54,9 @@ pub struct FsStore {
     /// Its appends at work: large ones bypass the page cache (`O_DIRECT`)
     /// while few run at once, until the filesystem refuses.
     writers: std::sync::Arc<staged::Writers>,
-    /// Direct writes that appends left running, by upload id: whatever next
-    /// touches that upload's staged file waits for them.
+    /// Direct writes that appends left running, by upload id: the next append
+    /// queues its writes after them, anything else that touches that upload's
+    /// staged file waits for them.
     tails: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, staged::Tail>>>,
 }
 

@@ -87,8 +87,8 @@ pub(super) struct Append {
     pub entered: Counted,
     /// The queue's byte budget, which a lone large upload enlarges.
     pub budget: Arc<tokio::sync::Semaphore>,
-    /// The writes the upload's previous append left running: they end before
-    /// this append writes a byte.
+    /// The writes the upload's previous append left running: this append's
+    /// writes queue on the same thread, after them.
     pub previous: Option<Tail>,
 }
 
@@ -103,35 +103,58 @@ pub(super) struct Append {
 /// Returns the hasher, fed every byte, and the direct writes still running
 /// (see [`Tail`]).
 pub(super) fn write_queued(
-    append: Append,
+    mut append: Append,
     mut queue: Queue,
+    hasher: Option<Hasher>,
+) -> io::Result<(Option<Hasher>, Option<Tail>)> {
+    let _counted_until_written = &append.entered;
+    let previous = append.previous.take();
+    let adopted = previous.is_some();
+    let written = write_chunks(&append, previous, &mut queue, hasher);
+    if written.is_err() && adopted {
+        // The error may be the previous append's, whose bytes the session
+        // already counts: its commit must fail.
+        append.failed_syncs.mark(&append.id);
+    }
+    written
+}
+
+fn write_chunks(
+    append: &Append,
+    previous: Option<Tail>,
+    queue: &mut Queue,
     mut hasher: Option<Hasher>,
 ) -> io::Result<(Option<Hasher>, Option<Tail>)> {
-    let _entered = append.entered; // counted until this append is written
-    if let Some(previous) = append.previous {
-        previous.wait(&append.failed_syncs, &append.id)?;
-    }
-    let file = std::fs::OpenOptions::new().write(true).open(&append.path)?;
-    let mut writer = StagedWriter { file, pos: append.offset, direct: None };
+    let (path, offset) = (append.path.as_path(), append.offset);
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let mut writer = StagedWriter { file, pos: offset, direct: None };
     // Started at the first flush: most appends never reach one, and a thread
     // each would cost more than the small upload itself.
     let mut syncer: Option<Syncer> = None;
     // Count from the last sync boundary of the whole upload, not of this append:
     // chunked uploads (many small appends) then flush as they go, like monolithic
     // ones, instead of leaving the whole blob to the final fsync.
-    let mut unsynced = append.offset % SYNC_EVERY;
+    let mut unsynced = offset % SYNC_EVERY;
     // The permit returns the chunk's share of the queue budget once it is written.
     // Decided once, where the append crosses the threshold (or at its start
     // past it): an upload that stayed in the cache because others were writing
     // does not switch, with its buffers, when the others end.
     let mut direct_decided = false;
+    if let Some(Tail(thread)) = previous {
+        // The previous append's writes may still run: this one's queue on the
+        // same thread, after them, so neither the disk nor this thread waits
+        // from chunk to chunk.
+        append.budget.add_permits(DIRECT_QUEUE_BYTES);
+        writer.direct = Some(Direct { pending: AlignedBuf::take(), thread });
+        direct_decided = true;
+    }
     while let Some((chunk, _budget)) = queue.blocking_recv() {
         if let Some(hasher) = &mut hasher {
             hasher.update(&chunk);
         }
         if !direct_decided && writer.pos + chunk.len() as u64 > DIRECT_AFTER {
             direct_decided = true;
-            writer.try_direct(&append.path, &append.writers, &append.budget)?;
+            writer.try_direct(path, &append.writers, &append.budget)?;
         }
         unsynced += writer.write(&chunk)?;
         if append.durable && unsynced >= SYNC_EVERY {
@@ -148,7 +171,7 @@ pub(super) fn write_queued(
     // can arrive meanwhile, and the commit's own fsync covers everything. A failed
     // background flush is remembered and fails that commit.
     if let Some(syncer) = syncer {
-        syncer.detach(append.failed_syncs, append.id);
+        syncer.detach(append.failed_syncs.clone(), append.id.clone());
     }
     Ok((hasher, tail))
 }
@@ -157,9 +180,10 @@ pub(super) fn write_queued(
 /// them, still running when the append has hashed every byte. The append
 /// answers without them: its `PATCH` then overlaps them with the response and
 /// the client's next request instead of waiting a millisecond or two with the
-/// disk alone at work. Every later use of the staged file waits for them first
-/// ([`Tail::wait`]). They write in offset order, so the file never holds a
-/// byte past one not yet written: after a crash it is only shorter than the
+/// disk alone at work. The upload's next append queues its own writes on the
+/// same thread, after them; any other use of the staged file waits for them
+/// first ([`Tail::wait`]). They write in offset order, so the file never holds
+/// a byte past one not yet written: after a crash it is only shorter than the
 /// session's record, which drops the session.
 pub(super) struct Tail(DirectThread);
 
@@ -298,13 +322,18 @@ impl StagedWriter {
         let mut cached = 0;
         if direct.pending.is_empty() {
             // Direct writes start at a block boundary: the rest of the current
-            // block goes through the cache.
+            // block goes through the cache, on the direct thread, after the
+            // writes queued before it (a previous append's may still run).
             let head = (DIRECT_ALIGN - (self.pos % DIRECT_ALIGN as u64) as usize) % DIRECT_ALIGN;
             let head = head.min(data.len());
-            self.file.write_all_at(&data[..head], self.pos)?;
-            self.pos += head as u64;
-            cached += head as u64;
-            data = &data[head..];
+            if head > 0 {
+                let mut buf = AlignedBuf::take();
+                buf.extend(&data[..head]);
+                direct.thread.write(buf, self.pos)?;
+                self.pos += head as u64;
+                cached += head as u64;
+                data = &data[head..];
+            }
         }
         while !data.is_empty() {
             let taken = direct.pending.extend(data);
