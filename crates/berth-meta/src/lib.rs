@@ -187,6 +187,14 @@ pub trait UploadStore: Send + Sync {
 
     /// `(id, cursor)` of sessions idle since before `before` (unix seconds).
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError>;
+
+    /// Whether one process alone writes sessions here (an embedded database,
+    /// which one berth node opens): that process's own view of a session it
+    /// holds is then as current as the record. False where several nodes
+    /// share the database.
+    fn sessions_private_to_this_process(&self) -> bool {
+        false
+    }
 }
 
 /// Leases that let exactly one node run each background job.

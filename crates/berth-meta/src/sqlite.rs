@@ -716,6 +716,12 @@ impl UploadStore for SqliteMeta {
             .await?;
         Ok(rows)
     }
+
+    /// The embedded database belongs to the one berth process serving its
+    /// data directory.
+    fn sessions_private_to_this_process(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

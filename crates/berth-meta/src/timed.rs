@@ -191,6 +191,10 @@ impl UploadStore for Timed {
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError> {
         timed!("stale_uploads", self.inner.stale_uploads(before, limit))
     }
+
+    fn sessions_private_to_this_process(&self) -> bool {
+        self.inner.sessions_private_to_this_process()
+    }
 }
 
 #[async_trait]

@@ -28,6 +28,11 @@ pub(crate) struct Session {
     closed: bool,
     /// False until loaded from the session's metadata row.
     loaded: bool,
+    /// The repository the session belongs to, once loaded.
+    repo: Option<RepoName>,
+    /// The last chunk's progress record, still being written where this
+    /// process alone writes sessions (see `append_locked`).
+    saving: Option<tokio::task::JoinHandle<Result<bool, berth_meta::MetaError>>>,
 }
 
 impl Session {
@@ -38,6 +43,8 @@ impl Session {
             cursor: UploadCursor::default(),
             closed: false,
             loaded: false,
+            repo: None,
+            saving: None,
         }
     }
 }
@@ -78,7 +85,15 @@ impl Registry {
             self.blobs.upload_abort(&id, &cursor).await.ok();
             return Err(e.into());
         }
-        let session = Session { hasher: algorithm.hasher(), received: 0, cursor, closed: false, loaded: true };
+        let session = Session {
+            hasher: algorithm.hasher(),
+            received: 0,
+            cursor,
+            closed: false,
+            loaded: true,
+            repo: Some(repo.clone()),
+            saving: None,
+        };
         self.sessions.lock().unwrap().insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
         Ok(UploadState { id, received: 0 })
     }
@@ -197,6 +212,20 @@ impl Registry {
         }
         let progress =
             UploadProgress { received: offset + written, hash_state: hasher.state(), cursor: cursor.0.clone() };
+        if self.meta.sessions_private_to_this_process() {
+            // Nobody else reads the record before this process's next request
+            // on the session, which waits for it (`load_current`): the chunk is
+            // acknowledged while it is written. It is not synced either way
+            // (a bookkeeping commit), so a crash could already lose it; the
+            // next load then finds more staged bytes than recorded, cuts them
+            // off, and the client resumes from the recorded offset.
+            let (meta, id) = (self.meta.clone(), id.to_owned());
+            state.saving = Some(tokio::spawn(async move { meta.save_upload_progress(&id, offset, &progress).await }));
+            state.received = offset + written;
+            state.hasher = hasher;
+            state.cursor = cursor;
+            return Ok(());
+        }
         match self.meta.save_upload_progress(id, offset, &progress).await {
             Ok(true) => {}
             Ok(false) => {
@@ -328,8 +357,24 @@ impl Registry {
 
     /// Brings `state` (locked) up to date with the session's metadata row. The
     /// row is the truth: another node, or this process before a restart, may have
-    /// moved the session on since `state` was cached.
+    /// moved the session on since `state` was cached. Where this process alone
+    /// writes sessions, a state it loaded (and saved since) is as current as the
+    /// row, and the row is not read again.
     async fn load_current(&self, repo: &RepoName, id: &str, state: &mut Session) -> Result<(), RegistryError> {
+        if let Some(saving) = state.saving.take() {
+            let saved = saving.await.map_err(|e| RegistryError::Internal(e.to_string()));
+            if !matches!(saved, Ok(Ok(true))) {
+                tracing::warn!(upload = id, outcome = ?saved, "saving an upload's progress failed; reloading it");
+                state.loaded = false;
+            }
+        }
+        if self.meta.sessions_private_to_this_process()
+            && state.loaded
+            && !state.closed
+            && state.repo.as_ref() == Some(repo)
+        {
+            return Ok(());
+        }
         let upload = match self.meta.get_upload(repo, id).await? {
             Some(upload) if !state.closed => upload,
             _ => {
@@ -372,7 +417,15 @@ impl Registry {
             None if upload.received == 0 => upload.algorithm.hasher(),
             None => self.rehash_staged(id, &cursor, upload.algorithm.hasher(), upload.received).await?,
         };
-        *state = Session { hasher, received: upload.received, cursor, closed: false, loaded: true };
+        *state = Session {
+            hasher,
+            received: upload.received,
+            cursor,
+            closed: false,
+            loaded: true,
+            repo: Some(repo.clone()),
+            saving: None,
+        };
         Ok(())
     }
 

@@ -88,6 +88,46 @@ async fn chunked_upload_reports_progress_and_completes() {
 }
 
 #[tokio::test]
+async fn an_upload_session_answers_only_under_its_own_repository() {
+    let server = common::start();
+    let c = client();
+    let base = server.url();
+    let blob = Blob::random(200_000, 7);
+    let r = c.post(format!("{base}/v2/up/mine/blobs/uploads/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let uuid = header(&r, "docker-upload-uuid").to_owned();
+    let patch = |repo: &str, start: usize, end: usize| {
+        c.patch(format!("{base}/v2/{repo}/blobs/uploads/{uuid}"))
+            .header("content-range", format!("{start}-{end}"))
+            .header("content-type", "application/octet-stream")
+            .body(blob.data[start..=end].to_vec())
+            .send()
+    };
+    let r = patch("up/mine", 0, 99_999).await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // The session this process holds is not found through another repository,
+    // for a status, a chunk or a completion.
+    let r = c.get(format!("{base}/v2/up/other/blobs/uploads/{uuid}")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
+    let r = patch("up/other", 100_000, 199_999).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
+    let r = c.put(format!("{base}/v2/up/other/blobs/uploads/{uuid}?digest={}", blob.digest)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // Under its own repository it goes on where it stood.
+    let r = c.get(format!("{base}/v2/up/mine/blobs/uploads/{uuid}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, "range"), "0-99999");
+    let r = patch("up/mine", 100_000, 199_999).await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = c.put(format!("{base}/v2/up/mine/blobs/uploads/{uuid}?digest={}", blob.digest)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = c.head(format!("{base}/v2/up/other/blobs/{}", blob.digest)).send().await.unwrap();
+    assert_eq!(r.status(), 404, "nothing landed in the other repository");
+}
+
+#[tokio::test]
 async fn streamed_patch_with_chunked_transfer_encoding() {
     let server = common::start();
     let c = client();
