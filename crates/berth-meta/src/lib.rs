@@ -188,10 +188,12 @@ pub trait UploadStore: Send + Sync {
     /// `(id, cursor)` of sessions idle since before `before` (unix seconds).
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError>;
 
-    /// Whether one process alone writes sessions here (an embedded database,
-    /// which one berth node opens): that process's own view of a session it
-    /// holds is then as current as the record. False where several nodes
-    /// share the database.
+    /// Whether only the process that holds a session ever changes its record
+    /// (an embedded database, which one berth server opens; the command-line
+    /// tools that may open it alongside never touch a server's sessions): that
+    /// process's own view of the session is then as current as the record.
+    /// False where several nodes share the database and continue each other's
+    /// sessions.
     fn sessions_private_to_this_process(&self) -> bool {
         false
     }

@@ -717,8 +717,8 @@ impl UploadStore for SqliteMeta {
         Ok(rows)
     }
 
-    /// The embedded database belongs to the one berth process serving its
-    /// data directory.
+    /// One berth server serves the embedded database; `berth gc`, `berth user`
+    /// and the other tools that may open it alongside never change a session.
     fn sessions_private_to_this_process(&self) -> bool {
         true
     }

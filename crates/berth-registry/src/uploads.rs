@@ -30,8 +30,8 @@ pub(crate) struct Session {
     loaded: bool,
     /// The repository the session belongs to, once loaded.
     repo: Option<RepoName>,
-    /// The last chunk's progress record, still being written where this
-    /// process alone writes sessions (see `append_locked`).
+    /// The last chunk's progress record, still being written where only this
+    /// process changes its sessions' records (see `append_locked`).
     saving: Option<tokio::task::JoinHandle<Result<bool, berth_meta::MetaError>>>,
 }
 
@@ -357,9 +357,9 @@ impl Registry {
 
     /// Brings `state` (locked) up to date with the session's metadata row. The
     /// row is the truth: another node, or this process before a restart, may have
-    /// moved the session on since `state` was cached. Where this process alone
-    /// writes sessions, a state it loaded (and saved since) is as current as the
-    /// row, and the row is not read again.
+    /// moved the session on since `state` was cached. Where only this process
+    /// changes its sessions' records (the embedded database), a state it loaded
+    /// (and saved since) is as current as the row, and the row is not read again.
     async fn load_current(&self, repo: &RepoName, id: &str, state: &mut Session) -> Result<(), RegistryError> {
         if let Some(saving) = state.saving.take() {
             let saved = saving.await.map_err(|e| RegistryError::Internal(e.to_string()));
