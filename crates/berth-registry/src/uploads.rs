@@ -36,6 +36,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// A session as its record (or its creation) describes it.
+    fn loaded(hasher: Hasher, received: u64, cursor: UploadCursor, repo: &RepoName) -> Self {
+        Session { hasher, received, cursor, closed: false, loaded: true, repo: Some(repo.clone()), saving: None }
+    }
+
     fn unloaded() -> Self {
         Session {
             hasher: Algorithm::Sha256.hasher(),
@@ -85,15 +90,7 @@ impl Registry {
             self.blobs.upload_abort(&id, &cursor).await.ok();
             return Err(e.into());
         }
-        let session = Session {
-            hasher: algorithm.hasher(),
-            received: 0,
-            cursor,
-            closed: false,
-            loaded: true,
-            repo: Some(repo.clone()),
-            saving: None,
-        };
+        let session = Session::loaded(algorithm.hasher(), 0, cursor, repo);
         self.sessions.lock().unwrap().insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
         Ok(UploadState { id, received: 0 })
     }
@@ -221,22 +218,19 @@ impl Registry {
             // off, and the client resumes from the recorded offset.
             let (meta, id) = (self.meta.clone(), id.to_owned());
             state.saving = Some(tokio::spawn(async move { meta.save_upload_progress(&id, offset, &progress).await }));
-            state.received = offset + written;
-            state.hasher = hasher;
-            state.cursor = cursor;
-            return Ok(());
-        }
-        match self.meta.save_upload_progress(id, offset, &progress).await {
-            Ok(true) => {}
-            Ok(false) => {
-                // Another request (maybe on another node) appended first: this chunk is out of order.
-                self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
-                state.loaded = false;
-                return Err(RegistryError::UploadRangeInvalid { received: offset });
-            }
-            Err(e) => {
-                self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
-                return Err(e.into());
+        } else {
+            match self.meta.save_upload_progress(id, offset, &progress).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Another request (maybe on another node) appended first: this chunk is out of order.
+                    self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
+                    state.loaded = false;
+                    return Err(RegistryError::UploadRangeInvalid { received: offset });
+                }
+                Err(e) => {
+                    self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
+                    return Err(e.into());
+                }
             }
         }
         state.received = offset + written;
@@ -362,7 +356,7 @@ impl Registry {
     /// (and saved since) is as current as the row, and the row is not read again.
     async fn load_current(&self, repo: &RepoName, id: &str, state: &mut Session) -> Result<(), RegistryError> {
         if let Some(saving) = state.saving.take() {
-            let saved = saving.await.map_err(|e| RegistryError::Internal(e.to_string()));
+            let saved = saving.await;
             if !matches!(saved, Ok(Ok(true))) {
                 tracing::warn!(upload = id, outcome = ?saved, "saving an upload's progress failed; reloading it");
                 state.loaded = false;
@@ -417,15 +411,7 @@ impl Registry {
             None if upload.received == 0 => upload.algorithm.hasher(),
             None => self.rehash_staged(id, &cursor, upload.algorithm.hasher(), upload.received).await?,
         };
-        *state = Session {
-            hasher,
-            received: upload.received,
-            cursor,
-            closed: false,
-            loaded: true,
-            repo: Some(repo.clone()),
-            saving: None,
-        };
+        *state = Session::loaded(hasher, upload.received, cursor, repo);
         Ok(())
     }
 
