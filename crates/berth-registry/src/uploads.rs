@@ -41,6 +41,18 @@ impl Session {
         Session { hasher, received, cursor, closed: false, loaded: true, repo: Some(repo.clone()), saving: None }
     }
 
+    /// Waits for the pending progress record, if any. If it was not written,
+    /// the session is reloaded from the record before its next use, which cuts
+    /// off the staged bytes past it.
+    async fn settle_save(&mut self, id: &str) {
+        let Some(saving) = self.saving.take() else { return };
+        let saved = saving.await;
+        if !matches!(saved, Ok(Ok(true))) {
+            tracing::warn!(upload = id, outcome = ?saved, "saving an upload's progress failed; reloading it");
+            self.loaded = false;
+        }
+    }
+
     fn unloaded() -> Self {
         Session {
             hasher: Algorithm::Sha256.hasher(),
@@ -333,6 +345,16 @@ impl Registry {
         Ok(stale.len())
     }
 
+    /// Waits for the progress records still being written behind acknowledged
+    /// chunks (see `append_locked`), so that a server shutting down keeps every
+    /// chunk it answered. Call it once no request is running.
+    pub async fn settle_upload_saves(&self) {
+        let sessions: Vec<_> = self.sessions.lock().unwrap().iter().map(|(id, s)| (id.clone(), s.clone())).collect();
+        for (id, session) in sessions {
+            session.lock().await.settle_save(&id).await;
+        }
+    }
+
     async fn discard(&self, id: &str, cursor: &UploadCursor) {
         self.sessions.lock().unwrap().remove(id);
         if let Err(e) = self.meta.delete_upload(id).await {
@@ -355,13 +377,7 @@ impl Registry {
     /// changes its sessions' records (the embedded database), a state it loaded
     /// (and saved since) is as current as the row, and the row is not read again.
     async fn load_current(&self, repo: &RepoName, id: &str, state: &mut Session) -> Result<(), RegistryError> {
-        if let Some(saving) = state.saving.take() {
-            let saved = saving.await;
-            if !matches!(saved, Ok(Ok(true))) {
-                tracing::warn!(upload = id, outcome = ?saved, "saving an upload's progress failed; reloading it");
-                state.loaded = false;
-            }
-        }
+        state.settle_save(id).await;
         if self.meta.sessions_private_to_this_process()
             && state.loaded
             && !state.closed
@@ -454,4 +470,32 @@ pub(crate) fn blob_event(
     size: u64,
 ) -> EventDraft {
     EventDraft::new(kind, actor).repository(repo.as_str()).digest(digest.as_str()).size(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_meta::{Metadata, SqliteMeta};
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn settling_writes_the_record_of_every_acknowledged_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn Metadata> = Arc::new(SqliteMeta::open_with(&dir.path().join("t.db"), false).await.unwrap());
+        assert!(meta.sessions_private_to_this_process(), "the case where records are written behind the answer");
+        let blobs = Arc::new(berth_storage::memory::MemoryStore::new());
+        let registry = Registry::new(blobs, meta.clone(), crate::RegistryConfig::default());
+        let repo: RepoName = "library/app".parse().unwrap();
+        let upload = registry.start_upload(&repo, Algorithm::Sha256, &EventActor::system("test")).await.unwrap();
+        let chunk: ByteStream = futures_util::stream::iter([Ok(Bytes::from(vec![7u8; 1000]))]).boxed();
+        let state = registry.append(&repo, &upload.id, None, Some(1000), chunk).await.unwrap();
+        assert_eq!(state.received, 1000);
+
+        registry.settle_upload_saves().await;
+        let session = registry.session_handle(&upload.id);
+        assert!(session.lock().await.saving.is_none(), "no record is still being written");
+        let record = meta.get_upload(&repo, &upload.id).await.unwrap().unwrap();
+        assert_eq!(record.received, 1000, "the record holds the acknowledged chunk");
+    }
 }

@@ -174,6 +174,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(upkeep) = upkeep {
         upkeep.abort();
     }
+    // Acknowledged chunks whose records are still being written (embedded database).
+    registry.settle_upload_saves().await;
     meta.close().await;
     tracing::info!("shut down cleanly");
     Ok(())
