@@ -5,6 +5,7 @@ mod admin;
 mod backends;
 mod cli;
 mod config;
+mod dirlock;
 mod fsck;
 mod gc;
 mod import;

@@ -48,6 +48,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = telemetry::metrics_recorder();
     let upkeep = metrics.clone().map(telemetry::spawn_metrics_upkeep);
     ensure_writable_dir(&config.data_dir).await?;
+    // Before opening anything: opening the fs store recycles staging files.
+    let _locks = crate::dirlock::lock_local_stores(&config.database_url(), &config.storage_url())?;
     let meta = open_metadata(&config.database_url(), &config).await?;
     let blobs = open_blob_store(&config.storage_url(), &config).await?;
     // Every blob-store and metadata call is timed (`berth_*_operation_duration_seconds`).

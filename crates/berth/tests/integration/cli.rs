@@ -127,3 +127,32 @@ async fn fsck_finds_missing_corrupt_and_orphaned_blobs() {
     assert!(out.contains(&format!("corrupt  {damaged}: bytes hash to sha256:")), "{out}");
     assert!(out.contains("1 missing, 1 corrupt, 0 stale rows, 1 orphans (15 bytes)"), "{out}");
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused() {
+    let mut first = crate::common::start();
+    let dir = first.data_dir().to_str().unwrap().to_owned();
+    let pid = first.pid().unwrap();
+    let mut second = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir])
+        .env("BERTH_AUTH__MODE", "none")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while second.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if second.try_wait().unwrap().is_none() {
+        second.kill().ok();
+    }
+    let out = second.wait_with_output().unwrap();
+    let (ok, out) = (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(!ok, "{out}");
+    assert!(out.contains("in use by another `berth serve`") && out.contains(&format!("pid {pid}")), "{out}");
+    assert!(!first.log_lines().iter().any(|l| l.contains("ERROR")), "{:?}", first.log_lines());
+    // Killed, it leaves no stale lock: the restart (SIGKILL, then start) comes up.
+    first.restart();
+    assert!(first.terminate(), "{:?}", first.log_lines());
+}
