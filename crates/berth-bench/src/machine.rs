@@ -1,6 +1,9 @@
 //! The machine's own limits, measured in the same run as the registries:
 //! sha256 on one core (openssl, and the `sha2` crate berth uses), disk writes with and
-//! without fsync (`dd`), and one loopback TCP stream.
+//! without fsync (`dd`), and one loopback TCP stream, plain and in the two shapes that
+//! bound a registry: a receiver that hashes every byte (a push with no HTTP and no
+//! disk) and a page-cached file sent with `sendfile` (a pull with no HTTP and no copy
+//! through user space).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -32,7 +35,13 @@ pub async fn measure(report: &mut Report, args: &MachineArgs) -> anyhow::Result<
         Ok(s) => report.add("machine.sha256_openssl.gib_s", gib_s(size, s), "GiB/s", Better::Higher),
         Err(e) => report.note(format!("openssl dgst: {e:#}")),
     }
+    match sendfile_loopback(&file, size) {
+        Ok(g) => report.add("machine.sendfile_loopback.gib_s", g, "GiB/s", Better::Higher),
+        Err(e) => report.note(format!("sendfile loopback: {e:#}")),
+    }
     std::fs::remove_file(&file)?;
+    let hashed = tokio::task::spawn_blocking(move || hashed_loopback(&pool, size));
+    report.add("machine.hashed_loopback.mib_s", hashed.await??, "MiB/s", Better::Higher);
     let mib = (size >> 20).max(1).to_string();
     for (name, fsync) in [("machine.dd_fsync.mib_s", true), ("machine.dd_nofsync.mib_s", false)] {
         let out = args.dir.join("dd.bin");
@@ -118,5 +127,83 @@ async fn loopback(size: u64) -> anyhow::Result<f64> {
     let received = reader.await??;
     let seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(received == size, "loopback received {received} of {size} bytes");
+    Ok(gib_s(size, seconds))
+}
+
+/// A push's ceiling on this machine: `size` bytes over one loopback TCP stream,
+/// every byte hashed (sha256, as a registry must before it answers) and nothing
+/// stored. The receiver reads and hashes on two threads, as berth does; MiB/s.
+fn hashed_loopback(pool: &Pool, size: u64) -> anyhow::Result<f64> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let receiver = std::thread::spawn(move || -> anyhow::Result<u64> {
+        let (mut stream, _) = listener.accept()?;
+        let (full, hashing) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (empty, reusing) = std::sync::mpsc::channel::<Vec<u8>>();
+        let hasher = std::thread::spawn(move || {
+            let mut hasher = berth_core::Algorithm::Sha256.hasher();
+            let mut total = 0u64;
+            for buf in hashing {
+                hasher.update(&buf);
+                total += buf.len() as u64;
+                empty.send(buf).ok();
+            }
+            std::hint::black_box(hasher.finish());
+            total
+        });
+        loop {
+            let mut buf = reusing.try_recv().unwrap_or_else(|_| Vec::with_capacity(HASHED_READ));
+            buf.resize(HASHED_READ, 0);
+            let n = std::io::Read::read(&mut stream, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            full.send(buf)?;
+        }
+        drop(full);
+        hasher.join().map_err(|_| anyhow::anyhow!("the hashing thread panicked"))
+    });
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    let started = Instant::now();
+    for piece in pool.pieces(0, size) {
+        stream.write_all(&piece)?;
+    }
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let received = receiver.join().map_err(|_| anyhow::anyhow!("the receiving thread panicked"))??;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(received == size, "hashed loopback received {received} of {size} bytes");
+    Ok(mib_s(size, seconds))
+}
+
+/// What the hashing receiver reads at a time (hyper's reads are no larger).
+const HASHED_READ: usize = 256 << 10;
+
+/// A pull's ceiling on this machine: `path` (read once first, so it is in the
+/// page cache) sent over one loopback TCP stream by `sendfile(2)`, which
+/// `std::io::copy` uses from a file to a socket on Linux, and read in 1 MiB
+/// pieces; GiB/s.
+fn sendfile_loopback(path: &Path, size: u64) -> anyhow::Result<f64> {
+    std::io::copy(&mut std::fs::File::open(path)?, &mut std::io::sink())?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let mut file = std::fs::File::open(path)?;
+    let sender = std::thread::spawn(move || -> anyhow::Result<u64> {
+        let (mut stream, _) = listener.accept()?;
+        Ok(std::io::copy(&mut file, &mut stream)?)
+    });
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    let started = Instant::now();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut received = 0u64;
+    loop {
+        match std::io::Read::read(&mut stream, &mut buf)? {
+            0 => break,
+            n => received += n as u64,
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let sent = sender.join().map_err(|_| anyhow::anyhow!("the sending thread panicked"))??;
+    anyhow::ensure!(received == size && sent == size, "sendfile loopback moved {sent}/{received} of {size} bytes");
     Ok(gib_s(size, seconds))
 }
