@@ -20,6 +20,8 @@ const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 const LOCAL_CACHE_TTL: Duration = Duration::from_secs(3600);
 /// Cache lifetime when nodes share a database: bounds cross-node staleness of tags.
 const SHARED_CACHE_TTL: Duration = Duration::from_secs(1);
+/// How long the exit waits for upload progress records still being written.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the server until SIGTERM/SIGINT. Exit codes: 2 bad config, 1 startup failure.
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -176,8 +178,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(upkeep) = upkeep {
         upkeep.abort();
     }
-    // Acknowledged chunks whose records are still being written (embedded database).
-    registry.settle_upload_saves().await;
+    // Acknowledged chunks whose records are still being written (embedded database);
+    // bounded, so that nothing can hold the exit past what the supervisor allows.
+    if tokio::time::timeout(SETTLE_TIMEOUT, registry.settle_upload_saves()).await.is_err() {
+        tracing::warn!(
+            "upload progress records still being written at exit; those sessions resume from their last record"
+        );
+    }
     meta.close().await;
     tracing::info!("shut down cleanly");
     Ok(())
