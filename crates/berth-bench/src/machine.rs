@@ -35,7 +35,11 @@ pub async fn measure(report: &mut Report, args: &MachineArgs) -> anyhow::Result<
         Ok(s) => report.add("machine.sha256_openssl.gib_s", gib_s(size, s), "GiB/s", Better::Higher),
         Err(e) => report.note(format!("openssl dgst: {e:#}")),
     }
-    match sendfile_loopback(&file, size) {
+    let sent = tokio::task::spawn_blocking({
+        let file = file.clone();
+        move || sendfile_loopback(&file, size)
+    });
+    match sent.await? {
         Ok(g) => report.add("machine.sendfile_loopback.gib_s", g, "GiB/s", Better::Higher),
         Err(e) => report.note(format!("sendfile loopback: {e:#}")),
     }
