@@ -244,6 +244,10 @@ pub struct SuiteArgs {
     /// PATCH size of the chunked push.
     #[arg(long, default_value = "16MiB")]
     pub chunk: ByteSize,
+    /// Timed pushes of each kind (monolithic, chunked), each of a fresh blob;
+    /// the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub push_repeat: u32,
     /// Timed pulls.
     #[arg(long, default_value_t = 3)]
     pub pull_repeat: u32,

@@ -85,18 +85,27 @@ impl Suite<'_> {
         match step {
             "push" => {
                 let repo = self.repo("push");
-                let spec = push::Spec { mode: Mode::Monolithic, size: args.size.0, repeat: 1, first_id: 1 };
+                let spec =
+                    push::Spec { mode: Mode::Monolithic, size: args.size.0, repeat: args.push_repeat, first_id: 1 };
                 let blob = push::measure(target, report, &self.pool, &repo, spec).await?;
                 self.pushed = Some((blob, repo));
             }
             "chunked" => {
-                let spec = push::Spec { mode: Mode::Chunked(args.chunk.0), size: args.size.0, repeat: 1, first_id: 2 };
+                // Blob ids after the monolithic ones: every push sends bytes the server has not seen.
+                let first_id = 1 + u64::from(args.push_repeat.max(1));
+                let spec = push::Spec {
+                    mode: Mode::Chunked(args.chunk.0),
+                    size: args.size.0,
+                    repeat: args.push_repeat,
+                    first_id,
+                };
                 push::measure(target, report, &self.pool, &self.repo("chunked"), spec).await?;
             }
             "pull" => {
                 if self.pushed.is_none() {
                     let repo = self.repo("pull");
-                    let blob = self.pool.blobs(3, 1, args.size.0).await?.remove(0);
+                    let id = 1 + 2 * u64::from(args.push_repeat.max(1));
+                    let blob = self.pool.blobs(id, 1, args.size.0).await?.remove(0);
                     crate::oci::push_monolithic(&mut target.connect().await?, &repo, &blob).await?;
                     self.pushed = Some((blob, repo));
                 }
