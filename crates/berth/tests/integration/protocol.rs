@@ -14,6 +14,17 @@ fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
     r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
+/// PATCHes bytes `start..=end` of `data` to the upload session at `url` with their Content-Range.
+async fn patch_range(c: &reqwest::Client, url: &str, data: &[u8], start: usize, end: usize) -> reqwest::Response {
+    c.patch(url)
+        .header("content-range", format!("{start}-{end}"))
+        .header("content-type", "application/octet-stream")
+        .body(data[start..=end].to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn base_ping_and_health() {
     let server = common::start();
@@ -50,14 +61,7 @@ async fn chunked_upload_reports_progress_and_completes() {
     let mut location = header(&r, "location").to_owned();
     assert_eq!(location, format!("/v2/up/chunked/blobs/uploads/{uuid}"));
     for (start, end) in [(0usize, 99_999usize), (100_000, 199_999)] {
-        let r = c
-            .patch(format!("{base}{location}"))
-            .header("content-range", format!("{start}-{end}"))
-            .header("content-type", "application/octet-stream")
-            .body(blob.data[start..=end].to_vec())
-            .send()
-            .await
-            .unwrap();
+        let r = patch_range(&c, &format!("{base}{location}"), &blob.data, start, end).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         assert_eq!(header(&r, "range"), format!("0-{end}"));
         location = header(&r, "location").to_owned();
@@ -97,20 +101,18 @@ async fn an_upload_session_answers_only_under_its_own_repository() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let uuid = header(&r, "docker-upload-uuid").to_owned();
     let patch = |repo: &str, start: usize, end: usize| {
-        c.patch(format!("{base}/v2/{repo}/blobs/uploads/{uuid}"))
-            .header("content-range", format!("{start}-{end}"))
-            .header("content-type", "application/octet-stream")
-            .body(blob.data[start..=end].to_vec())
-            .send()
+        let url = format!("{base}/v2/{repo}/blobs/uploads/{uuid}");
+        let (c, data) = (&c, &blob.data);
+        async move { patch_range(c, &url, data, start, end).await }
     };
-    let r = patch("up/mine", 0, 99_999).await.unwrap();
+    let r = patch("up/mine", 0, 99_999).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     // The session this process holds is not found through another repository,
     // for a status, a chunk or a completion.
     let r = c.get(format!("{base}/v2/up/other/blobs/uploads/{uuid}")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
-    let r = patch("up/other", 100_000, 199_999).await.unwrap();
+    let r = patch("up/other", 100_000, 199_999).await;
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
     let r = c.put(format!("{base}/v2/up/other/blobs/uploads/{uuid}?digest={}", blob.digest)).send().await.unwrap();
@@ -119,7 +121,7 @@ async fn an_upload_session_answers_only_under_its_own_repository() {
     let r = c.get(format!("{base}/v2/up/mine/blobs/uploads/{uuid}")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(&r, "range"), "0-99999");
-    let r = patch("up/mine", 100_000, 199_999).await.unwrap();
+    let r = patch("up/mine", 100_000, 199_999).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let r = c.put(format!("{base}/v2/up/mine/blobs/uploads/{uuid}?digest={}", blob.digest)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
