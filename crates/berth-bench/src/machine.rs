@@ -166,7 +166,7 @@ fn hashed_loopback(pool: &Pool, size: u64) -> anyhow::Result<f64> {
             full.send(buf)?;
         }
         drop(full);
-        hasher.join().map_err(|_| anyhow::anyhow!("the hashing thread panicked"))
+        joined(hasher, "hashing")
     });
     let mut stream = std::net::TcpStream::connect(addr)?;
     let started = Instant::now();
@@ -174,7 +174,7 @@ fn hashed_loopback(pool: &Pool, size: u64) -> anyhow::Result<f64> {
         stream.write_all(&piece)?;
     }
     stream.shutdown(std::net::Shutdown::Write)?;
-    let received = receiver.join().map_err(|_| anyhow::anyhow!("the receiving thread panicked"))??;
+    let received = joined(receiver, "receiving")??;
     let seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(received == size, "hashed loopback received {received} of {size} bytes");
     Ok(mib_s(size, seconds))
@@ -207,7 +207,12 @@ fn sendfile_loopback(path: &Path, size: u64) -> anyhow::Result<f64> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let sent = sender.join().map_err(|_| anyhow::anyhow!("the sending thread panicked"))??;
+    let sent = joined(sender, "sending")??;
     anyhow::ensure!(received == size && sent == size, "sendfile loopback moved {sent}/{received} of {size} bytes");
     Ok(gib_s(size, seconds))
+}
+
+/// Waits for a measuring thread; its panic becomes an error naming its `role`.
+fn joined<T>(thread: std::thread::JoinHandle<T>, role: &str) -> anyhow::Result<T> {
+    thread.join().map_err(|_| anyhow::anyhow!("the {role} thread panicked"))
 }

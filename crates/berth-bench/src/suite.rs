@@ -56,6 +56,13 @@ pub(crate) fn loadavg() -> String {
     text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
+/// Pool id of the first blob of the suite's `nth` group of pushes (0 monolithic,
+/// 1 chunked, 2 the pull's own): each group has its own ids, so no push sends
+/// bytes the server already holds.
+fn blob_id(args: &SuiteArgs, nth: u64) -> u64 {
+    1 + nth * u64::from(args.push_repeat.max(1))
+}
+
 fn record_params(report: &mut Report, args: &SuiteArgs) {
     report.param("blob_bytes", args.size.0);
     report.param("chunk_bytes", args.chunk.0);
@@ -85,14 +92,13 @@ impl Suite<'_> {
         match step {
             "push" => {
                 let repo = self.repo("push");
-                let spec =
-                    push::Spec { mode: Mode::Monolithic, size: args.size.0, repeat: args.push_repeat, first_id: 1 };
+                let first_id = blob_id(args, 0);
+                let spec = push::Spec { mode: Mode::Monolithic, size: args.size.0, repeat: args.push_repeat, first_id };
                 let blob = push::measure(target, report, &self.pool, &repo, spec).await?;
                 self.pushed = Some((blob, repo));
             }
             "chunked" => {
-                // Blob ids after the monolithic ones: every push sends bytes the server has not seen.
-                let first_id = 1 + u64::from(args.push_repeat.max(1));
+                let first_id = blob_id(args, 1);
                 let spec = push::Spec {
                     mode: Mode::Chunked(args.chunk.0),
                     size: args.size.0,
@@ -104,8 +110,7 @@ impl Suite<'_> {
             "pull" => {
                 if self.pushed.is_none() {
                     let repo = self.repo("pull");
-                    let id = 1 + 2 * u64::from(args.push_repeat.max(1));
-                    let blob = self.pool.blobs(id, 1, args.size.0).await?.remove(0);
+                    let blob = self.pool.blobs(blob_id(args, 2), 1, args.size.0).await?.remove(0);
                     crate::oci::push_monolithic(&mut target.connect().await?, &repo, &blob).await?;
                     self.pushed = Some((blob, repo));
                 }
