@@ -5,12 +5,10 @@
 //! it into place and fsyncs the directory, so after a crash a blob file either
 //! does not exist or holds exactly the bytes its name promises.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use berth_core::{ByteRange, Digest, Hasher};
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use tokio::fs;
@@ -18,6 +16,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::{BlobStore, ByteStream, StorageError, UploadCursor};
 
+mod read;
 mod staged;
 #[cfg(test)]
 use staged::SYNC_EVERY;
@@ -25,21 +24,6 @@ use staged::SYNC_EVERY;
 /// Received chunks queued for the writer thread, at most (the byte budgets of
 /// `staged::Writers::enter` are the real limit).
 const WRITE_QUEUE: usize = 32;
-/// Bytes read from disk per chunk when streaming a blob out.
-const READ_CHUNK: usize = 256 * 1024;
-/// The chunk while more than [`BUSY_DOWNLOADS`] downloads run at once. Each
-/// holds up to three chunks (being read, queued, being sent); with that many
-/// sharing the cores, a smaller chunk costs no throughput and halves the memory
-/// (64 pulls of 64 MiB: peak RSS 74–98 → 58–66 MiB), while one download
-/// alone keeps the larger chunk (3.2 against 3.1 GiB/s with 128 KiB).
-const BUSY_READ_CHUNK: usize = 128 * 1024;
-/// Downloads at once above which they read [`BUSY_READ_CHUNK`]s.
-const BUSY_DOWNLOADS: usize = 16;
-/// Downloads streaming right now.
-static DOWNLOADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-/// Chunks read ahead of the network per download.
-const READ_AHEAD: usize = 1;
-
 /// Blobs as files under a root directory.
 #[derive(Debug, Clone)]
 pub struct FsStore {
@@ -296,102 +280,6 @@ impl FailedSyncs {
     }
 }
 
-/// Streams `len` bytes of `file` from `start`. A blocking reader thread stays one
-/// chunk ahead of the network (a bounded queue of [`READ_AHEAD`] chunks), and
-/// each chunk is read into a pooled buffer that goes to the response without
-/// another copy and back to the pool once sent.
-fn read_chunks(mut file: std::fs::File, start: u64, len: u64) -> ByteStream {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
-    tokio::task::spawn_blocking(move || {
-        let _counted = Download::start();
-        if let Err(e) = file.seek(SeekFrom::Start(start)) {
-            tx.blocking_send(Err(e)).ok();
-            return;
-        }
-        let mut left = len;
-        while left > 0 {
-            let busy = DOWNLOADS.load(std::sync::atomic::Ordering::Relaxed) > BUSY_DOWNLOADS;
-            let mut buf = ReadBuffer::take(if busy { BUSY_READ_CHUNK } else { READ_CHUNK });
-            let want = left.min(buf.0.capacity() as u64);
-            let chunk = match (&mut file).take(want).read_to_end(&mut buf.0) {
-                Ok(0) => Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob shorter than expected")),
-                Ok(n) => {
-                    left -= n as u64;
-                    Ok(Bytes::from_owner(buf))
-                }
-                Err(e) => Err(e),
-            };
-            let failed = chunk.is_err();
-            if tx.blocking_send(chunk).is_err() || failed {
-                return; // the client went away, or the error has been reported
-            }
-        }
-    });
-    tokio_stream_from(rx)
-}
-
-/// Counts a download in [`DOWNLOADS`] while it lives.
-struct Download;
-
-impl Download {
-    fn start() -> Download {
-        DOWNLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Download
-    }
-}
-
-impl Drop for Download {
-    fn drop(&mut self) {
-        DOWNLOADS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Idle read buffers kept for reuse, at most [`IDLE_READ_BUFFERS`] of each
-/// size: reading into memory that was used before costs no page faults, where
-/// a fresh buffer costs the kernel zeroing every page of it (a tenth of a
-/// pull's CPU time).
-static READ_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-/// The same for [`BUSY_READ_CHUNK`]s.
-static BUSY_READ_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-/// Enough for the downloads of a busy node at once, small next to their sockets' buffers.
-const IDLE_READ_BUFFERS: usize = 32;
-
-/// A read buffer of [`READ_CHUNK`] or [`BUSY_READ_CHUNK`] bytes from its pool;
-/// dropping it returns it.
-struct ReadBuffer(Vec<u8>);
-
-impl ReadBuffer {
-    fn pool(capacity: usize) -> &'static std::sync::Mutex<Vec<Vec<u8>>> {
-        if capacity == BUSY_READ_CHUNK { &BUSY_READ_BUFFERS } else { &READ_BUFFERS }
-    }
-
-    fn take(capacity: usize) -> ReadBuffer {
-        let pooled = Self::pool(capacity).lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        let mut buf = pooled.unwrap_or_else(|| Vec::with_capacity(capacity));
-        buf.clear();
-        ReadBuffer(buf)
-    }
-}
-
-impl AsRef<[u8]> for ReadBuffer {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for ReadBuffer {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
-        if !matches!(buf.capacity(), READ_CHUNK | BUSY_READ_CHUNK) {
-            return;
-        }
-        let mut idle = Self::pool(buf.capacity()).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < IDLE_READ_BUFFERS {
-            idle.push(buf);
-        }
-    }
-}
-
 /// Committed blobs under `blobs/<alg>/<xx>/<hex>`; files whose names are not a
 /// digest (stray files, editor leftovers) are skipped.
 fn walk_blobs(root: &Path) -> Vec<(Digest, u64)> {
@@ -436,7 +324,7 @@ impl BlobStore for FsStore {
             Some(r) => (r.start, r.len()),
             None => (0, file.metadata()?.len()),
         };
-        Ok(read_chunks(file, start, len))
+        Ok(read::chunks(file, start, len))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {
@@ -567,7 +455,7 @@ impl BlobStore for FsStore {
         }
         self.settle(id).await?;
         let file = fs::File::open(self.upload_path(id)).await?;
-        Ok(ReaderStream::with_capacity(file, READ_CHUNK).boxed())
+        Ok(ReaderStream::with_capacity(file, read::READ_CHUNK).boxed())
     }
 
     async fn upload_commit(&self, id: &str, _cursor: &UploadCursor, digest: &Digest) -> Result<(), StorageError> {
@@ -619,6 +507,7 @@ impl BlobStore for FsStore {
 mod tests {
     use super::*;
     use berth_core::Algorithm;
+    use bytes::Bytes;
 
     #[tokio::test]
     async fn fs_store_passes_the_backend_suite() {
