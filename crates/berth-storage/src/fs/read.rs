@@ -85,22 +85,20 @@ impl Download {
             CacheReads::Try => read_cached(&self.file, &mut buf.space()[..want], self.pos),
             CacheReads::Off => Cached::Missed,
         };
-        let filled = match cached {
-            Cached::Read(n) => n,
-            Cached::Missed => 0,
-            Cached::Unsupported => {
-                self.cache_reads = CacheReads::Off;
-                0
+        if let Cached::Unsupported = cached {
+            self.cache_reads = CacheReads::Off;
+        }
+        let buf = match cached {
+            Cached::Read(n) => {
+                buf.filled = n;
+                buf
             }
-        };
-        let buf = if filled > 0 {
-            buf.filled = filled;
-            buf
-        } else {
-            let (file, pos) = (self.file.clone(), self.pos);
-            tokio::task::spawn_blocking(move || read_blocking(&file, buf, want, pos))
-                .await
-                .map_err(io::Error::other)??
+            Cached::Missed | Cached::Unsupported => {
+                let (file, pos) = (self.file.clone(), self.pos);
+                tokio::task::spawn_blocking(move || read_blocking(&file, buf, want, pos))
+                    .await
+                    .map_err(io::Error::other)??
+            }
         };
         self.pos += buf.filled as u64;
         self.left -= buf.filled as u64;
