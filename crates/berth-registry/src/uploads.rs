@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use berth_core::{Algorithm, ContentRange, Digest, Hasher, RepoName};
 use berth_meta::{EventActor, EventDraft, EventKind, NewUpload, UploadProgress};
-use berth_storage::UploadCursor;
+use berth_storage::{AppendRest, UploadCursor};
 use futures_util::StreamExt;
 
 use crate::{ByteStream, Registry, RegistryError};
@@ -30,9 +30,30 @@ pub(crate) struct Session {
     loaded: bool,
     /// The repository the session belongs to, once loaded.
     repo: Option<RepoName>,
-    /// The last chunk's progress record, still being written where only this
-    /// process changes its sessions' records (see `append_locked`).
-    saving: Option<tokio::task::JoinHandle<Result<bool, berth_meta::MetaError>>>,
+    /// The work still running behind the last acknowledged chunk, where only
+    /// this process changes its sessions' records (see `append_locked`): its
+    /// progress record being written, maybe after its last bytes are hashed
+    /// and written. It yields the hasher fed every byte.
+    saving: Option<tokio::task::JoinHandle<Result<Hasher, Behind>>>,
+}
+
+/// Why the work behind an acknowledged chunk did not finish.
+#[derive(Debug)]
+enum Behind {
+    /// The blob store could not write the chunk's last bytes: they are gone.
+    Lost(berth_storage::StorageError),
+    /// The progress record was not written (`None`: another writer changed it first).
+    NotSaved(Option<berth_meta::MetaError>),
+}
+
+/// When a chunk's request may be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Once the body has arrived: the store finishes hashing and writing it
+    /// while the answer travels and the client's next request comes in.
+    Received,
+    /// Once every byte is hashed: the caller goes on to use the hash.
+    Hashed,
 }
 
 impl Session {
@@ -41,15 +62,34 @@ impl Session {
         Session { hasher, received, cursor, closed: false, loaded: true, repo: Some(repo.clone()), saving: None }
     }
 
-    /// Waits for the pending progress record, if any. If it was not written,
-    /// the session is reloaded from the record before its next use, which cuts
-    /// off the staged bytes past it.
-    async fn settle_save(&mut self, id: &str) {
-        let Some(saving) = self.saving.take() else { return };
-        let saved = saving.await;
-        if !matches!(saved, Ok(Ok(true))) {
-            tracing::warn!(upload = id, outcome = ?saved, "saving an upload's progress failed; reloading it");
-            self.loaded = false;
+    /// Waits for the work behind the last acknowledged chunk, if any. If its
+    /// record was not written, the session is reloaded from the record before
+    /// its next use, which cuts off the staged bytes past it. If its bytes
+    /// could not be written, that error is returned: the session has lost
+    /// bytes it acknowledged.
+    async fn settle_save(&mut self, id: &str) -> Result<(), berth_storage::StorageError> {
+        let Some(saving) = self.saving.take() else { return Ok(()) };
+        match saving.await {
+            Ok(Ok(hasher)) => {
+                self.hasher = hasher;
+                Ok(())
+            }
+            Ok(Err(Behind::Lost(e))) => {
+                tracing::error!(upload = id, error = %e, "writing an acknowledged upload chunk failed");
+                self.loaded = false;
+                Err(e)
+            }
+            Ok(Err(Behind::NotSaved(error))) => {
+                let error = error.map_or_else(|| "changed by another writer".to_owned(), |e| e.to_string());
+                tracing::warn!(upload = id, %error, "saving an upload's progress failed; reloading it");
+                self.loaded = false;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(upload = id, error = %e, "saving an upload's progress failed; reloading it");
+                self.loaded = false;
+                Ok(())
+            }
         }
     }
 
@@ -146,11 +186,7 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         let repo_existed = self.meta.repo_exists(repo).await?;
         let upload = self.start_upload(repo, digest.algorithm(), actor).await?;
-        let result = async {
-            self.append(repo, &upload.id, None, declared_len, body).await?;
-            self.complete_upload(repo, &upload.id, digest, None, actor).await
-        }
-        .await;
+        let result = self.complete_upload(repo, &upload.id, digest, Some((None, declared_len, body)), actor).await;
         if result.is_err() {
             self.cancel_upload(repo, &upload.id).await.ok();
             // A refused push must not leave behind the repository it created.
@@ -183,10 +219,11 @@ impl Registry {
         let session = self.session_handle(id);
         let mut state = session.lock().await;
         self.load_current(repo, id, &mut state).await?;
-        self.append_locked(repo, id, &mut state, range, declared_len, body).await?;
+        self.append_locked(repo, id, &mut state, range, declared_len, body, Answer::Received).await?;
         Ok(UploadState { id: id.to_owned(), received: state.received })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn append_locked(
         &self,
         repo: &RepoName,
@@ -195,6 +232,7 @@ impl Registry {
         range: Option<ContentRange>,
         declared_len: Option<u64>,
         body: ByteStream,
+        answer: Answer,
     ) -> Result<(), RegistryError> {
         let offset = state.received;
         // Refused before a byte is read when the chunk's size is known.
@@ -209,46 +247,82 @@ impl Registry {
                 return Err(RegistryError::UploadRangeInvalid { received: offset });
             }
         }
-        let mut hasher = state.hasher.clone();
-        let (written, cursor) = self.blobs.upload_append(id, &state.cursor, offset, body, &mut hasher).await?;
+        let (written, cursor, rest) =
+            self.blobs.upload_append_deferred(id, &state.cursor, offset, body, state.hasher.clone()).await?;
         let expected = range.map(|r| r.len()).or(declared_len);
         if expected.is_some_and(|len| len != written) {
+            rest.await.ok();
             self.blobs.upload_rollback(id, &state.cursor, offset).await?;
             return Err(match range {
                 Some(_) => RegistryError::UploadRangeInvalid { received: offset },
                 None => RegistryError::SizeInvalid(format!("Content-Length said {expected:?}, got {written} bytes")),
             });
         }
-        let progress =
-            UploadProgress { received: offset + written, hash_state: hasher.state(), cursor: cursor.0.clone() };
+        let received = offset + written;
         if self.meta.sessions_private_to_this_process() {
             // Nobody else reads the record before this process's next request
             // on the session, which waits for it (`load_current`): the chunk is
             // acknowledged while it is written. It is not synced either way
             // (a bookkeeping commit), so a crash could already lose it; the
             // next load then finds more staged bytes than recorded, cuts them
-            // off, and the client resumes from the recorded offset.
-            let (meta, id) = (self.meta.clone(), id.to_owned());
-            state.saving = Some(tokio::spawn(async move { meta.save_upload_progress(&id, offset, &progress).await }));
-        } else {
-            match self.meta.save_upload_progress(id, offset, &progress).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    // Another request (maybe on another node) appended first: this chunk is out of order.
-                    self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
-                    state.loaded = false;
-                    return Err(RegistryError::UploadRangeInvalid { received: offset });
+            // off, and the client resumes from the recorded offset. A chunk
+            // answered once received has its last bytes hashed and written
+            // behind the answer too, before its record.
+            let hashed: AppendRest = match answer {
+                Answer::Received => rest,
+                Answer::Hashed => {
+                    let hasher = rest.await?;
+                    state.hasher = hasher.clone();
+                    Box::pin(std::future::ready(Ok(hasher)))
                 }
-                Err(e) => {
-                    self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
-                    return Err(e.into());
-                }
+            };
+            state.saving = Some(self.save_behind(id, offset, received, cursor.0.clone(), hashed));
+            state.received = received;
+            state.cursor = cursor;
+            return Ok(());
+        }
+        let hasher = rest.await?;
+        let progress = UploadProgress { received, hash_state: hasher.state(), cursor: cursor.0.clone() };
+        match self.meta.save_upload_progress(id, offset, &progress).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another request (maybe on another node) appended first: this chunk is out of order.
+                self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
+                state.loaded = false;
+                return Err(RegistryError::UploadRangeInvalid { received: offset });
+            }
+            Err(e) => {
+                self.blobs.upload_rollback(id, &state.cursor, offset).await.ok();
+                return Err(e.into());
             }
         }
-        state.received = offset + written;
+        state.received = received;
         state.hasher = hasher;
         state.cursor = cursor;
         Ok(())
+    }
+
+    /// Saves the progress of a chunk of `id` that moved it from `offset` to
+    /// `received`, in a task of its own, once `hashed` yields the hasher fed
+    /// every byte. The task yields that hasher.
+    fn save_behind(
+        &self,
+        id: &str,
+        offset: u64,
+        received: u64,
+        cursor: String,
+        hashed: AppendRest,
+    ) -> tokio::task::JoinHandle<Result<Hasher, Behind>> {
+        let (meta, id) = (self.meta.clone(), id.to_owned());
+        tokio::spawn(async move {
+            let hasher = hashed.await.map_err(Behind::Lost)?;
+            let progress = UploadProgress { received, hash_state: hasher.state(), cursor };
+            match meta.save_upload_progress(&id, offset, &progress).await {
+                Ok(true) => Ok(hasher),
+                Ok(false) => Err(Behind::NotSaved(None)),
+                Err(e) => Err(Behind::NotSaved(Some(e))),
+            }
+        })
     }
 
     /// Finishes a session: appends the optional last chunk, checks the digest,
@@ -265,7 +339,7 @@ impl Registry {
         let mut state = session.lock().await;
         self.load_current(repo, id, &mut state).await?;
         if let Some((range, declared_len, body)) = last_chunk {
-            self.append_locked(repo, id, &mut state, range, declared_len, body).await?;
+            self.append_locked(repo, id, &mut state, range, declared_len, body, Answer::Hashed).await?;
         }
         let sealed = self.blobs.upload_seal(id, &state.cursor).await?;
         let computed = if state.hasher.algorithm() == digest.algorithm() {
@@ -339,6 +413,7 @@ impl Registry {
         for (id, cursor) in &stale {
             let session = self.session_handle(id);
             let mut state = session.lock().await;
+            state.settle_save(id).await.ok();
             state.closed = true;
             self.discard(id, &UploadCursor(cursor.clone())).await;
         }
@@ -351,7 +426,8 @@ impl Registry {
     pub async fn settle_upload_saves(&self) {
         let sessions: Vec<_> = self.sessions.lock().unwrap().iter().map(|(id, s)| (id.clone(), s.clone())).collect();
         for (id, session) in sessions {
-            session.lock().await.settle_save(&id).await;
+            // A failure is logged; the record then holds what survived.
+            session.lock().await.settle_save(&id).await.ok();
         }
     }
 
@@ -377,7 +453,13 @@ impl Registry {
     /// changes its sessions' records (the embedded database), a state it loaded
     /// (and saved since) is as current as the row, and the row is not read again.
     async fn load_current(&self, repo: &RepoName, id: &str, state: &mut Session) -> Result<(), RegistryError> {
-        state.settle_save(id).await;
+        if state.settle_save(id).await.is_err() {
+            // The client was told it had sent bytes the store lost: it must start over.
+            state.closed = true;
+            let cursor = state.cursor.clone();
+            self.discard(id, &cursor).await;
+            return Err(RegistryError::UploadUnknown);
+        }
         if self.meta.sessions_private_to_this_process()
             && state.loaded
             && !state.closed
@@ -497,5 +579,31 @@ mod tests {
         assert!(session.lock().await.saving.is_none(), "no record is still being written");
         let record = meta.get_upload(&repo, &upload.id).await.unwrap().unwrap();
         assert_eq!(record.received, 1000, "the record holds the acknowledged chunk");
+    }
+
+    #[tokio::test]
+    async fn a_chunk_whose_bytes_fail_after_the_answer_ends_its_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn Metadata> = Arc::new(SqliteMeta::open_with(&dir.path().join("t.db"), false).await.unwrap());
+        let blobs = Arc::new(berth_storage::FsStore::open_with(dir.path().join("blobs"), false).await.unwrap());
+        let registry = Registry::new(blobs, meta.clone(), crate::RegistryConfig::default());
+        let repo: RepoName = "library/app".parse().unwrap();
+        let upload = registry.start_upload(&repo, Algorithm::Sha256, &EventActor::system("test")).await.unwrap();
+        let chunk = || -> ByteStream { futures_util::stream::iter([Ok(Bytes::from(vec![7u8; 1000]))]).boxed() };
+        registry.append(&repo, &upload.id, None, Some(1000), chunk()).await.unwrap();
+
+        // The staged file now writes to a full disk. The chunk is one piece,
+        // queued before the store tries to write it: the answer comes first.
+        let staged = dir.path().join("blobs/uploads").join(&upload.id);
+        registry.upload_status(&repo, &upload.id).await.unwrap();
+        std::fs::remove_file(&staged).unwrap();
+        std::os::unix::fs::symlink("/dev/full", &staged).unwrap();
+        let state = registry.append(&repo, &upload.id, None, Some(1000), chunk()).await.unwrap();
+        assert_eq!(state.received, 2000, "answered once the body arrived");
+
+        let next = registry.upload_status(&repo, &upload.id).await;
+        assert!(matches!(next, Err(RegistryError::UploadUnknown)), "the session lost acknowledged bytes: {next:?}");
+        assert!(meta.get_upload(&repo, &upload.id).await.unwrap().is_none(), "its record is gone");
+        assert!(std::fs::symlink_metadata(&staged).is_err(), "and its staged data");
     }
 }

@@ -14,7 +14,7 @@ use futures_util::stream::BoxStream;
 use tokio::fs;
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobStore, ByteStream, StorageError, UploadCursor};
+use crate::{AppendRest, BlobStore, ByteStream, StorageError, UploadCursor};
 
 mod read;
 mod staged;
@@ -216,7 +216,12 @@ impl SpareFiles {
             return remove_if_present(path);
         }
         match std::fs::OpenOptions::new().write(true).open(path) {
-            Ok(file) => file.set_len(0)?,
+            Ok(file) => {
+                if file.set_len(0).is_err() {
+                    // Not a file that can be emptied and reused; discard it all the same.
+                    return remove_if_present(path);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         }
@@ -359,11 +364,24 @@ impl BlobStore for FsStore {
     async fn upload_append(
         &self,
         id: &str,
+        cursor: &UploadCursor,
+        offset: u64,
+        data: ByteStream,
+        hasher: &mut Hasher,
+    ) -> Result<(u64, UploadCursor), StorageError> {
+        let (written, cursor, rest) = self.upload_append_deferred(id, cursor, offset, data, hasher.clone()).await?;
+        *hasher = rest.await?;
+        Ok((written, cursor))
+    }
+
+    async fn upload_append_deferred(
+        &self,
+        id: &str,
         _cursor: &UploadCursor,
         offset: u64,
         mut data: ByteStream,
-        hasher: &mut Hasher,
-    ) -> Result<(u64, UploadCursor), StorageError> {
+        mut hasher: Hasher,
+    ) -> Result<(u64, UploadCursor, AppendRest), StorageError> {
         if !is_safe_id(id) {
             return Err(StorageError::NotFound);
         }
@@ -374,8 +392,9 @@ impl BlobStore for FsStore {
         let entry = self.writers.enter();
         let (queue_bytes, hash_in_writer) = (entry.queue_bytes, entry.hash_in_writer);
         let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(queue_bytes as usize));
+        let path = self.upload_path(id);
         let append = staged::Append {
-            path: self.upload_path(id),
+            path: path.clone(),
             offset,
             durable: self.durable,
             failed_syncs: self.failed_syncs.clone(),
@@ -400,7 +419,7 @@ impl BlobStore for FsStore {
                     let permit =
                         budget.clone().acquire_many_owned(share).await.expect("the queue budget is never closed");
                     if tx.send((chunk, permit)).await.is_err() {
-                        break; // the writer failed; its error is reported below
+                        break; // the writer failed; its error is reported by `rest`
                     }
                 }
                 Err(e) => {
@@ -410,23 +429,37 @@ impl BlobStore for FsStore {
             }
         }
         drop(tx);
-        let outcome = match (writer.await.map_err(std::io::Error::other).and_then(|r| r), failure) {
-            (Ok((fed, tail)), None) => {
-                if let Some(fed) = fed {
-                    *hasher = fed;
+        // The writer hashes and writes what is still queued; the answer need not wait for it.
+        let tails = self.tails.clone();
+        let upload = id.to_owned();
+        let rest = async move {
+            let outcome = match writer.await.map_err(std::io::Error::other).and_then(|r| r) {
+                Ok((fed, tail)) => {
+                    if let Some(tail) = tail {
+                        tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(upload, tail);
+                    }
+                    Ok(fed.unwrap_or(hasher))
                 }
-                if let Some(tail) = tail {
-                    self.tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned(), tail);
+                Err(e) => Err(e),
+            };
+            if outcome.is_err() {
+                // Leave the staged data as it was before this append. The
+                // failed writer took over the previous append's writes and
+                // left none running.
+                if let Ok(file) = fs::OpenOptions::new().write(true).open(&path).await {
+                    file.set_len(offset).await.ok();
                 }
-                Ok((written, UploadCursor::default()))
             }
-            (Err(e), _) | (Ok(_), Some(e)) => Err(e.into()),
+            Ok(outcome?)
         };
-        if outcome.is_err() {
-            // Leave the staged data as it was before this append.
-            self.truncate(id, offset).await.ok();
+        match failure {
+            None => Ok((written, UploadCursor::default(), Box::pin(rest))),
+            Some(e) => {
+                rest.await.ok();
+                self.truncate(id, offset).await.ok();
+                Err(e.into())
+            }
         }
-        outcome
     }
 
     async fn upload_rollback(&self, id: &str, _cursor: &UploadCursor, len: u64) -> Result<(), StorageError> {
@@ -530,6 +563,25 @@ mod tests {
         assert!(path.ends_with(format!("blobs/sha256/ba/{}", digest.encoded())));
         assert_eq!(std::fs::read(path).unwrap(), b"abc");
         assert!(std::fs::read_dir(dir.path().join("uploads")).unwrap().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_deferred_append_reports_writes_that_fail_after_it_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).await.unwrap();
+        let cursor = store.upload_create("u1").await.unwrap();
+        // The staged file now writes to a full disk.
+        let staged = dir.path().join("uploads/u1");
+        std::fs::remove_file(&staged).unwrap();
+        std::os::unix::fs::symlink("/dev/full", &staged).unwrap();
+        // One piece: queued before the writer has tried to write it.
+        let data = futures_util::stream::iter([Ok(Bytes::from(vec![1u8; 1000]))]).boxed();
+        let (written, _, rest) =
+            store.upload_append_deferred("u1", &cursor, 0, data, Algorithm::Sha256.hasher()).await.unwrap();
+        assert_eq!(written, 1000, "answered once the body arrived");
+        let failed = rest.await.expect_err("the failed write reaches the rest of the append");
+        assert!(failed.to_string().contains("space"), "the disk's error: {failed}");
+        std::fs::remove_file(&staged).unwrap();
     }
 
     #[tokio::test]

@@ -78,6 +78,28 @@ pub trait BlobStore: Send + Sync + Debug {
         hasher: &mut Hasher,
     ) -> Result<(u64, UploadCursor), StorageError>;
 
+    /// Like [`BlobStore::upload_append`], but may return as soon as `data` has
+    /// ended, while the last bytes are still being hashed and written: the
+    /// returned [`AppendRest`] resolves to `hasher` fed every byte once they
+    /// are. Until it has resolved, the caller makes no other call for upload
+    /// `id`. If it fails, the staged data is as before the append. An error
+    /// returned here (the body failed, say) means the append is already undone.
+    ///
+    /// This lets a chunked upload's `PATCH` answer while its store catches up,
+    /// overlapping that with the client's next request. Backends that do not
+    /// pipeline their appends finish them here.
+    async fn upload_append_deferred(
+        &self,
+        id: &str,
+        cursor: &UploadCursor,
+        offset: u64,
+        data: ByteStream,
+        mut hasher: Hasher,
+    ) -> Result<(u64, UploadCursor, AppendRest), StorageError> {
+        let (written, cursor) = self.upload_append(id, cursor, offset, data, &mut hasher).await?;
+        Ok((written, cursor, Box::pin(std::future::ready(Ok(hasher)))))
+    }
+
     /// Undoes a successful append that the caller decided not to keep (a chunk of
     /// the wrong length): afterwards the staged data is what `cursor` and `len`
     /// describe.
@@ -115,6 +137,10 @@ pub trait BlobStore: Send + Sync + Debug {
         self.stat(&absent).await.map(|_| ())
     }
 }
+
+/// What [`BlobStore::upload_append_deferred`] left running: resolves to the
+/// upload's hasher once every byte of the append is hashed and written.
+pub type AppendRest = futures_util::future::BoxFuture<'static, Result<Hasher, StorageError>>;
 
 /// Deletes one backend runs at once in [`BlobStore::delete_many`].
 pub const DELETE_CONCURRENCY: usize = 16;

@@ -39,6 +39,7 @@ pub async fn run_all(store: &dyn BlobStore) {
     empty_blob(store).await;
     fresh_upload_reads_empty(store).await;
     delete_many_removes_a_batch(store).await;
+    deferred_appends_stage_and_hash_every_byte(store).await;
 }
 
 /// Garbage collection deletes in batches (S3: DeleteObjects); missing blobs are fine.
@@ -171,5 +172,31 @@ async fn empty_blob(store: &dyn BlobStore) {
     store.upload_commit("suite-7", &c, &digest).await.unwrap();
     assert_eq!(store.stat(&digest).await.unwrap(), Some(0));
     assert!(collect(store.get(&digest, None).await.unwrap()).await.is_empty());
+    store.delete(&digest).await.unwrap();
+}
+
+/// Appends that answer before they finish (a chunked upload's `PATCH`es): each
+/// one's rest yields the hasher fed every byte, and the next append starts once
+/// it has. Large enough for the filesystem's direct writes to run behind.
+async fn deferred_appends_stage_and_hash_every_byte(store: &dyn BlobStore) {
+    let data: Vec<u8> = (0..21 * 1024 * 1024 + 8).map(|i| (i * 7 % 253) as u8).collect();
+    let digest = Digest::sha256(&data);
+    let mut cursor = store.upload_create("suite-8").await.unwrap();
+    let mut hasher = Algorithm::Sha256.hasher();
+    let mut offset = 0usize;
+    for size in [9 * 1024 * 1024 + 3, 12 * 1024 * 1024, 5] {
+        let pieces: Vec<&[u8]> = data[offset..offset + size].chunks(256 * 1024 + 1).collect();
+        let (n, next, rest) =
+            store.upload_append_deferred("suite-8", &cursor, offset as u64, chunks(&pieces), hasher).await.unwrap();
+        assert_eq!(n, size as u64, "the answer counts every byte received");
+        hasher = rest.await.unwrap();
+        offset += size;
+        assert_eq!(store.upload_size("suite-8", &next).await.unwrap(), Some(offset as u64));
+        cursor = next;
+    }
+    assert_eq!(hasher.finish(), digest, "the hasher saw every byte, in order");
+    let cursor = store.upload_seal("suite-8", &cursor).await.unwrap();
+    store.upload_commit("suite-8", &cursor, &digest).await.unwrap();
+    assert!(collect(store.get(&digest, None).await.unwrap()).await == data, "every byte staged in order");
     store.delete(&digest).await.unwrap();
 }

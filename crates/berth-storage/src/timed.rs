@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use berth_core::{ByteRange, Digest, Hasher};
 use futures_util::stream::BoxStream;
 
-use crate::{BlobStore, ByteStream, StorageError, UploadCursor};
+use crate::{AppendRest, BlobStore, ByteStream, StorageError, UploadCursor};
 
 /// The latency histogram every blob-store call feeds.
 pub const STORAGE_OPERATION_DURATION: &str = "berth_storage_operation_duration_seconds";
@@ -76,6 +76,18 @@ impl BlobStore for Timed {
         hasher: &mut Hasher,
     ) -> Result<(u64, UploadCursor), StorageError> {
         timed!("upload_append", self.inner.upload_append(id, cursor, offset, data, hasher))
+    }
+
+    async fn upload_append_deferred(
+        &self,
+        id: &str,
+        cursor: &UploadCursor,
+        offset: u64,
+        data: ByteStream,
+        hasher: Hasher,
+    ) -> Result<(u64, UploadCursor, AppendRest), StorageError> {
+        // The time until the answer: what the client waits for.
+        timed!("upload_append", self.inner.upload_append_deferred(id, cursor, offset, data, hasher))
     }
 
     async fn upload_rollback(&self, id: &str, cursor: &UploadCursor, len: u64) -> Result<(), StorageError> {
