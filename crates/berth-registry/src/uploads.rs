@@ -606,4 +606,38 @@ mod tests {
         assert!(meta.get_upload(&repo, &upload.id).await.unwrap().is_none(), "its record is gone");
         assert!(std::fs::symlink_metadata(&staged).is_err(), "and its staged data");
     }
+
+    #[tokio::test]
+    async fn chunks_answered_before_their_records_commit_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn Metadata> = Arc::new(SqliteMeta::open_with(&dir.path().join("t.db"), false).await.unwrap());
+        let blobs = Arc::new(berth_storage::FsStore::open_with(dir.path().join("blobs"), false).await.unwrap());
+        let registry = Registry::new(blobs, meta.clone(), crate::RegistryConfig::default());
+        let repo: RepoName = "library/app".parse().unwrap();
+        let actor = EventActor::system("test");
+        let upload = registry.start_upload(&repo, Algorithm::Sha256, &actor).await.unwrap();
+        let data: Vec<u8> = (0..9 * 1024 * 1024 + 17).map(|i| (i % 241) as u8).collect();
+        let mut offset = 0;
+        for size in [3 * 1024 * 1024, 5 * 1024 * 1024 + 3, 1, 1024 * 1024 + 13] {
+            let pieces: Vec<_> =
+                data[offset..offset + size].chunks(100_000).map(|p| Ok(Bytes::copy_from_slice(p))).collect();
+            let body: ByteStream = futures_util::stream::iter(pieces).boxed();
+            let state = registry.append(&repo, &upload.id, None, Some(size as u64), body).await.unwrap();
+            offset += size;
+            assert_eq!(state.received, offset as u64);
+        }
+        let status = registry.upload_status(&repo, &upload.id).await.unwrap();
+        assert_eq!(status.received, offset as u64, "a status waits for every record");
+        let record = meta.get_upload(&repo, &upload.id).await.unwrap().unwrap();
+        assert_eq!(record.received, offset as u64, "the last chunk's record is written");
+        let restored = Hasher::from_state(Algorithm::Sha256, record.hash_state.as_deref().unwrap()).unwrap();
+        assert_eq!(restored.finish(), Digest::sha256(&data[..offset]), "with the hash state of every byte");
+
+        let last: ByteStream = futures_util::stream::iter([Ok(Bytes::copy_from_slice(&data[offset..]))]).boxed();
+        registry.append(&repo, &upload.id, None, None, last).await.unwrap();
+        let digest = Digest::sha256(&data);
+        let size = registry.complete_upload(&repo, &upload.id, &digest, None, &actor).await.unwrap();
+        assert_eq!(size, data.len() as u64);
+        assert!(meta.get_upload(&repo, &upload.id).await.unwrap().is_none(), "the session is over");
+    }
 }
