@@ -408,6 +408,7 @@ impl BlobStore for FsStore {
         let writer = tokio::task::spawn_blocking(move || staged::write_queued(append, rx, fed));
         let mut written = 0u64;
         let mut failure = None;
+        let mut writer_stopped = false;
         while let Some(chunk) = data.next().await {
             match chunk {
                 Ok(chunk) => {
@@ -419,7 +420,8 @@ impl BlobStore for FsStore {
                     let permit =
                         budget.clone().acquire_many_owned(share).await.expect("the queue budget is never closed");
                     if tx.send((chunk, permit)).await.is_err() {
-                        break; // the writer failed; its error is reported by `rest`
+                        writer_stopped = true; // it failed; `rest` has its error
+                        break;
                     }
                 }
                 Err(e) => {
@@ -452,14 +454,17 @@ impl BlobStore for FsStore {
             }
             Ok(outcome?)
         };
-        match failure {
-            None => Ok((written, UploadCursor::default(), Box::pin(rest))),
-            Some(e) => {
-                rest.await.ok();
-                self.truncate(id, offset).await.ok();
-                Err(e.into())
-            }
+        if let Some(e) = failure {
+            rest.await.ok();
+            self.truncate(id, offset).await.ok();
+            return Err(e.into());
         }
+        if writer_stopped {
+            // The body was not all read: the writer's error is the answer.
+            rest.await?;
+            return Err(std::io::Error::other("the upload's writer stopped before the body ended").into());
+        }
+        Ok((written, UploadCursor::default(), Box::pin(rest)))
     }
 
     async fn upload_rollback(&self, id: &str, _cursor: &UploadCursor, len: u64) -> Result<(), StorageError> {
@@ -566,7 +571,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_deferred_append_reports_writes_that_fail_after_it_answered() {
+    async fn a_deferred_append_reports_failed_writes_before_or_after_it_answers() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
         let cursor = store.upload_create("u1").await.unwrap();
@@ -580,6 +585,14 @@ mod tests {
             store.upload_append_deferred("u1", &cursor, 0, data, Algorithm::Sha256.hasher()).await.unwrap();
         assert_eq!(written, 1000, "answered once the body arrived");
         let failed = rest.await.expect_err("the failed write reaches the rest of the append");
+        assert!(failed.to_string().contains("space"), "the disk's error: {failed}");
+
+        // A body larger than the writer's queue: the receiving sees the writer
+        // stop before the body ends, and the append answers with its error.
+        let pieces: Vec<_> = (0..64).map(|_| Ok(Bytes::from(vec![2u8; 64 << 10]))).collect();
+        let data = futures_util::stream::iter(pieces).boxed();
+        let failed = store.upload_append_deferred("u1", &cursor, 0, data, Algorithm::Sha256.hasher()).await;
+        let failed = failed.err().expect("the append fails before it answers");
         assert!(failed.to_string().contains("space"), "the disk's error: {failed}");
         std::fs::remove_file(&staged).unwrap();
     }
