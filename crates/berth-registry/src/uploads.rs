@@ -581,12 +581,18 @@ mod tests {
         assert_eq!(record.received, 1000, "the record holds the acknowledged chunk");
     }
 
+    /// A registry on the embedded database and the filesystem store (staged
+    /// uploads under `dir/blobs/uploads`), without fsync.
+    async fn registry_on_disk(dir: &std::path::Path) -> (Registry, Arc<dyn Metadata>) {
+        let meta: Arc<dyn Metadata> = Arc::new(SqliteMeta::open_with(&dir.join("t.db"), false).await.unwrap());
+        let blobs = Arc::new(berth_storage::FsStore::open_with(dir.join("blobs"), false).await.unwrap());
+        (Registry::new(blobs, meta.clone(), crate::RegistryConfig::default()), meta)
+    }
+
     #[tokio::test]
     async fn a_chunk_whose_bytes_fail_after_the_answer_ends_its_session() {
         let dir = tempfile::tempdir().unwrap();
-        let meta: Arc<dyn Metadata> = Arc::new(SqliteMeta::open_with(&dir.path().join("t.db"), false).await.unwrap());
-        let blobs = Arc::new(berth_storage::FsStore::open_with(dir.path().join("blobs"), false).await.unwrap());
-        let registry = Registry::new(blobs, meta.clone(), crate::RegistryConfig::default());
+        let (registry, meta) = registry_on_disk(dir.path()).await;
         let repo: RepoName = "library/app".parse().unwrap();
         let upload = registry.start_upload(&repo, Algorithm::Sha256, &EventActor::system("test")).await.unwrap();
         let chunk = || -> ByteStream { futures_util::stream::iter([Ok(Bytes::from(vec![7u8; 1000]))]).boxed() };
@@ -610,9 +616,7 @@ mod tests {
     #[tokio::test]
     async fn chunks_answered_before_their_records_commit_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let meta: Arc<dyn Metadata> = Arc::new(SqliteMeta::open_with(&dir.path().join("t.db"), false).await.unwrap());
-        let blobs = Arc::new(berth_storage::FsStore::open_with(dir.path().join("blobs"), false).await.unwrap());
-        let registry = Registry::new(blobs, meta.clone(), crate::RegistryConfig::default());
+        let (registry, meta) = registry_on_disk(dir.path()).await;
         let repo: RepoName = "library/app".parse().unwrap();
         let actor = EventActor::system("test");
         let upload = registry.start_upload(&repo, Algorithm::Sha256, &actor).await.unwrap();

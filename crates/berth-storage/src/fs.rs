@@ -72,9 +72,7 @@ impl FsStore {
             return Err(StorageError::NotFound);
         }
         self.settle(id).await?;
-        let file = fs::OpenOptions::new().write(true).open(self.upload_path(id)).await?;
-        file.set_len(len).await?;
-        Ok(())
+        Ok(cut_to(&self.upload_path(id), len).await?)
     }
 
     /// The direct writes the last append of `id` left running, if any.
@@ -94,6 +92,11 @@ impl FsStore {
         debug_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
         self.root.join("uploads").join(id)
     }
+}
+
+/// Cuts the staged file at `path` back to `len` bytes.
+async fn cut_to(path: &Path, len: u64) -> std::io::Result<()> {
+    fs::OpenOptions::new().write(true).open(path).await?.set_len(len).await
 }
 
 /// Persists directory entries just made in `dir` (a rename into it, a new
@@ -435,22 +438,17 @@ impl BlobStore for FsStore {
         let tails = self.tails.clone();
         let upload = id.to_owned();
         let rest = async move {
-            let outcome = match writer.await.map_err(std::io::Error::other).and_then(|r| r) {
-                Ok((fed, tail)) => {
-                    if let Some(tail) = tail {
-                        tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(upload, tail);
-                    }
-                    Ok(fed.unwrap_or(hasher))
+            let outcome = writer.await.map_err(std::io::Error::other).and_then(|r| r).map(|(fed, tail)| {
+                if let Some(tail) = tail {
+                    tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(upload, tail);
                 }
-                Err(e) => Err(e),
-            };
+                fed.unwrap_or(hasher)
+            });
             if outcome.is_err() {
                 // Leave the staged data as it was before this append. The
                 // failed writer took over the previous append's writes and
-                // left none running.
-                if let Ok(file) = fs::OpenOptions::new().write(true).open(&path).await {
-                    file.set_len(offset).await.ok();
-                }
+                // left none running, so there is nothing to settle first.
+                cut_to(&path, offset).await.ok();
             }
             Ok(outcome?)
         };
