@@ -561,6 +561,12 @@ mod tests {
 
     use super::*;
 
+    /// A request body made of `pieces`.
+    fn body_of(pieces: impl IntoIterator<Item = Bytes>) -> ByteStream {
+        let pieces: Vec<_> = pieces.into_iter().map(Ok).collect();
+        futures_util::stream::iter(pieces).boxed()
+    }
+
     #[tokio::test]
     async fn settling_writes_the_record_of_every_acknowledged_chunk() {
         let dir = tempfile::tempdir().unwrap();
@@ -570,7 +576,7 @@ mod tests {
         let registry = Registry::new(blobs, meta.clone(), crate::RegistryConfig::default());
         let repo: RepoName = "library/app".parse().unwrap();
         let upload = registry.start_upload(&repo, Algorithm::Sha256, &EventActor::system("test")).await.unwrap();
-        let chunk: ByteStream = futures_util::stream::iter([Ok(Bytes::from(vec![7u8; 1000]))]).boxed();
+        let chunk = body_of([Bytes::from(vec![7u8; 1000])]);
         let state = registry.append(&repo, &upload.id, None, Some(1000), chunk).await.unwrap();
         assert_eq!(state.received, 1000);
 
@@ -595,7 +601,7 @@ mod tests {
         let (registry, meta) = registry_on_disk(dir.path()).await;
         let repo: RepoName = "library/app".parse().unwrap();
         let upload = registry.start_upload(&repo, Algorithm::Sha256, &EventActor::system("test")).await.unwrap();
-        let chunk = || -> ByteStream { futures_util::stream::iter([Ok(Bytes::from(vec![7u8; 1000]))]).boxed() };
+        let chunk = || body_of([Bytes::from(vec![7u8; 1000])]);
         registry.append(&repo, &upload.id, None, Some(1000), chunk()).await.unwrap();
 
         // The staged file now writes to a full disk. The chunk is one piece,
@@ -623,9 +629,7 @@ mod tests {
         let data: Vec<u8> = (0..9 * 1024 * 1024 + 17).map(|i| (i % 241) as u8).collect();
         let mut offset = 0;
         for size in [3 * 1024 * 1024, 5 * 1024 * 1024 + 3, 1, 1024 * 1024 + 13] {
-            let pieces: Vec<_> =
-                data[offset..offset + size].chunks(100_000).map(|p| Ok(Bytes::copy_from_slice(p))).collect();
-            let body: ByteStream = futures_util::stream::iter(pieces).boxed();
+            let body = body_of(data[offset..offset + size].chunks(100_000).map(Bytes::copy_from_slice));
             let state = registry.append(&repo, &upload.id, None, Some(size as u64), body).await.unwrap();
             offset += size;
             assert_eq!(state.received, offset as u64);
@@ -637,7 +641,7 @@ mod tests {
         let restored = Hasher::from_state(Algorithm::Sha256, record.hash_state.as_deref().unwrap()).unwrap();
         assert_eq!(restored.finish(), Digest::sha256(&data[..offset]), "with the hash state of every byte");
 
-        let last: ByteStream = futures_util::stream::iter([Ok(Bytes::copy_from_slice(&data[offset..]))]).boxed();
+        let last = body_of([Bytes::copy_from_slice(&data[offset..])]);
         registry.append(&repo, &upload.id, None, None, last).await.unwrap();
         let digest = Digest::sha256(&data);
         let size = registry.complete_upload(&repo, &upload.id, &digest, None, &actor).await.unwrap();
