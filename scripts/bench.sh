@@ -410,6 +410,12 @@ for ROUND in $(seq 1 "$ROUNDS"); do
   "$BENCH_BIN" rate --url "http://127.0.0.1:$port" --path /v2/bench/manifest/manifests/latest --name baseline \
     --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
     --label baseline --round "$ROUND" --json "$RUN/baseline.r$ROUND.json" >/dev/null
+  # The same server's upload sink hashes and drops what it receives: the pushes' ceiling
+  # over HTTP, and its chunked rate against its monolithic one the best ratio here.
+  "$BENCH_BIN" push --url "http://127.0.0.1:$port" --size "$SIZE" --repeat 3 \
+    --label baseline --round "$ROUND" --json "$RUN/baseline.push.r$ROUND.json" >/dev/null
+  "$BENCH_BIN" push --url "http://127.0.0.1:$port" --size "$SIZE" --chunk "$CHUNK" --repeat 3 \
+    --label baseline --round "$ROUND" --json "$RUN/baseline.chunked.r$ROUND.json" >/dev/null
   stop_pid "$BASELINE_PID"
   # A/B/A/B: odd rounds start with berth, even rounds with the last peer.
   order=("${REGISTRIES[@]}")

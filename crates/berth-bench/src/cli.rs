@@ -62,7 +62,8 @@ pub enum Command {
     Rss(RssArgs),
     /// Wait until GET /v2/ answers; time to ready since a start stamp, and idle RSS.
     WaitReady(WaitReadyArgs),
-    /// A minimal hyper server answering every request with a fixed 417-byte body.
+    /// A minimal hyper server answering every request with a fixed 417-byte body, except
+    /// uploads, which it hashes and drops (the ceilings for small GETs and for pushes).
     BaselineServer(BaselineArgs),
     /// The machine's limits: sha256 (openssl and Rust), dd with and without fsync, loopback TCP.
     Machine(MachineArgs),

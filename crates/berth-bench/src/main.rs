@@ -25,6 +25,7 @@ mod suite;
 mod summarize;
 mod tags;
 mod targets;
+mod upload_sink;
 mod zb;
 
 use std::process::ExitCode;
