@@ -22,6 +22,7 @@ pub mod postgres;
 mod proxy;
 mod proxy_sql;
 mod quota;
+mod registry_sql;
 pub mod retention;
 pub mod sqlite;
 mod stats;

@@ -8,16 +8,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use berth_core::{Algorithm, Digest, RepoName, Tag};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use berth_core::{Digest, RepoName, Tag};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::BlobRow;
-use crate::{
-    BlobIndex, EventActor, EventDraft, EventKind, GcKind, JobLeases, ManifestRecord, ManifestStore, MetaError,
-    NewManifest, NewUpload, Referrer, RepoStore, Upload, UploadProgress, UploadStore, now_unix,
-};
+use crate::{EventActor, EventDraft, EventKind, GcKind, MetaError, NewManifest, NewUpload, UploadProgress, now_unix};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "registry", include_str!("../migrations/postgres/0001_registry.sql")),
@@ -78,45 +73,6 @@ impl PostgresMeta {
         self.pool.close().await;
     }
 
-    /// Records blob `digest` and makes it visible in `repo` (see
-    /// [`RepoStore::link_blob`]), ending upload session `finished_upload` in
-    /// the same transaction if given.
-    async fn link_blob_finishing(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        size: u64,
-        events: &[EventDraft],
-        finished_upload: Option<&str>,
-    ) -> Result<(), MetaError> {
-        let mut tx = self.pool.begin().await?;
-        let now = now_unix();
-        let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT(digest) DO NOTHING")
-            .bind(digest.as_str())
-            .bind(size as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT(repo_id, digest) DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(digest.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // Until a manifest references it, the link is garbage once the grace period ends.
-        collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
-        events::insert_events(&mut tx, events).await?;
-        if let Some(upload) = finished_upload {
-            sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// A connection for reading.
     pub(crate) async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, MetaError> {
         Ok(self.pool.acquire().await?)
@@ -131,10 +87,6 @@ impl PostgresMeta {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-fn parse_digest(s: &str) -> Result<Digest, MetaError> {
-    s.parse().map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
 }
 
 /// The references of a manifest that repository `repo_id` does not hold, in
@@ -214,172 +166,12 @@ async fn ensure_repo(
     Ok(id)
 }
 
-#[async_trait]
-impl RepoStore for PostgresMeta {
-    async fn repo_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
-            .bind(repo.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(found.is_some())
-    }
-
-    async fn list_repos(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>, MetaError> {
-        let names = sqlx::query_scalar("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
-            .bind(last.unwrap_or(""))
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(names)
-    }
-
-    async fn delete_repo_if_empty(&self, repo: &RepoName) -> Result<bool, MetaError> {
-        let done = sqlx::query(
-            "DELETE FROM repositories WHERE name = $1
-               AND NOT EXISTS (SELECT 1 FROM manifests WHERE repo_id = repositories.id)
-               AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = repositories.id)
-               AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repo_id = repositories.id)
-               AND NOT EXISTS (SELECT 1 FROM uploads WHERE repo_id = repositories.id)",
-        )
-        .bind(repo.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-}
-
-#[async_trait]
-impl BlobIndex for PostgresMeta {
-    async fn blob_in_repo(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, MetaError> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-             WHERE rb.repo_id = (SELECT id FROM repositories WHERE name = $1) AND rb.digest = $2",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(size.map(|s| s as u64))
-    }
-
-    async fn find_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT size FROM blobs WHERE digest = $1 AND EXISTS (SELECT 1 FROM repository_blobs WHERE digest = $2)",
-        )
-        .bind(digest.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(size.map(|s| s as u64))
-    }
-
-    async fn list_blobs(&self, after: Option<&str>, limit: u32) -> Result<Vec<BlobRow>, MetaError> {
-        let rows = sqlx::query(
-            "SELECT b.digest, b.size,
-                    CASE WHEN EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest) THEN 1 ELSE 0 END
-                      AS linked
-             FROM blobs b WHERE b.digest > $1 ORDER BY b.digest LIMIT $2",
-        )
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(BlobRow {
-                    digest: parse_digest(row.try_get("digest")?)?,
-                    size: row.try_get::<i64, _>("size")? as u64,
-                    linked: row.try_get::<i32, _>("linked")? != 0,
-                })
-            })
-            .collect()
-    }
-
-    async fn repos_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<String>, MetaError> {
-        let names = sqlx::query_scalar(
-            "SELECT r.name FROM repository_blobs b JOIN repositories r ON r.id = b.repo_id
-             WHERE b.digest = $1 ORDER BY r.name LIMIT $2",
-        )
-        .bind(digest.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(names)
-    }
-
-    async fn link_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        size: u64,
-        events: &[EventDraft],
-    ) -> Result<(), MetaError> {
-        self.link_blob_finishing(repo, digest, size, events, None).await
-    }
-
-    async fn mount_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        events: &[EventDraft],
-    ) -> Result<Option<u64>, MetaError> {
-        let mut tx = self.pool.begin().await?;
-        // Locked so the collector cannot tombstone it between this check and the link.
-        let row: Option<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT size, deleting_since FROM blobs WHERE digest = $1 FOR SHARE")
-                .bind(digest.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((size, None)) = row else {
-            return Ok(None);
-        };
-        let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT(repo_id, digest) DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(digest.as_str())
-        .bind(now_unix())
-        .execute(&mut *tx)
-        .await?;
-        collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
-        events::insert_events(&mut tx, events).await?;
-        tx.commit().await?;
-        Ok(Some(size as u64))
-    }
-
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, events: &[EventDraft]) -> Result<bool, MetaError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "DELETE FROM repository_blobs WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let deleted = done.rows_affected() > 0;
-        if deleted {
-            collector::enqueue(&mut tx, &[(GcKind::Blob, 0, digest.to_string())]).await?;
-            events::insert_events(&mut tx, events).await?;
-        }
-        tx.commit().await?;
-        Ok(deleted)
-    }
-}
-
-fn manifest_record(row: &PgRow, with_payload: bool) -> Result<ManifestRecord, MetaError> {
-    Ok(ManifestRecord {
-        digest: parse_digest(row.try_get("digest")?)?,
-        media_type: row.try_get("media_type")?,
-        size: row.try_get::<i64, _>("size")? as u64,
-        payload: if with_payload { Some(row.try_get("payload")?) } else { None },
-    })
-}
-
-#[async_trait]
-impl ManifestStore for PostgresMeta {
-    async fn put_manifest(&self, repo: &RepoName, m: NewManifest, tags: &[Tag]) -> Result<(), MetaError> {
+/// The writes the registry tables' shared code leaves to each dialect (see `registry_sql.rs`):
+/// upsert transactions, so that several nodes can run them at once.
+impl PostgresMeta {
+    /// Stores a manifest and points `tags` at it
+    /// (see [`ManifestStore::put_manifest`](crate::ManifestStore::put_manifest)).
+    async fn tuned_put_manifest(&self, repo: &RepoName, m: NewManifest, tags: &[Tag]) -> Result<(), MetaError> {
         let now = now_unix();
         let mut tx = self.pool.begin().await?;
         let repo_id = ensure_repo(&mut tx, repo, m.events.first().map(|e| &e.actor)).await?;
@@ -468,193 +260,48 @@ impl ManifestStore for PostgresMeta {
         Ok(())
     }
 
-    async fn manifest_by_digest(
+    /// Records blob `digest` and makes it visible in `repo`
+    /// (see [`BlobIndex::link_blob`](crate::BlobIndex::link_blob)), ending upload
+    /// session `finished_upload` in the same transaction if given.
+    async fn tuned_link_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
-        with_payload: bool,
-    ) -> Result<Option<ManifestRecord>, MetaError> {
-        let sql = if with_payload {
-            "SELECT digest, media_type, size, payload FROM manifests
-             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2"
-        } else {
-            "SELECT digest, media_type, size FROM manifests
-             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2"
-        };
-        let row = sqlx::query(sql).bind(repo.as_str()).bind(digest.as_str()).fetch_optional(&self.pool).await?;
-        row.map(|r| manifest_record(&r, with_payload)).transpose()
-    }
-
-    async fn manifest_by_tag(
-        &self,
-        repo: &RepoName,
-        tag: &Tag,
-        with_payload: bool,
-    ) -> Result<Option<ManifestRecord>, MetaError> {
-        let sql = if with_payload {
-            "SELECT m.digest, m.media_type, m.size, m.payload FROM tags t
-             JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
-             WHERE t.repo_id = (SELECT id FROM repositories WHERE name = $1) AND t.name = $2"
-        } else {
-            "SELECT m.digest, m.media_type, m.size FROM tags t
-             JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.manifest_digest
-             WHERE t.repo_id = (SELECT id FROM repositories WHERE name = $1) AND t.name = $2"
-        };
-        let row = sqlx::query(sql).bind(repo.as_str()).bind(tag.as_str()).fetch_optional(&self.pool).await?;
-        row.map(|r| manifest_record(&r, with_payload)).transpose()
-    }
-
-    async fn delete_manifest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
+        size: u64,
         events: &[EventDraft],
-    ) -> Result<bool, MetaError> {
+        finished_upload: Option<&str>,
+    ) -> Result<(), MetaError> {
         let mut tx = self.pool.begin().await?;
-        immutable::refuse_protected_manifest(&mut tx, repo, digest.as_str()).await?;
-        let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
-            .bind(repo.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        // What it references, read before the cascade removes it and queued after the
-        // delete: queue rows are always locked last (PostgreSQL lock order).
-        if let Some(repo_id) = repo_id {
-            // A child of an index stays while the index does: deleting it would break the index.
-            let parent: Option<String> = sqlx::query_scalar(
-                "SELECT manifest_digest FROM manifest_refs
-                 WHERE repo_id = $1 AND child_digest = $2 AND kind = 'manifest' LIMIT 1",
-            )
-            .bind(repo_id)
+        let now = now_unix();
+        let repo_id = ensure_repo(&mut tx, repo, events.first().map(|e| &e.actor)).await?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT(digest) DO NOTHING")
             .bind(digest.as_str())
-            .fetch_optional(&mut *tx)
+            .bind(size as i64)
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
-            if let Some(parent) = parent {
-                return Err(MetaError::ReferencedByIndex(parent));
-            }
-        }
-        let queued: Vec<(GcKind, i64, String)> = if let Some(repo_id) = repo_id {
-            let mut queued = collector::manifest_refs_to_queue(&mut tx, repo_id, digest.as_str()).await?;
-            let subject: Option<Option<String>> =
-                sqlx::query_scalar("SELECT subject_digest FROM manifests WHERE repo_id = $1 AND digest = $2")
-                    .bind(repo_id)
-                    .bind(digest.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            queued.extend(subject.flatten().map(|s| (GcKind::Manifest, s)));
-            queued.into_iter().map(|(kind, d)| (kind, repo_id, d)).collect()
-        } else {
-            Vec::new()
-        };
-        // Tags and refs go with it through ON DELETE CASCADE.
-        let done = sqlx::query(
-            "DELETE FROM manifests WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+        sqlx::query(
+            "INSERT INTO repository_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT(repo_id, digest) DO NOTHING",
         )
-        .bind(repo.as_str())
+        .bind(repo_id)
         .bind(digest.as_str())
+        .bind(now)
         .execute(&mut *tx)
         .await?;
-        let deleted = done.rows_affected() > 0;
-        if deleted {
-            collector::enqueue(&mut tx, &queued).await?;
-            events::insert_events(&mut tx, events).await?;
+        // Until a manifest references it, the link is garbage once the grace period ends.
+        collector::enqueue(&mut tx, &[(GcKind::Link, repo_id, digest.to_string())]).await?;
+        events::insert_events(&mut tx, events).await?;
+        if let Some(upload) = finished_upload {
+            sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(deleted)
+        Ok(())
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventDraft]) -> Result<bool, MetaError> {
-        let mut tx = self.pool.begin().await?;
-        immutable::refuse_protected(&mut tx, repo, &[tag.as_str().to_owned()]).await?;
-        let target: Option<(i64, String)> = sqlx::query_as(
-            "DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2
-             RETURNING repo_id, manifest_digest",
-        )
-        .bind(repo.as_str())
-        .bind(tag.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let deleted = target.is_some();
-        if let Some((repo_id, digest)) = target {
-            // The manifest may be garbage now (queue rows are locked last).
-            let queued = collector::untagged_to_queue(&mut tx, repo_id, vec![digest]).await?;
-            collector::enqueue(&mut tx, &queued).await?;
-            events::insert_events(&mut tx, events).await?;
-        }
-        tx.commit().await?;
-        Ok(deleted)
-    }
-
-    async fn list_tags(
-        &self,
-        repo: &RepoName,
-        last: Option<&str>,
-        limit: Option<u32>,
-    ) -> Result<Vec<String>, MetaError> {
-        let tags = sqlx::query_scalar(
-            "SELECT name FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name > $2
-             ORDER BY name LIMIT $3",
-        )
-        .bind(repo.as_str())
-        .bind(last.unwrap_or(""))
-        .bind(limit.map(i64::from))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(tags)
-    }
-
-    async fn list_referrers(
-        &self,
-        repo: &RepoName,
-        subject: &Digest,
-        artifact_type: Option<&str>,
-    ) -> Result<Vec<Referrer>, MetaError> {
-        let rows = sqlx::query(
-            "SELECT digest, media_type, size, artifact_type, annotations FROM manifests
-             WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND subject_digest = $2
-               AND ($3::TEXT IS NULL OR artifact_type = $3)
-             ORDER BY created_at, digest",
-        )
-        .bind(repo.as_str())
-        .bind(subject.as_str())
-        .bind(artifact_type)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Referrer {
-                    digest: parse_digest(row.try_get("digest")?)?,
-                    media_type: row.try_get("media_type")?,
-                    size: row.try_get::<i64, _>("size")? as u64,
-                    artifact_type: row.try_get("artifact_type")?,
-                    annotations_json: row.try_get("annotations")?,
-                })
-            })
-            .collect()
-    }
-}
-
-#[async_trait]
-impl JobLeases for PostgresMeta {
-    async fn try_lease(&self, job: &str, holder: &str, ttl_secs: i64) -> Result<bool, MetaError> {
-        let now = now_unix();
-        let done = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE leases.expires_at < $4 OR leases.holder = excluded.holder",
-        )
-        .bind(job)
-        .bind(holder)
-        .bind(now + ttl_secs)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-}
-
-#[async_trait]
-impl UploadStore for PostgresMeta {
-    async fn create_upload(&self, upload: &NewUpload) -> Result<(), MetaError> {
+    /// Opens an upload session
+    /// (see [`UploadStore::create_upload`](crate::UploadStore::create_upload)).
+    async fn tuned_create_upload(&self, upload: &NewUpload) -> Result<(), MetaError> {
         let now = now_unix();
         let mut tx = self.pool.begin().await?;
         let repo_id = ensure_repo(&mut tx, &upload.repo, Some(&upload.actor)).await?;
@@ -673,31 +320,8 @@ impl UploadStore for PostgresMeta {
         Ok(())
     }
 
-    async fn get_upload(&self, repo: &RepoName, id: &str) -> Result<Option<Upload>, MetaError> {
-        let row = sqlx::query(
-            "SELECT id, received, algorithm, started_at, updated_at, hash_state, cursor FROM uploads
-             WHERE id = $1 AND repo_id = (SELECT id FROM repositories WHERE name = $2)",
-        )
-        .bind(id)
-        .bind(repo.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            let algorithm: String = row.try_get("algorithm")?;
-            Ok(Upload {
-                id: row.try_get("id")?,
-                received: row.try_get::<i64, _>("received")? as u64,
-                algorithm: Algorithm::from_str(&algorithm).map_err(|_| MetaError::Corrupt(algorithm.clone()))?,
-                started_at: row.try_get("started_at")?,
-                updated_at: row.try_get("updated_at")?,
-                hash_state: row.try_get("hash_state")?,
-                cursor: row.try_get("cursor")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn save_upload_progress(
+    /// Records an upload's progress unless another request moved it first.
+    async fn tuned_save_upload_progress(
         &self,
         id: &str,
         expected_received: u64,
@@ -715,29 +339,10 @@ impl UploadStore for PostgresMeta {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
+    /// Ends an upload session.
+    async fn tuned_delete_upload(&self, id: &str) -> Result<bool, MetaError> {
         let done = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
-    }
-
-    async fn finish_upload(
-        &self,
-        id: &str,
-        repo: &RepoName,
-        digest: &Digest,
-        size: u64,
-        events: &[EventDraft],
-    ) -> Result<(), MetaError> {
-        self.link_blob_finishing(repo, digest, size, events, Some(id)).await
-    }
-
-    async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<(String, String)>, MetaError> {
-        let rows = sqlx::query_as("SELECT id, cursor FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2")
-            .bind(before)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows)
     }
 }
 
@@ -840,6 +445,12 @@ mod catalog {
             plan_column: 0,
         }
     );
+}
+
+/// Repositories, blobs, manifests, tags, leases and upload sessions (shared SQL
+/// around the tuned writes above).
+mod registry {
+    crate::registry_sql::registry_impl!(super::PostgresMeta, sqlx::Postgres, " FOR SHARE", false);
 }
 
 /// Tag immutability rules and the in-transaction check (shared SQL).

@@ -16,8 +16,8 @@ use berth_core::{Digest, RepoName, Tag};
 use rusqlite::ToSql;
 use rusqlite::types::Value;
 
-use super::parse_digest;
 use crate::immutability;
+use crate::registry_sql::parse_digest;
 use crate::{
     EventActor, EventDraft, EventKind, GcKind, MetaError, NewManifest, NewUpload, UploadProgress, now_ms, now_unix,
 };
