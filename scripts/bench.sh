@@ -411,7 +411,7 @@ for ROUND in $(seq 1 "$ROUNDS"); do
     --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
     --label baseline --round "$ROUND" --json "$RUN/baseline.r$ROUND.json" >/dev/null
   # The same server's upload sink hashes and drops what it receives: the pushes' ceiling
-  # over HTTP, and its chunked rate against its monolithic one the best ratio here.
+  # over HTTP, and what a request per chunk costs when each answer waits for the hash.
   "$BENCH_BIN" push --url "http://127.0.0.1:$port" --size "$SIZE" --repeat 3 \
     --label baseline --round "$ROUND" --json "$RUN/baseline.push.r$ROUND.json" >/dev/null
   "$BENCH_BIN" push --url "http://127.0.0.1:$port" --size "$SIZE" --chunk "$CHUNK" --repeat 3 \

@@ -57,7 +57,7 @@ pub fn evaluate(s: &Summary) -> Vec<TargetRow> {
         chunked.push(c.at_least(c.get("berth-nofsync", "push.chunked.mib_s"), nofsync, 0.9, "monolithic, fsync off"));
     }
     // Context, not a check: the same ratio for the baseline server's upload sink, which
-    // hashes and stores nothing, is the best a verifying registry can do on this machine.
+    // hashes and stores nothing, is what the requests themselves cost on this machine.
     if let (Some(sink_chunked), Some(sink_mono)) =
         (c.get("baseline", "push.chunked.mib_s"), c.get("baseline", "push.monolithic.mib_s"))
     {
