@@ -24,7 +24,7 @@ use crate::MetaError;
 
 /// A digest read back from the database.
 pub(crate) fn parse_digest(s: &str) -> Result<Digest, MetaError> {
-    s.parse().map_err(|_| MetaError::Corrupt(format!("bad digest in database: {s}")))
+    s.parse().map_err(|_| MetaError::Corrupt(format!("bad digest {s:?}")))
 }
 
 /// Expands the registry tables' stores for one backend type.
