@@ -34,7 +34,8 @@ enum ToHasher {
     Finish(oneshot::Sender<Digest>),
 }
 
-/// The open upload sessions, by id.
+/// The open upload sessions, by id. A session and its thread end with its `PUT` or a
+/// failed request; the server lives for one benchmark round, whose pushes all finish.
 #[derive(Default)]
 pub struct UploadSink {
     sessions: Mutex<HashMap<u64, mpsc::Sender<ToHasher>>>,
