@@ -75,8 +75,7 @@ impl UploadSink {
             self.sessions.lock().expect("sessions lock").remove(&id);
             return status(StatusCode::BAD_REQUEST);
         }
-        let (tx, rx) = oneshot::channel();
-        match hasher.send(ToHasher::Settle(tx)).await.ok().and(rx.await.ok()) {
+        match ask(&hasher, ToHasher::Settle).await {
             Some(hashed) => accepted(path, hashed),
             None => status(StatusCode::INTERNAL_SERVER_ERROR),
         }
@@ -91,8 +90,7 @@ impl UploadSink {
         if feed(&hasher, body).await.is_err() {
             return status(StatusCode::BAD_REQUEST);
         }
-        let (tx, rx) = oneshot::channel();
-        let Some(got) = hasher.send(ToHasher::Finish(tx)).await.ok().and(rx.await.ok()) else {
+        let Some(got) = ask(&hasher, ToHasher::Finish).await else {
             return status(StatusCode::INTERNAL_SERVER_ERROR);
         };
         if got != want {
@@ -118,6 +116,14 @@ async fn feed(hasher: &mpsc::Sender<ToHasher>, mut body: Incoming) -> anyhow::Re
         }
     }
     Ok(())
+}
+
+/// Sends the hashing thread a request made with `message` and waits for its answer;
+/// `None` if the thread has stopped.
+async fn ask<T>(hasher: &mpsc::Sender<ToHasher>, message: impl FnOnce(oneshot::Sender<T>) -> ToHasher) -> Option<T> {
+    let (tx, rx) = oneshot::channel();
+    hasher.send(message(tx)).await.ok()?;
+    rx.await.ok()
 }
 
 /// An upload's hashing thread: hashes pieces in order until told to finish.
@@ -152,7 +158,6 @@ fn accepted(location: &str, received: u64) -> Response<Full<Bytes>> {
         .status(StatusCode::ACCEPTED)
         .header(header::LOCATION, location)
         .header(header::RANGE, format!("0-{}", received.saturating_sub(1)))
-        .header(header::CONTENT_LENGTH, 0)
         .body(Full::new(Bytes::new()))
         .expect("static response")
 }
