@@ -16,6 +16,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::{AppendRest, BlobStore, ByteStream, StorageError, UploadCursor};
 
+mod mapped;
 mod read;
 mod staged;
 #[cfg(test)]
