@@ -22,9 +22,8 @@
 
 use std::ffi::c_void;
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
-
-use rustix::mm::{MapFlags, ProtFlags};
 
 /// A chunk of a file, mapped read-only; unmapped on drop.
 pub(super) struct MappedChunk {
@@ -56,7 +55,7 @@ impl Drop for MappedChunk {
     fn drop(&mut self) {
         // SAFETY: the mapping was made by `map_cached` with this address and
         // length, and no slice of it outlives `self`.
-        let _ = unsafe { rustix::mm::munmap(self.map.as_ptr(), self.map_len) };
+        unsafe { libc::munmap(self.map.as_ptr(), self.map_len) };
     }
 }
 
@@ -76,15 +75,19 @@ pub(super) fn map_cached(file: &File, at: u64, len: usize) -> Mapped {
     if cfg!(not(target_os = "linux")) {
         return Mapped::Unsupported; // no residency check (`resident`) elsewhere
     }
-    let page = rustix::param::page_size();
+    // SAFETY: sysconf only reads a system constant.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let skip = (at % page as u64) as usize;
     let map_len = skip + len;
-    // SAFETY: a new read-only shared mapping at an address the kernel picks,
-    // so it aliases no memory of ours.
-    let mapping = unsafe {
-        rustix::mm::mmap(std::ptr::null_mut(), map_len, ProtFlags::READ, MapFlags::SHARED, file, at - skip as u64)
+    let Ok(offset) = libc::off_t::try_from(at - skip as u64) else {
+        return Mapped::Unsupported;
     };
-    let Some(map) = mapping.ok().and_then(NonNull::new) else {
+    // SAFETY: a new read-only shared mapping of an open descriptor at an
+    // address the kernel picks, so it aliases no memory of ours.
+    let map = unsafe {
+        libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), offset)
+    };
+    let Some(map) = NonNull::new(map).filter(|_| map != libc::MAP_FAILED) else {
         return Mapped::Unsupported;
     };
     let chunk = MappedChunk { map, map_len, skip, len };
