@@ -30,12 +30,20 @@ use crate::ByteStream;
 
 /// Bytes read per chunk into a buffer when streaming a blob out.
 pub(super) const READ_CHUNK: usize = 256 * 1024;
-/// Bytes mapped per chunk. Larger chunks take fewer system calls and socket
-/// wake-ups; a chunk's pages count in the server's RSS until it is sent (1 GiB
-/// pulls on the benchmark machine, server CPU per GiB over eight pulls: 0.34–0.37 s
-/// with 512 KiB, 0.31–0.33 s with 1 MiB, 0.29–0.30 s with 2 MiB, 0.285–0.29 s
-/// with 4 MiB).
+/// Bytes mapped per chunk by a download running alone or with a few others.
+/// Larger chunks take fewer system calls and socket wake-ups (1 GiB pulls on
+/// the benchmark machine, server CPU per GiB over eight pulls: 0.34–0.37 s with
+/// 512 KiB, 0.31–0.33 s with 1 MiB, 0.29–0.30 s with 2 MiB, 0.285–0.29 s with
+/// 4 MiB).
 const MAPPED_CHUNK: usize = 4 << 20;
+/// What the mapped chunks of all downloads together aim to stay under, one
+/// chunk each: a mapped chunk's pages count in the server's RSS until it is
+/// sent, and each download holds one or two. 32 pushes and 64 pulls of 64 MiB
+/// at once, three runs each: file-backed RSS (the binary's code included)
+/// peaked at 60–76 MiB with 4 MiB chunks up to [`BUSY_DOWNLOADS`] downloads and
+/// at 34–39 MiB with this budget; the whole RSS at 53–55 MiB, against 63–70
+/// with every chunk read into a buffer.
+const MAPPED_BUDGET: usize = 16 << 20;
 /// Chunks shorter than this are read rather than mapped.
 const MIN_MAPPED: usize = 64 * 1024;
 /// The chunk (read or mapped) while more than [`BUSY_DOWNLOADS`] downloads run
@@ -100,8 +108,11 @@ struct Download {
 
 impl Download {
     async fn next_chunk(&mut self) -> io::Result<Bytes> {
-        let busy = DOWNLOADS.load(Ordering::Relaxed) > BUSY_DOWNLOADS;
-        if let Some(chunk) = self.mapped_chunk(if busy { BUSY_READ_CHUNK } else { MAPPED_CHUNK }) {
+        let downloads = DOWNLOADS.load(Ordering::Relaxed);
+        let busy = downloads > BUSY_DOWNLOADS;
+        let mapped_max =
+            if busy { BUSY_READ_CHUNK } else { (MAPPED_BUDGET / downloads.max(1)).clamp(READ_CHUNK, MAPPED_CHUNK) };
+        if let Some(chunk) = self.mapped_chunk(mapped_max) {
             return Ok(chunk);
         }
         let mut buf = ReadBuffer::take(if busy { BUSY_READ_CHUNK } else { READ_CHUNK });
