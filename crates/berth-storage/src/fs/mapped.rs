@@ -61,19 +61,20 @@ impl Drop for MappedChunk {
 
 /// What mapping a chunk from the page cache gave.
 pub(super) enum Mapped {
-    /// The chunk, every page of it in the page cache.
+    /// The chunk or its head, every page of it in the page cache.
     Chunk(MappedChunk),
-    /// Some page is not in the page cache: read the chunk the other way.
+    /// Too little of it is in the page cache: read the chunk the other way.
     NotCached,
     /// This file cannot be mapped (the filesystem refuses `mmap`).
     Unsupported,
 }
 
-/// Maps `len` (> 0) bytes of `file` at `at` if every page of them is in the
-/// page cache. The caller keeps `at + len` within the file's length.
-pub(super) fn map_cached(file: &File, at: u64, len: usize) -> Mapped {
+/// Maps `len` (> 0) bytes of `file` at `at`, or as many of them from the
+/// start as the page cache holds whole pages of, if that is at least `min`
+/// bytes. The caller keeps `at + len` within the file's length.
+pub(super) fn map_cached(file: &File, at: u64, len: usize, min: usize) -> Mapped {
     if cfg!(not(target_os = "linux")) {
-        return Mapped::Unsupported; // no residency check (`resident`) elsewhere
+        return Mapped::Unsupported; // no residency check (`resident_head`) elsewhere
     }
     // SAFETY: sysconf only reads a system constant.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
@@ -90,21 +91,31 @@ pub(super) fn map_cached(file: &File, at: u64, len: usize) -> Mapped {
     let Some(map) = NonNull::new(map).filter(|_| map != libc::MAP_FAILED) else {
         return Mapped::Unsupported;
     };
-    let chunk = MappedChunk { map, map_len, skip, len };
-    if resident(&chunk, page) { Mapped::Chunk(chunk) } else { Mapped::NotCached }
+    let mut chunk = MappedChunk { map, map_len, skip, len };
+    // The mapping stays whole (it is unmapped whole); the chunk is its cached head.
+    let cached = resident_head(&chunk, page).saturating_sub(skip).min(len);
+    if cached < min {
+        return Mapped::NotCached;
+    }
+    chunk.len = cached;
+    Mapped::Chunk(chunk)
 }
 
-/// Whether every page of the chunk's mapping is in the page cache.
+/// Bytes from the start of the chunk's mapping that lie in pages held by the
+/// page cache (whole pages; the last may end past the mapping).
 #[cfg(target_os = "linux")]
-fn resident(chunk: &MappedChunk, page: usize) -> bool {
+fn resident_head(chunk: &MappedChunk, page: usize) -> usize {
     let mut pages = vec![0u8; chunk.map_len.div_ceil(page)];
     // SAFETY: `map` is a mapping of `map_len` bytes and `pages` has the byte
     // per page that mincore(2) writes.
     let rc = unsafe { libc::mincore(chunk.map.as_ptr(), chunk.map_len, pages.as_mut_ptr()) };
-    rc == 0 && pages.iter().all(|p| p & 1 == 1)
+    if rc != 0 {
+        return 0;
+    }
+    pages.iter().take_while(|p| *p & 1 == 1).count() * page
 }
 
 #[cfg(not(target_os = "linux"))]
-fn resident(_chunk: &MappedChunk, _page: usize) -> bool {
-    false
+fn resident_head(_chunk: &MappedChunk, _page: usize) -> usize {
+    0
 }

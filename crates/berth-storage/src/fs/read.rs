@@ -142,18 +142,19 @@ impl Download {
         Ok(Bytes::from_owner(buf))
     }
 
-    /// The next chunk (at most `max` bytes), mapped, if it is large enough to
-    /// be worth mapping and all in the page cache.
+    /// The next chunk (at most `max` bytes), mapped, if the page cache holds
+    /// enough of it from its start to be worth mapping.
     fn mapped_chunk(&mut self, max: usize) -> Option<Bytes> {
         let in_file = self.file_len.saturating_sub(self.pos);
         let want = usize::try_from(self.left.min(in_file)).unwrap_or(usize::MAX).min(max);
         if !self.paths.map || want < MIN_MAPPED {
             return None;
         }
-        match mapped::map_cached(&self.file, self.pos, want) {
+        match mapped::map_cached(&self.file, self.pos, want, MIN_MAPPED) {
             Mapped::Chunk(chunk) => {
-                self.pos += want as u64;
-                self.left -= want as u64;
+                let len = chunk.as_ref().len();
+                self.pos += len as u64;
+                self.left -= len as u64;
                 Some(Bytes::from_owner(chunk))
             }
             Mapped::NotCached => None,
@@ -337,12 +338,12 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn a_cached_chunk_is_mapped_and_an_evicted_one_is_not() {
+    fn a_cached_chunk_or_its_cached_head_is_mapped_and_an_evicted_one_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let (path, bytes) = blob_file(dir.path(), 3 * MIN_MAPPED);
         let file = File::open(&path).unwrap();
-        match mapped::map_cached(&file, 4097, MIN_MAPPED) {
-            Mapped::Chunk(chunk) => assert_eq!(chunk.as_ref(), &bytes[4097..4097 + MIN_MAPPED]),
+        match mapped::map_cached(&file, 4097, MIN_MAPPED, MIN_MAPPED) {
+            Mapped::Chunk(chunk) => assert!(chunk.as_ref() == &bytes[4097..4097 + MIN_MAPPED], "the chunk's bytes"),
             Mapped::NotCached => panic!("a file just written is in the page cache"),
             Mapped::Unsupported => panic!("mmap refused on {}", dir.path().display()),
         }
@@ -351,7 +352,21 @@ mod tests {
         if rustix::fs::statfs(dir.path()).unwrap().f_type != 0x0102_1994 {
             file.sync_all().unwrap();
             rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
-            assert!(matches!(mapped::map_cached(&file, 0, MIN_MAPPED), Mapped::NotCached));
+            assert!(matches!(mapped::map_cached(&file, 0, MIN_MAPPED, 1), Mapped::NotCached));
+            // Cache it all again, then evict the last third: a chunk asking
+            // for all of it maps the cached head, as long as that is at least `min`.
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut vec![0; bytes.len()], 0).unwrap();
+            let tail = std::num::NonZeroU64::new(MIN_MAPPED as u64);
+            rustix::fs::fadvise(&file, 2 * MIN_MAPPED as u64, tail, rustix::fs::Advice::DontNeed).unwrap();
+            match mapped::map_cached(&file, 10, 3 * MIN_MAPPED - 10, MIN_MAPPED) {
+                Mapped::Chunk(chunk) => {
+                    let got = chunk.as_ref();
+                    assert_eq!(got.len(), 2 * MIN_MAPPED - 10, "the cached head, up to the evicted tail");
+                    assert!(got == &bytes[10..2 * MIN_MAPPED], "the head's bytes");
+                }
+                _ => panic!("the cached head is mapped"),
+            }
+            assert!(matches!(mapped::map_cached(&file, 10, 3 * MIN_MAPPED - 10, 2 * MIN_MAPPED), Mapped::NotCached));
         }
     }
 
