@@ -1,11 +1,11 @@
 //! Sending a page-cached part of a blob straight from the page cache.
 //!
-//! A chunk whose pages are all in the page cache is mapped read-only and
-//! handed to the response as it is: the socket's send copies from the cache
-//! into the connection's buffers, the one copy a pull needs on the server. A
-//! read into a buffer first costs a second copy of every byte. 1 GiB pulls on
-//! the benchmark machine, eight each, alternating: the server's CPU per GiB
-//! 0.37 s with the read, 0.29–0.31 s mapped; see BENCHMARKS.md.
+//! A chunk (or the head of it) whose pages are in the page cache is mapped
+//! read-only and handed to the response as it is: the socket's send copies
+//! from the cache into the connection's buffers, the one copy a pull needs on
+//! the server. A read into a buffer first costs a second copy of every byte.
+//! 1 GiB pulls on the benchmark machine, eight each, alternating: the server's
+//! CPU per GiB 0.36–0.38 s with the read, 0.29–0.30 s mapped; see BENCHMARKS.md.
 //!
 //! Why this is sound: a committed blob file is never written again. It is
 //! written under a temporary name, fsynced, renamed into place and only ever
