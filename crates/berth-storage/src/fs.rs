@@ -329,11 +329,12 @@ impl BlobStore for FsStore {
         let path = self.blob_path(digest);
         let file =
             tokio::task::spawn_blocking(move || std::fs::File::open(path)).await.map_err(std::io::Error::other)??;
+        let file_len = file.metadata()?.len();
         let (start, len) = match range {
             Some(r) => (r.start, r.len()),
-            None => (0, file.metadata()?.len()),
+            None => (0, file_len),
         };
-        Ok(read::chunks(file, start, len))
+        Ok(read::chunks(file, file_len, start, len))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {

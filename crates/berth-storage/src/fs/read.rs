@@ -57,11 +57,11 @@ const BUSY_DOWNLOADS: usize = 16;
 /// Downloads streaming right now.
 static DOWNLOADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Streams `len` bytes of `file` from `start`, one mapping or pooled buffer per
-/// chunk; it goes to the response without another copy and is unmapped or
-/// back in its pool once sent.
-pub(super) fn chunks(file: File, start: u64, len: u64) -> ByteStream {
-    chunks_with(file, start, len, Paths { map: true, cache_reads: true })
+/// Streams `len` bytes of `file` (`file_len` bytes long when opened) from
+/// `start`, one mapping or pooled buffer per chunk; it goes to the response
+/// without another copy and is unmapped or back in its pool once sent.
+pub(super) fn chunks(file: File, file_len: u64, start: u64, len: u64) -> ByteStream {
+    chunks_with(file, file_len, start, len, Paths { map: true, cache_reads: true })
 }
 
 /// Which ways of reading from the page cache on the task a download tries; a
@@ -74,10 +74,9 @@ struct Paths {
     cache_reads: bool,
 }
 
-fn chunks_with(file: File, start: u64, len: u64, paths: Paths) -> ByteStream {
-    // Nothing is mapped past the file's end (a file shorter than promised ends
-    // in the blocking read's error).
-    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+fn chunks_with(file: File, file_len: u64, start: u64, len: u64, paths: Paths) -> ByteStream {
+    // Nothing is mapped past `file_len` (a file shorter than promised ends in
+    // the blocking read's error).
     let download =
         Download { file: Arc::new(file), file_len, pos: start, left: len, paths, _counted: Counted::start() };
     futures_util::stream::unfold(download, |mut download| async move {
@@ -325,14 +324,15 @@ mod tests {
         for paths in ALL_PATHS {
             for (start, n) in ranges {
                 let file = File::open(&path).unwrap();
-                let (got, _) = collect(chunks_with(file, start, n as u64, paths)).await.unwrap();
+                let (got, _) = collect(chunks_with(file, len as u64, start, n as u64, paths)).await.unwrap();
                 assert_eq!(got, &bytes[start as usize..start as usize + n], "{paths:?} at {start}+{n}");
             }
         }
-        let (_, mapped) = collect(chunks(File::open(&path).unwrap(), 0, len as u64)).await.unwrap();
+        let (_, mapped) = collect(chunks(File::open(&path).unwrap(), len as u64, 0, len as u64)).await.unwrap();
         assert_eq!(mapped, 2, "a file just written is cached: a chunk per MAPPED_CHUNK, the last one short");
         let read = Paths { map: false, cache_reads: true };
-        let (_, read) = collect(chunks_with(File::open(&path).unwrap(), 0, len as u64, read)).await.unwrap();
+        let (_, read) =
+            collect(chunks_with(File::open(&path).unwrap(), len as u64, 0, len as u64, read)).await.unwrap();
         assert_eq!(read, len.div_ceil(READ_CHUNK), "a chunk per READ_CHUNK, the last one short");
     }
 
@@ -393,7 +393,8 @@ mod tests {
         let (path, bytes) = blob_file(dir.path(), READ_CHUNK + 10);
         for paths in ALL_PATHS {
             let file = File::open(&path).unwrap();
-            let chunks: Vec<io::Result<Bytes>> = chunks_with(file, 0, bytes.len() as u64 + 100, paths).collect().await;
+            let chunks: Vec<io::Result<Bytes>> =
+                chunks_with(file, bytes.len() as u64, 0, bytes.len() as u64 + 100, paths).collect().await;
             let (last, sent) = chunks.split_last().unwrap();
             let sent: usize = sent.iter().map(|c| c.as_ref().unwrap().len()).sum();
             assert_eq!(sent, bytes.len(), "{paths:?}: every byte the file has, then");
